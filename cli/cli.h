@@ -1,0 +1,41 @@
+/* What the tool's subcommands share: exit codes and error reporting. */
+#ifndef IOPLEX_CLI_H
+#define IOPLEX_CLI_H
+
+#include "ioplex.h"
+
+/* Exit codes, the same for every subcommand (listed in --help). */
+enum {
+    EXIT_OK = 0,
+    EXIT_ERROR = 1,   /* a network or system error not listed below */
+    EXIT_USAGE = 2,   /* bad flags or arguments; model/service/transport misfit */
+    EXIT_RESOLVE = 3, /* a host or service name does not resolve */
+    EXIT_REFUSED = 4, /* connection refused, or no server at the Unix path */
+    EXIT_TIMEOUT = 5, /* connect or idle timeout (-w) */
+    EXIT_BIND = 6,    /* cannot bind: address in use, or permission denied */
+};
+
+#define EXIT_CODES_HELP \
+    "Exit codes: 0 success, 1 network or system error, 2 usage error,\n" \
+    "  3 name does not resolve, 4 connection refused, 5 timed out,\n" \
+    "  6 cannot bind (address in use or not permitted).\n"
+
+/* Print "ioplex <cmd>: <message>" on stderr. */
+void cli_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The exit code for a library error. */
+int cli_exit_code(int err);
+
+/* Fill an address from the positional arguments: "[HOST] PORT" or one
+ * ADDRESS (scheme://..., host:port, /path), or -U PATH. Returns 0 or an
+ * error already reported. */
+int cli_parse_address(const char *cmd, struct iop_addr *a, enum iop_transport t,
+                      int family, const char *unix_path, int argc, char **argv,
+                      int server);
+/* Parse a non-negative decimal within [min, max]; -1 if not. */
+long long cli_parse_number(const char *s, long long min, long long max);
+
+int cmd_serve(int argc, char **argv);
+int cmd_connect(int argc, char **argv);
+
+#endif

@@ -1,0 +1,218 @@
+/* ioplex serve: run a built-in service under a chosen model. */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static iop_server *running;
+static volatile sig_atomic_t stop_signals;
+
+/* First SIGINT/SIGTERM: stop gracefully. Second: leave at once. */
+static void on_stop_signal(int sig)
+{
+    if (stop_signals++ > 0)
+        _exit(128 + sig);
+    if (running)
+        iop_server_stop(running);
+}
+
+struct report_opts {
+    int verbosity; /* -1 quiet, 0 errors and notices, 1 + debug */
+};
+
+static void report(void *ctx, enum iop_log level, const char *line)
+{
+    const struct report_opts *o = ctx;
+    switch (level) {
+    case IOP_LOG_OUTPUT:
+        /* One write per line, flushed, so lines from threads or child
+         * processes never interleave mid-line. */
+        flockfile(stdout);
+        fputs(line, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        funlockfile(stdout);
+        return;
+    case IOP_LOG_ERROR:
+        break;
+    case IOP_LOG_INFO:
+        if (o->verbosity < 0)
+            return;
+        break;
+    case IOP_LOG_DEBUG:
+        if (o->verbosity < 1)
+            return;
+        break;
+    }
+    fprintf(stderr, "ioplex serve: %s\n", line);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ioplex serve [options] [HOST] PORT\n"
+            "       ioplex serve [options] ADDRESS   (tcp://H:P, udp://H:P, unix:///PATH, unixgram:///PATH)\n"
+            "       ioplex serve [options] -U PATH\n"
+            "\n"
+            "Serve a built-in service under a chosen concurrency model. PORT 0\n"
+            "picks a free port; the address is printed on stderr.\n"
+            "\n"
+            "Options:\n"
+            "  -m, --model NAME      concurrency model (default %s)\n"
+            "  -S, --service NAME    service (default ack)\n"
+            "  -u, --udp             UDP (with -U: a Unix datagram socket)\n"
+            "  -U, --unix PATH       a Unix-domain socket at PATH\n"
+            "  -4, -6                IPv4 only, IPv6 only\n"
+            "  -F, --framing KIND    raw, line or len32 (default: the service's)\n"
+            "      --max-frame N     longest message in bytes; longer ones close\n"
+            "                        the connection (default 65536)\n"
+            "      --max-conns N     clients served at once; more are closed at once\n"
+            "      --once            exit after the first client, like the lab's server\n"
+            "      --backlog N       listen backlog (default SOMAXCONN)\n"
+            "      --drain-ms N      at stop, wait this long for output to flush (5000)\n"
+            "  -q, --quiet           print only service output and errors\n"
+            "  -v, --verbose         print connections opening and closing\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Models:\n",
+            iop_default_model());
+    for (const struct iop_model_info *const *m = iop_models(); *m; m++)
+        fprintf(f, "  %-10s %s%s\n", (*m)->name, (*m)->summary,
+                (*m)->datagram ? " (also UDP/unixgram)" : "");
+    fprintf(f, "\nServices:\n");
+    for (const struct iop_service *const *s = iop_services(); *s; s++)
+        fprintf(f, "  %-10s %s%s\n", (*s)->name, (*s)->summary,
+                (*s)->on_datagram ? "" : " (streams only)");
+    fprintf(f, "\nSIGINT or SIGTERM stops accepting, answers what was received and\n"
+               "exits 0; a second one exits at once.\n\n" EXIT_CODES_HELP);
+}
+
+enum { OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN };
+
+static const struct option options[] = {
+    {"model", required_argument, NULL, 'm'},
+    {"service", required_argument, NULL, 'S'},
+    {"udp", no_argument, NULL, 'u'},
+    {"unix", required_argument, NULL, 'U'},
+    {"framing", required_argument, NULL, 'F'},
+    {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"backlog", required_argument, NULL, OPT_BACKLOG},
+    {"drain-ms", required_argument, NULL, OPT_DRAIN},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* A numeric option, or a usage error naming it. */
+static int number_opt(const char *name, const char *val, long long min,
+                      long long max, long long *out)
+{
+    *out = cli_parse_number(val, min, max);
+    if (*out < 0) {
+        cli_error("serve", "%s wants a number from %lld to %lld, not '%s'",
+                  name, min, max, val);
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct iop_server_config cfg;
+    iop_server_config_init(&cfg);
+    struct report_opts ro = {0};
+    enum iop_transport transport = IOP_TCP;
+    int family = AF_UNSPEC;
+    const char *unix_path = NULL, *service = "ack";
+    long long v;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:S:uU:46F:qvh", options, NULL)) != -1) {
+        switch (c) {
+        case 'm': cfg.model = optarg; break;
+        case 'S': service = optarg; break;
+        case 'u': transport = IOP_UDP; break;
+        case 'U': unix_path = optarg; break;
+        case '4': family = AF_INET; break;
+        case '6': family = AF_INET6; break;
+        case 'F': {
+            enum iop_framing f;
+            if (iop_framing_parse(optarg, &f) != 0) {
+                cli_error("serve", "unknown framing '%s' (raw, line or len32)", optarg);
+                return EXIT_USAGE;
+            }
+            cfg.framing = (int)f;
+            break;
+        }
+        case OPT_MAX_FRAME:
+            if (number_opt("--max-frame", optarg, 1, 1 << 30, &v))
+                return EXIT_USAGE;
+            cfg.max_frame = (size_t)v;
+            break;
+        case OPT_MAX_CONNS:
+            if (number_opt("--max-conns", optarg, 1, 1 << 24, &v))
+                return EXIT_USAGE;
+            cfg.max_conns = (unsigned)v;
+            break;
+        case OPT_ONCE: cfg.once = 1; break;
+        case OPT_BACKLOG:
+            if (number_opt("--backlog", optarg, 1, 1 << 20, &v))
+                return EXIT_USAGE;
+            cfg.backlog = (int)v;
+            break;
+        case OPT_DRAIN:
+            if (number_opt("--drain-ms", optarg, 1, 3600 * 1000, &v))
+                return EXIT_USAGE;
+            cfg.drain_ms = (int)v;
+            break;
+        case 'q': ro.verbosity = -1; break;
+        case 'v': ro.verbosity++; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        default:
+            fprintf(stderr, "(try ioplex serve --help)\n");
+            return EXIT_USAGE;
+        }
+    }
+    cfg.service = iop_service_find(service);
+    if (!cfg.service) {
+        cli_error("serve", "unknown service '%s' (see ioplex serve --help)", service);
+        return EXIT_USAGE;
+    }
+    if (cli_parse_address("serve", &cfg.addr, transport, family, unix_path,
+                          argc - optind, argv + optind, 1) != 0)
+        return EXIT_USAGE;
+    cfg.report = report;
+    cfg.report_ctx = &ro;
+
+    char err[IOP_ERR_LEN];
+    iop_server *s;
+    int r = iop_server_open(&s, &cfg, err);
+    if (r != 0) {
+        cli_error("serve", "%s", err);
+        return cli_exit_code(r);
+    }
+    running = s;
+    struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (ro.verbosity >= 0)
+        fprintf(stderr, "ioplex serve: %s on %s (model %s)\n", cfg.service->name,
+                iop_server_address(s), cfg.model ? cfg.model : iop_default_model());
+    r = iop_server_run(s);
+    running = NULL;
+    iop_server_close(s);
+    if (r != 0) {
+        cli_error("serve", "%s", iop_strerror(r));
+        return EXIT_ERROR;
+    }
+    return EXIT_OK;
+}

@@ -1,0 +1,241 @@
+/*
+ * ioplex: one service API, every classic server design.
+ *
+ * This is the library's only public header. A service is a table of
+ * callbacks (struct iop_service); a server binds an address and drives the
+ * service under the concurrency model named in its configuration.
+ *
+ * Conventions: functions return 0 (or a count) on success and a negative
+ * errno value, or one of the IOP_E* codes below, on failure. The library
+ * never prints and never exits; where a caller needs words, functions take
+ * an `err` buffer of IOP_ERR_LEN bytes (as Redis' anet does) and
+ * iop_strerror() names every code.
+ */
+#ifndef IOPLEX_H
+#define IOPLEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IOPLEX_VERSION "0.1.0"
+
+/* ---- errors ----------------------------------------------------------- */
+
+/* Failures errno cannot name. All are below -4095, outside errno's range. */
+enum {
+    IOP_EADDR = -20001,          /* malformed address */
+    IOP_ERESOLVE = -20002,       /* host or service name does not resolve */
+    IOP_ERESOLVE_AGAIN = -20003, /* temporary name-resolution failure */
+    IOP_EMODEL = -20004,         /* unknown concurrency model */
+    IOP_ESERVICE = -20005,       /* unknown service */
+    IOP_EUNFIT = -20006,         /* model, service and transport do not fit */
+};
+
+#define IOP_ERR_LEN 256
+
+const char *iop_strerror(int err);
+
+/* ---- addresses -------------------------------------------------------- */
+
+enum iop_transport {
+    IOP_TCP = 1,
+    IOP_UDP,
+    IOP_UNIX,       /* Unix-domain stream socket */
+    IOP_UNIX_DGRAM, /* Unix-domain datagram socket */
+};
+
+#define IOP_HOST_MAX 256
+#define IOP_PORT_MAX 32
+#define IOP_PATH_MAX 108 /* sizeof(((struct sockaddr_un *)0)->sun_path) on Linux */
+
+struct iop_addr {
+    enum iop_transport transport;
+    int family;               /* AF_UNSPEC, AF_INET or AF_INET6 (IP only) */
+    char host[IOP_HOST_MAX];  /* "" means any address (server), loopback (client) */
+    char port[IOP_PORT_MAX];  /* decimal number or service name */
+    char path[IOP_PATH_MAX];  /* Unix-domain socket path, NUL-terminated */
+};
+
+/*
+ * Parse one address: "tcp://host:port", "udp://host:port", "unix:///path",
+ * "unixgram:///path", "host:port", "[v6addr]:port", "port" or "/path".
+ * A form without a scheme takes `dflt` (IOP_TCP or IOP_UDP for host forms;
+ * a Unix form keeps the stream/datagram kind of `dflt`).
+ * Returns 0, IOP_EADDR, or -ENAMETOOLONG for a path too long for sun_path.
+ */
+int iop_addr_parse(struct iop_addr *a, const char *spec,
+                   enum iop_transport dflt);
+
+/* The "HOST PORT" form of the command line. host may be NULL. */
+int iop_addr_set_host(struct iop_addr *a, enum iop_transport t,
+                      const char *host, const char *port);
+/* A Unix-domain address; -ENAMETOOLONG if it does not fit sun_path. */
+int iop_addr_set_unix(struct iop_addr *a, enum iop_transport t,
+                      const char *path);
+
+int iop_transport_is_stream(enum iop_transport t);
+int iop_transport_is_unix(enum iop_transport t);
+const char *iop_transport_name(enum iop_transport t);
+
+/* "tcp://127.0.0.1:80", "udp://[::1]:53", "unix:///run/x.sock". */
+void iop_addr_format(const struct iop_addr *a, char *buf, size_t len);
+/* "127.0.0.1:80", "[::1]:53", "/run/x.sock", or "unix:(unnamed)". */
+void iop_sockaddr_format(const struct sockaddr *sa, socklen_t salen,
+                         char *buf, size_t len);
+
+/* Bind (and for streams, listen). On success *fd is the socket and, if
+ * `bound` is non-NULL, the actual address (port 0 resolved) is stored. */
+int iop_listen(const struct iop_addr *a, int backlog, int *fd,
+               struct iop_addr *bound, char *err);
+/* Connect (a datagram socket is connected to its peer; a Unix datagram
+ * client binds an automatic address first so the server can answer).
+ * timeout_ms < 0 waits as long as the kernel does. */
+int iop_connect(const struct iop_addr *a, int timeout_ms, int *fd, char *err);
+
+/* ---- framing ---------------------------------------------------------- */
+
+enum iop_framing {
+    IOP_FRAMING_RAW,   /* every chunk read is one message */
+    IOP_FRAMING_LINE,  /* "\n"-terminated; a "\r" before it is dropped */
+    IOP_FRAMING_LEN32, /* 32-bit big-endian length, then that many bytes */
+};
+
+#define IOP_MAX_FRAME_DEFAULT (64 * 1024)
+
+struct iop_frame {
+    size_t payload_off; /* where the message starts in the input */
+    size_t payload_len; /* message length, framing excluded */
+    size_t frame_len;   /* bytes the frame occupies, framing included */
+};
+
+/*
+ * Find the first complete frame in data[0, len). Returns 1 and fills *f;
+ * 0 if more bytes are needed; -EMSGSIZE if the frame's payload is, or is
+ * bound to be, longer than max_payload. Raw framing returns all of data
+ * (at most max_payload bytes) as one frame.
+ */
+int iop_frame_next(enum iop_framing framing, size_t max_payload,
+                   const char *data, size_t len, struct iop_frame *f);
+/* Bytes framing adds around a payload: header (len32) and trailer (line). */
+size_t iop_frame_header(enum iop_framing framing, size_t payload_len,
+                        char hdr[4]);
+const char *iop_framing_name(enum iop_framing framing);
+int iop_framing_parse(const char *name, enum iop_framing *out);
+
+/* ---- services --------------------------------------------------------- */
+
+typedef struct iop_conn iop_conn;     /* a stream connection */
+typedef struct iop_peer iop_peer;     /* the sender of one datagram */
+typedef struct iop_server iop_server;
+
+enum {
+    /* The service keeps state shared by all connections, so it needs a
+     * model whose connections share memory (not fork or prefork). */
+    IOP_SERVICE_SHARED_STATE = 1u << 0,
+};
+
+struct iop_service {
+    const char *name;
+    const char *summary;       /* one line for --help */
+    enum iop_framing framing;
+    size_t max_frame;          /* 0: IOP_MAX_FRAME_DEFAULT */
+    unsigned flags;
+    void (*on_open)(iop_conn *c);
+    void (*on_message)(iop_conn *c, const char *msg, size_t len);
+    /* The output queue has drained: a producer (chargen) may send more. */
+    void (*on_drain)(iop_conn *c);
+    /* error is 0 for an orderly close, else a negative errno. */
+    void (*on_close)(iop_conn *c, int error);
+    /* NULL if the service has no datagram form. */
+    void (*on_datagram)(iop_peer *p, const char *msg, size_t len);
+};
+
+const struct iop_service *iop_service_find(const char *name);
+/* NULL-terminated list of the built-in services. */
+const struct iop_service *const *iop_services(void);
+
+/* Queue bytes for the peer. Never blocks an event loop: the model writes
+ * them when the socket is writable. Returns 0 or -ENOMEM; after iop_close()
+ * it returns -EPIPE and queues nothing. */
+int iop_send(iop_conn *c, const void *data, size_t len);
+/* Queue one message with the connection's framing added around it. */
+int iop_send_frame(iop_conn *c, const void *msg, size_t len);
+/* Close once the queued output has been written; no more messages are
+ * delivered. */
+void iop_close(iop_conn *c);
+const struct sockaddr *iop_conn_peer(const iop_conn *c, socklen_t *len);
+/* The peer address as text: "127.0.0.1:40000". */
+const char *iop_conn_peer_name(const iop_conn *c);
+uint64_t iop_conn_id(const iop_conn *c);
+void *iop_conn_data(const iop_conn *c);
+void iop_conn_set_data(iop_conn *c, void *data);
+iop_server *iop_conn_server(const iop_conn *c);
+
+/* Answer the datagram's sender (one datagram). */
+int iop_peer_send(iop_peer *p, const void *data, size_t len);
+const struct sockaddr *iop_peer_addr(const iop_peer *p, socklen_t *len);
+iop_server *iop_peer_server(const iop_peer *p);
+
+/* ---- reporting ---------------------------------------------------------- */
+
+enum iop_log {
+    IOP_LOG_OUTPUT, /* a service's own output ("Here is the message: ...") */
+    IOP_LOG_ERROR,
+    IOP_LOG_INFO,
+    IOP_LOG_DEBUG,
+};
+
+/* Send one line to the server's report sink (no trailing newline). */
+void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- servers ---------------------------------------------------------- */
+
+struct iop_server_config {
+    struct iop_addr addr;
+    const char *model;                 /* NULL: iop_default_model() */
+    const struct iop_service *service; /* NULL: the "ack" service */
+    int framing;                       /* -1: the service's own */
+    size_t max_frame;                  /* 0: the service's own */
+    unsigned max_conns;                /* 0: no limit; beyond it, accept and close */
+    int once;                          /* exit after the first client */
+    int backlog;                       /* 0: SOMAXCONN */
+    int drain_ms;                      /* bound on flushing at stop; 0: 5000 */
+    /* Report sink; may be called from several threads or processes. */
+    void (*report)(void *ctx, enum iop_log level, const char *line);
+    void *report_ctx;
+};
+
+void iop_server_config_init(struct iop_server_config *cfg);
+
+/* Check that model, service and transport fit, then bind. */
+int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
+                    char *err);
+/* The bound address, port 0 resolved: "tcp://127.0.0.1:51717". */
+const char *iop_server_address(const iop_server *s);
+/* Serve until iop_server_stop() or, with `once`, the first client is done. */
+int iop_server_run(iop_server *s);
+/* Stop accepting, answer what was received, flush within drain_ms and make
+ * iop_server_run() return. Async-signal-safe; callable from any thread. */
+void iop_server_stop(iop_server *s);
+void iop_server_close(iop_server *s);
+
+struct iop_model_info {
+    const char *name;
+    const char *summary;
+    int datagram;     /* serves datagram transports */
+    int shared_state; /* connections share memory */
+};
+/* NULL-terminated list of the models compiled in. */
+const struct iop_model_info *const *iop_models(void);
+const char *iop_default_model(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IOPLEX_H */

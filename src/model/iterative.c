@@ -1,0 +1,91 @@
+/*
+ * iterative: the course's first server. One client at a time: accept,
+ * serve that client to the end, accept the next. While a client is being
+ * served, the next one waits in the listen backlog; that is this design's
+ * drawback, and the reason the other models exist.
+ *
+ * Datagram transports are served here too: the course's "iterative,
+ * connectionless server" (recvfrom, answer with sendto, repeat).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int run_iterative(iop_server *s)
+{
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t peerlen;
+        int fd = iop__accept(s, &peer, &peerlen);
+        if (fd == -ECANCELED)
+            return 0;
+        if (fd < 0) {
+            iop__accept_failed(s, fd);
+            continue;
+        }
+        iop__accept_ok(s);
+        /* Served on this thread, the one that takes the stop signal:
+         * iop_server_stop() shuts its reading side so recv() returns. */
+        atomic_store(&s->inline_fd, fd);
+        if (iop__stopping(s))
+            shutdown(fd, SHUT_RD);
+        iop__serve_blocking(s, fd, &peer, peerlen);
+        atomic_store(&s->inline_fd, -1);
+        close(fd);
+        if (s->cfg.once)
+            return 0;
+    }
+}
+
+const struct iop__model iop__model_iterative = {
+    .info = {
+        .name = "iterative",
+        .summary = "one client at a time, the course's first server",
+        .datagram = 1,
+        .shared_state = 1,
+    },
+    .run = run_iterative,
+};
+
+/* ---- the connectionless server ------------------------------------------ */
+
+#define DATAGRAM_MAX 65536
+
+int iop__serve_datagrams(iop_server *s)
+{
+    char *buf = malloc(DATAGRAM_MAX);
+    if (!buf)
+        return -ENOMEM;
+    int r = 0;
+    while (r == 0) {
+        r = iop__wait_fd(s, s->listen_fd, POLLIN, -1);
+        if (r < 0)
+            break;
+        struct iop_peer p = {.server = s, .fd = s->listen_fd};
+        struct iovec iov = {.iov_base = buf, .iov_len = DATAGRAM_MAX};
+        struct msghdr msg = {
+            .msg_name = &p.addr, .msg_namelen = sizeof p.addr,
+            .msg_iov = &iov, .msg_iovlen = 1,
+        };
+        ssize_t n = recvmsg(s->listen_fd, &msg, 0);
+        if (n < 0) {
+            r = (errno == EINTR || errno == EAGAIN) ? 0 : -errno;
+            continue;
+        }
+        if (msg.msg_flags & MSG_TRUNC) {
+            iop_report(s, IOP_LOG_INFO, "dropped a datagram longer than %d bytes",
+                       DATAGRAM_MAX);
+            r = 0;
+            continue;
+        }
+        p.addrlen = msg.msg_namelen;
+        s->svc->on_datagram(&p, buf, (size_t)n);
+        r = s->cfg.once ? 1 : 0;
+    }
+    free(buf);
+    return r == -ECANCELED || r == 1 ? 0 : r;
+}

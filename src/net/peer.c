@@ -1,0 +1,32 @@
+/* The sender of one datagram, as the service's on_datagram sees it. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <sys/un.h>
+
+int iop_peer_send(iop_peer *p, const void *data, size_t len)
+{
+    /* A Unix datagram client that never bound a name cannot be answered. */
+    if (p->addrlen == 0 ||
+        (((struct sockaddr *)&p->addr)->sa_family == AF_UNIX &&
+         p->addrlen <= offsetof(struct sockaddr_un, sun_path)))
+        return -EDESTADDRREQ;
+    ssize_t n = sendto(p->fd, data, len, MSG_NOSIGNAL,
+                       (struct sockaddr *)&p->addr, p->addrlen);
+    if (n < 0) {
+        int e = errno;
+        iop_report(p->server, IOP_LOG_DEBUG, "sendto: %s", iop_strerror(-e));
+        return -e;
+    }
+    return 0;
+}
+
+const struct sockaddr *iop_peer_addr(const iop_peer *p, socklen_t *len)
+{
+    if (len)
+        *len = p->addrlen;
+    return (const struct sockaddr *)&p->addr;
+}
+
+iop_server *iop_peer_server(const iop_peer *p) { return p->server; }

@@ -1,0 +1,262 @@
+/*
+ * The server: checks that model, service and transport fit, binds, runs
+ * the model, and stops it. Accepting and waiting are here too, because
+ * every model does them the same way: a poll() on the listener and the
+ * stop pipe, so that a stop is noticed whichever thread took the signal.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_FRAME_LIMIT (1u << 30)
+#define DRAIN_MS_DEFAULT 5000
+
+static const struct iop__model *const models[] = {
+    &iop__model_thread, /* the default until the event loops arrive */
+    &iop__model_iterative,
+    &iop__model_fork,
+    NULL,
+};
+
+const struct iop_model_info *const *iop_models(void)
+{
+    static const struct iop_model_info *infos[sizeof models / sizeof models[0]];
+    for (size_t i = 0; models[i]; i++)
+        infos[i] = &models[i]->info;
+    return infos;
+}
+
+const char *iop_default_model(void) { return models[0]->info.name; }
+
+static const struct iop__model *find_model(const char *name)
+{
+    for (size_t i = 0; models[i]; i++)
+        if (strcmp(models[i]->info.name, name) == 0)
+            return models[i];
+    return NULL;
+}
+
+void iop_server_config_init(struct iop_server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->framing = -1;
+    cfg->addr.transport = IOP_TCP;
+}
+
+static int check_fit(const struct iop_server_config *cfg,
+                     const struct iop__model *m, const struct iop_service *svc,
+                     char *err)
+{
+    enum iop_transport t = cfg->addr.transport;
+    const char *tn = iop_transport_name(t);
+    if (!iop_transport_is_stream(t) && !m->info.datagram) {
+        snprintf(err, IOP_ERR_LEN, "model '%s' does not serve %s (datagrams "
+                 "have no connection to hand to a %s; use -m iterative)",
+                 m->info.name, tn, m->info.name);
+        return IOP_EUNFIT;
+    }
+    if (!iop_transport_is_stream(t) && !svc->on_datagram) {
+        snprintf(err, IOP_ERR_LEN, "service '%s' has no datagram form and "
+                 "cannot run over %s", svc->name, tn);
+        return IOP_EUNFIT;
+    }
+    if ((svc->flags & IOP_SERVICE_SHARED_STATE) && !m->info.shared_state) {
+        snprintf(err, IOP_ERR_LEN, "service '%s' shares state between "
+                 "connections, which model '%s' cannot (its connections are "
+                 "separate processes)", svc->name, m->info.name);
+        return IOP_EUNFIT;
+    }
+    return 0;
+}
+
+int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
+                    char *err)
+{
+    char scratch[IOP_ERR_LEN];
+    if (!err)
+        err = scratch;
+    err[0] = '\0';
+    const char *mname = cfg->model ? cfg->model : iop_default_model();
+    const struct iop__model *m = find_model(mname);
+    if (!m) {
+        snprintf(err, IOP_ERR_LEN, "unknown model '%s'", mname);
+        return IOP_EMODEL;
+    }
+    const struct iop_service *svc = cfg->service ? cfg->service
+                                                 : iop_service_find("ack");
+    int r = check_fit(cfg, m, svc, err);
+    if (r != 0)
+        return r;
+    if (cfg->framing > IOP_FRAMING_LEN32 || cfg->max_frame > MAX_FRAME_LIMIT) {
+        snprintf(err, IOP_ERR_LEN, "framing or maximum frame size out of range "
+                 "(at most %u bytes)", MAX_FRAME_LIMIT);
+        return -EINVAL;
+    }
+
+    iop_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, IOP_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
+    s->cfg = *cfg;
+    s->model = m;
+    s->svc = svc;
+    s->framing = cfg->framing >= 0 ? (enum iop_framing)cfg->framing : svc->framing;
+    s->max_frame = cfg->max_frame ? cfg->max_frame
+                 : svc->max_frame ? svc->max_frame : IOP_MAX_FRAME_DEFAULT;
+    if (s->cfg.drain_ms <= 0)
+        s->cfg.drain_ms = DRAIN_MS_DEFAULT;
+    s->listen_fd = -1;
+    s->stop_pipe[0] = s->stop_pipe[1] = -1;
+    atomic_init(&s->inline_fd, -1);
+    if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        r = -errno;
+        snprintf(err, IOP_ERR_LEN, "pipe: %s", strerror(-r));
+        iop_server_close(s);
+        return r;
+    }
+    struct iop_addr bound;
+    r = iop_listen(&cfg->addr, cfg->backlog, &s->listen_fd, &bound, err);
+    if (r != 0) {
+        s->listen_fd = -1;
+        iop_server_close(s);
+        return r;
+    }
+    s->owner = getpid();
+    iop_addr_format(&bound, s->address, sizeof s->address);
+    *out = s;
+    return 0;
+}
+
+const char *iop_server_address(const iop_server *s) { return s->address; }
+
+int iop_server_run(iop_server *s)
+{
+    if (!iop_transport_is_stream(s->cfg.addr.transport))
+        return iop__serve_datagrams(s);
+    return s->model->run(s);
+}
+
+void iop_server_stop(iop_server *s)
+{
+    /* Only async-signal-safe calls here: atomics, write(), shutdown(). */
+    if (atomic_exchange(&s->stopping, 1) == 0) {
+        ssize_t n = write(s->stop_pipe[1], "x", 1);
+        (void)n; /* the pipe is empty and non-blocking: it cannot fail */
+    }
+    int fd = atomic_load(&s->inline_fd);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RD);
+}
+
+int iop__stopping(const iop_server *s) { return atomic_load(&s->stopping); }
+
+void iop_server_close(iop_server *s)
+{
+    if (!s)
+        return;
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        /* Only the process that bound it removes the socket file. */
+        if (iop_transport_is_unix(s->cfg.addr.transport) && s->owner == getpid())
+            unlink(s->cfg.addr.path);
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->stop_pipe[i] >= 0)
+            close(s->stop_pipe[i]);
+    free(s);
+}
+
+int iop__wait_fd(iop_server *s, int fd, short events, int timeout_ms)
+{
+    struct pollfd p[2] = {
+        {.fd = s->stop_pipe[0], .events = POLLIN},
+        {.fd = fd, .events = events},
+    };
+    for (;;) {
+        if (iop__stopping(s))
+            return -ECANCELED;
+        int n = poll(p, fd >= 0 ? 2 : 1, timeout_ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        if (p[0].revents)
+            return -ECANCELED;
+        return 1;
+    }
+}
+
+int iop__accept_one(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen)
+{
+    int fd;
+    do {
+        *peerlen = sizeof *peer;
+        fd = accept4(s->listen_fd, (struct sockaddr *)peer, peerlen, SOCK_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (s->cfg.addr.transport == IOP_TCP) {
+        int one = 1; /* replies are small and latency matters */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen)
+{
+    for (;;) {
+        int r = iop__wait_fd(s, s->listen_fd, POLLIN, -1);
+        if (r < 0)
+            return r;
+        int fd = iop__accept_one(s, peer, peerlen);
+        if (fd != -EAGAIN) /* another process or thread took it first */
+            return fd;
+    }
+}
+
+void iop__accept_failed(iop_server *s, int err)
+{
+    if (err == -ECONNABORTED || err == -EPROTO)
+        return; /* the client gave up before we took it: nothing to do */
+    /* The listener stays readable while the failure lasts, so polling it
+     * again at once would spin. Report once, then pause; the pause ends
+     * early on stop. (A reserved descriptor, nginx-style, comes with the
+     * event loops.) */
+    if (err != s->last_accept_err)
+        iop_report(s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
+                   iop_strerror(err));
+    s->last_accept_err = err;
+    iop__wait_fd(s, -1, 0, 100);
+}
+
+void iop__accept_ok(iop_server *s)
+{
+    if (s->last_accept_err)
+        iop_report(s, IOP_LOG_INFO, "accept: recovered");
+    s->last_accept_err = 0;
+}
+
+void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)
+{
+    if (!s->cfg.report)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->cfg.report(s->cfg.report_ctx, level, line);
+}
