@@ -1,6 +1,7 @@
 /* The integration-test harness; see harness.h. */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "ioplex.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -567,6 +568,76 @@ int server_start(struct server *s, const char *const args[])
         fprintf(stderr, "harness: it exited with status %d\n", s->status);
     }
     fprintf(stderr, "harness: its stderr:\n%s\nharness: its stdout:\n%s\n", s->err, s->out);
+    return -1;
+}
+
+const struct test_transport harness_transports[] = {
+    {"tcp4", SERVER_TCP, 0},  {"tcp6", SERVER_TCP, 1},  {"unix", SERVER_UNIX, 0},
+    {"udp4", SERVER_UDP, 0},  {"udp6", SERVER_UDP, 1},  {"unixgram", SERVER_UNIXGRAM, 0},
+    {NULL, 0, 0},
+};
+
+const struct test_transport *harness_transport(const char *name)
+{
+    for (const struct test_transport *t = harness_transports; t->name; t++)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+int transport_is_dgram(const struct test_transport *t)
+{
+    return t->kind == SERVER_UDP || t->kind == SERVER_UNIXGRAM;
+}
+
+int server_start_on(struct server *s, const char *model, const char *transport,
+                    const char *service, const char *const extra[])
+{
+    const struct test_transport *t = harness_transport(transport);
+    if (!t) {
+        fprintf(stderr, "harness: unknown transport '%s'\n", transport);
+        return -1;
+    }
+    const char *args[64];
+    size_t n = 0;
+    char path[108];
+    if (model) {
+        args[n++] = "-m";
+        args[n++] = model;
+    }
+    if (service) {
+        args[n++] = "-S";
+        args[n++] = service;
+    }
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (n >= 50) {
+            fprintf(stderr, "harness: too many arguments\n");
+            return -1;
+        }
+        args[n++] = extra[i];
+    }
+    if (transport_is_dgram(t))
+        args[n++] = "-u";
+    if (t->kind == SERVER_UNIX || t->kind == SERVER_UNIXGRAM) {
+        if (!harness_tmp_path(path, sizeof path, t->name))
+            return -1;
+        args[n++] = "-U";
+        args[n++] = path;
+    } else {
+        if (t->ipv6)
+            args[n++] = "-6";
+        args[n++] = t->ipv6 ? "::1" : "127.0.0.1";
+        args[n++] = "0";
+    }
+    args[n] = NULL;
+    return server_start(s, args);
+}
+
+int model_serves_datagrams(const char *model)
+{
+    for (const struct iop_model_info *const *m = iop_models(); *m; m++)
+        if (strcmp((*m)->name, model) == 0)
+            return (*m)->datagram ? 1 : 0;
     return -1;
 }
 
@@ -1265,4 +1336,32 @@ int count_children(pid_t ppid, int zombies_only)
     }
     closedir(d);
     return count;
+}
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+int count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    return count_dir(path);
+}
+
+int count_threads(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    return count_dir(path);
 }

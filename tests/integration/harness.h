@@ -94,6 +94,34 @@ int server_start(struct server *s, const char *const args[]);
 /* The same with the arguments listed inline, NULL-terminated. */
 int server_startl(struct server *s, ...);
 
+/*
+ * The transports the tests name, and how `ioplex serve` is told to use
+ * them (address always on port 0 or a fresh harness_tmp_path()):
+ *   "tcp4"      127.0.0.1 0          "udp4"      -u 127.0.0.1 0
+ *   "tcp6"      -6 ::1 0             "udp6"      -u -6 ::1 0
+ *   "unix"      -U PATH              "unixgram"  -u -U PATH
+ */
+struct test_transport {
+    const char *name;
+    enum server_transport kind;
+    int ipv6; /* needs have_ipv6_loopback() */
+};
+/* All of them, ended by an entry with a NULL name. */
+extern const struct test_transport harness_transports[];
+const struct test_transport *harness_transport(const char *name);
+int transport_is_dgram(const struct test_transport *t);
+
+/*
+ * Start `ioplex serve [-m MODEL] [-S SERVICE] EXTRA... <address args>` on
+ * the named transport. model, service and extra may be NULL.
+ */
+int server_start_on(struct server *s, const char *model, const char *transport,
+                    const char *service, const char *const extra[]);
+
+/* What the library says of a model (iop_models()): 1 if it serves datagram
+ * transports, 0 if not, -1 if no such model is compiled in. */
+int model_serves_datagrams(const char *model);
+
 /* Read whatever the server wrote so far (never waits). Returns 0, or 1 if
  * both its stdout and stderr have reached end-of-file. */
 int server_pump(struct server *s);
@@ -235,6 +263,10 @@ void sleep_ms(int ms);
 /* Count the processes whose parent is ppid (from /proc/<pid>/stat); with
  * zombies_only, only those in state 'Z'. -1 if /proc cannot be read. */
 int count_children(pid_t ppid, int zombies_only);
+/* Open descriptors of pid (entries of /proc/<pid>/fd), threads of pid
+ * (entries of /proc/<pid>/task); -1 if unreadable. */
+int count_fds(pid_t pid);
+int count_threads(pid_t pid);
 
 #ifdef __cplusplus
 }
