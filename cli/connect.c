@@ -1,3 +1,355 @@
-/* ioplex connect: placeholder until the client lands. */
+/*
+ * ioplex connect: a client for any server.
+ *
+ * On a terminal it is the course's client.c: prompt, send one line, print
+ * the answer. Otherwise it is netcat: stdin to the socket and the socket
+ * to stdout, both at once. Both directions run through one poll() loop
+ * with a non-blocking socket, because a client that blocks writing while
+ * the server blocks writing back (an echo of a large input) deadlocks.
+ */
+#define _GNU_SOURCE
 #include "cli.h"
-int cmd_connect(int argc, char **argv) { (void)argc; (void)argv; return EXIT_ERROR; }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CHUNK 65536
+#define DATAGRAM_MAX 65507 /* the largest UDP payload over IPv4 */
+#define DGRAM_WAIT_DEFAULT_MS 2000
+#define PROMPT "Please enter the message: "
+
+struct client {
+    int fd;
+    int stream;     /* stream socket (TCP, Unix) or datagram */
+    int timeout_ms; /* -w: idle bound; -1 none */
+};
+
+/* Write all of buf to a blocking descriptor (stdout). */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int fail(int err, const char *what)
+{
+    cli_error("connect", "%s: %s", what, iop_strerror(err));
+    return cli_exit_code(err);
+}
+
+/* Wait for fd to be readable; 0 on timeout, 1 ready, negative errno. */
+static int wait_readable(int fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (;;) {
+        int n = poll(&p, 1, timeout_ms);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* ---- the course's exchange, on a terminal -------------------------------- */
+
+static int interactive(struct client *cl)
+{
+    fputs(PROMPT, stdout);
+    fflush(stdout);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, stdin);
+    if (len < 0) {
+        free(line);
+        fputc('\n', stdout);
+        return EXIT_OK; /* EOF at the prompt: nothing to send */
+    }
+    if (len == 0 || line[len - 1] != '\n') {
+        char *grown = realloc(line, (size_t)len + 2);
+        if (!grown) {
+            free(line);
+            return fail(-ENOMEM, "reading the message");
+        }
+        line = grown;
+        line[len++] = '\n';
+    }
+    ssize_t sent = 0;
+    while (sent < len) {
+        ssize_t n = send(cl->fd, line + sent, (size_t)(len - sent), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = -errno;
+            free(line);
+            return fail(e, "send");
+        }
+        sent += n;
+    }
+    free(line);
+
+    /* The answer ends at its newline, or when the server closes (the
+     * lab's server answers without a newline and exits). */
+    char reply[CHUNK];
+    size_t got = 0;
+    int wait_ms = cl->stream ? cl->timeout_ms
+                             : (cl->timeout_ms >= 0 ? cl->timeout_ms : DGRAM_WAIT_DEFAULT_MS * 2);
+    while (got < sizeof reply - 1) {
+        int r = wait_readable(cl->fd, wait_ms);
+        if (r < 0)
+            return fail(r, "poll");
+        if (r == 0) {
+            cli_error("connect", "no answer within %d ms", wait_ms);
+            return EXIT_TIMEOUT;
+        }
+        ssize_t n = recv(cl->fd, reply + got, sizeof reply - 1 - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return fail(-errno, "recv");
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        if (!cl->stream || memchr(reply, '\n', got))
+            break;
+    }
+    if (got == 0) {
+        cli_error("connect", "the server closed the connection without answering");
+        return EXIT_ERROR;
+    }
+    if (reply[got - 1] != '\n')
+        reply[got++] = '\n';
+    fwrite(reply, 1, got, stdout);
+    fflush(stdout);
+    return EXIT_OK;
+}
+
+/* ---- netcat mode ---------------------------------------------------------- */
+
+static int pump_stream(struct client *cl)
+{
+    char *out = malloc(CHUNK); /* stdin bytes not yet sent */
+    char *in = malloc(CHUNK);
+    if (!out || !in) {
+        free(out);
+        free(in);
+        return fail(-ENOMEM, "buffers");
+    }
+    size_t out_off = 0, out_len = 0;
+    int stdin_open = 1, write_shut = 0, rc = EXIT_OK;
+    fcntl(cl->fd, F_SETFL, fcntl(cl->fd, F_GETFL) | O_NONBLOCK);
+    for (;;) {
+        /* At stdin EOF, once everything is sent, half-close: the server
+         * sees end-of-stream and can finish answering. */
+        if (!stdin_open && out_len == 0 && !write_shut) {
+            shutdown(cl->fd, SHUT_WR);
+            write_shut = 1;
+        }
+        struct pollfd p[2] = {
+            {.fd = stdin_open && out_len == 0 ? STDIN_FILENO : -1, .events = POLLIN},
+            {.fd = cl->fd, .events = POLLIN | (out_len ? POLLOUT : 0)},
+        };
+        int n = poll(p, 2, cl->timeout_ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fail(-errno, "poll");
+            break;
+        }
+        if (n == 0) {
+            cli_error("connect", "idle for %d ms (-w), giving up", cl->timeout_ms);
+            rc = EXIT_TIMEOUT;
+            break;
+        }
+        if (p[0].revents) {
+            ssize_t r = read(STDIN_FILENO, out, CHUNK);
+            if (r > 0) {
+                out_off = 0;
+                out_len = (size_t)r;
+            } else if (r == 0 || errno != EINTR) {
+                stdin_open = 0;
+            }
+        }
+        if (out_len && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t r = send(cl->fd, out + out_off, out_len, MSG_NOSIGNAL);
+            if (r > 0) {
+                out_off += (size_t)r;
+                out_len -= (size_t)r;
+            } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
+                /* The peer stopped reading for good; what it sends back
+                 * may still matter, so keep reading. */
+                out_len = 0;
+                stdin_open = 0;
+                write_shut = 1;
+            }
+        }
+        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t r = recv(cl->fd, in, CHUNK, 0);
+            if (r == 0)
+                break; /* the peer closed: done */
+            if (r < 0 && errno != EAGAIN && errno != EINTR) {
+                rc = fail(-errno, "recv");
+                break;
+            }
+            if (r > 0 && write_all(STDOUT_FILENO, in, (size_t)r) != 0)
+                break; /* stdout is gone: nothing left to deliver to */
+        }
+    }
+    free(out);
+    free(in);
+    return rc;
+}
+
+/* Datagrams have no end-of-stream: after stdin ends, wait for as many
+ * answers as datagrams were sent, or for -w of silence. */
+static int pump_datagrams(struct client *cl)
+{
+    char *buf = malloc(CHUNK);
+    if (!buf)
+        return fail(-ENOMEM, "buffers");
+    long sent = 0, answered = 0;
+    int stdin_open = 1, rc = EXIT_OK;
+    int quiet_ms = cl->timeout_ms >= 0 ? cl->timeout_ms : DGRAM_WAIT_DEFAULT_MS;
+    while (stdin_open || answered < sent) {
+        struct pollfd p[2] = {
+            {.fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN},
+            {.fd = cl->fd, .events = POLLIN},
+        };
+        int n = poll(p, 2, stdin_open ? cl->timeout_ms : quiet_ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fail(-errno, "poll");
+            break;
+        }
+        if (n == 0) {
+            if (stdin_open) {
+                cli_error("connect", "idle for %d ms (-w), giving up", cl->timeout_ms);
+                rc = EXIT_TIMEOUT;
+            }
+            break; /* unanswered datagrams after stdin ended: done */
+        }
+        if (p[0].revents) {
+            ssize_t r = read(STDIN_FILENO, buf, DATAGRAM_MAX);
+            if (r <= 0) {
+                if (r == 0 || errno != EINTR)
+                    stdin_open = 0;
+            } else if (send(cl->fd, buf, (size_t)r, MSG_NOSIGNAL) < 0) {
+                rc = fail(-errno, "send");
+                break;
+            } else {
+                sent++;
+            }
+        }
+        if (p[1].revents) {
+            ssize_t r = recv(cl->fd, buf, CHUNK, 0);
+            if (r < 0 && errno != EINTR) {
+                /* ECONNREFUSED: an ICMP "port unreachable" came back. */
+                rc = fail(-errno, "recv");
+                break;
+            }
+            if (r >= 0) {
+                answered++;
+                if (write_all(STDOUT_FILENO, buf, (size_t)r) != 0)
+                    break;
+            }
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ioplex connect [options] HOST PORT\n"
+            "       ioplex connect [options] ADDRESS   (tcp://H:P, udp://H:P, unix:///PATH, unixgram:///PATH)\n"
+            "       ioplex connect [options] -U PATH\n"
+            "\n"
+            "On a terminal: the course's client (prompt, send one line, print the\n"
+            "answer). Otherwise like netcat: stdin to the socket, the socket to\n"
+            "stdout; at the end of stdin the socket is half-closed, and the client\n"
+            "exits when the server closes. Over UDP each read of stdin is one\n"
+            "datagram; after the end of stdin the client waits for one answer per\n"
+            "datagram, or -w seconds of silence (default 2).\n"
+            "\n"
+            "Options:\n"
+            "  -u, --udp          UDP (with -U: a Unix datagram socket)\n"
+            "  -U, --unix PATH    a Unix-domain socket at PATH\n"
+            "  -4, -6             IPv4 only, IPv6 only\n"
+            "  -w, --wait SECS    give up connecting, or when idle, after SECS\n"
+            "  -h, --help         this text\n\n" EXIT_CODES_HELP);
+}
+
+static const struct option options[] = {
+    {"udp", no_argument, NULL, 'u'},
+    {"unix", required_argument, NULL, 'U'},
+    {"wait", required_argument, NULL, 'w'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+int cmd_connect(int argc, char **argv)
+{
+    enum iop_transport transport = IOP_TCP;
+    int family = AF_UNSPEC, timeout_ms = -1, c;
+    const char *unix_path = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "uU:46w:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'u': transport = IOP_UDP; break;
+        case 'U': unix_path = optarg; break;
+        case '4': family = AF_INET; break;
+        case '6': family = AF_INET6; break;
+        case 'w': {
+            long long secs = cli_parse_number(optarg, 1, 86400);
+            if (secs < 0) {
+                cli_error("connect", "-w wants seconds from 1 to 86400, not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            timeout_ms = (int)secs * 1000;
+            break;
+        }
+        case 'h': usage(stdout); return EXIT_OK;
+        default:
+            fprintf(stderr, "(try ioplex connect --help)\n");
+            return EXIT_USAGE;
+        }
+    }
+    struct iop_addr addr;
+    if (cli_parse_address("connect", &addr, transport, family, unix_path,
+                          argc - optind, argv + optind, 0) != 0)
+        return EXIT_USAGE;
+    char err[IOP_ERR_LEN];
+    struct client cl = {.timeout_ms = timeout_ms};
+    int r = iop_connect(&addr, timeout_ms, &cl.fd, err);
+    if (r != 0) {
+        cli_error("connect", "%s", err);
+        return cli_exit_code(r);
+    }
+    cl.stream = iop_transport_is_stream(addr.transport);
+    if (isatty(STDIN_FILENO))
+        r = interactive(&cl);
+    else
+        r = cl.stream ? pump_stream(&cl) : pump_datagrams(&cl);
+    close(cl.fd);
+    return r;
+}

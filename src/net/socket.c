@@ -67,7 +67,8 @@ static void fill_unix(struct sockaddr_un *un, const char *path)
 }
 
 /* A socket file left by a server that died is replaced; any other file is
- * left alone. A live server's socket answers a connect, so it is kept. */
+ * left alone. A live server's socket answers a connect, so it is kept
+ * (that server sees one empty connection from the probe). */
 static int unlink_if_stale(const char *path, int type)
 {
     struct stat st;

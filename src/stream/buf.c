@@ -8,6 +8,8 @@
 
 char *iop_buf_reserve(struct iop_buf *b, size_t want)
 {
+    if (want == 0)
+        want = 1; /* an empty buffer has no storage to point into */
     if (b->cap - b->len >= want)
         return b->data + b->len;
     size_t used = iop_buf_used(b);

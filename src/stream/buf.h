@@ -1,7 +1,8 @@
 /*
  * A growable byte buffer: bytes live in data[off, len). Consuming advances
- * `off`; the storage is freed when the buffer empties, so an idle
- * connection holds no I/O memory.
+ * `off`. Storage is allocated on first use and kept until iop_buf_free():
+ * a blocking path reuses it; an event loop frees it when a connection goes
+ * idle, so an idle connection holds no I/O memory.
  */
 #ifndef IOP_BUF_H
 #define IOP_BUF_H
