@@ -1,0 +1,27 @@
+#!/bin/sh
+# Install the Debian packages the build, the tests and the demo need.
+# Runs apt-get as root; elsewhere it prints the exact command to run.
+# Only gcc, make and cmake are assumed to be there already.
+set -eu
+
+PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+cmd="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "ioplex needs these Debian packages:$missing" >&2
+    echo "Install them as root with:  apt-get update && $cmd" >&2
+    exit 1
+fi
+echo "setup: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing >/dev/null
