@@ -32,6 +32,9 @@ int cli_exit_code(int err);
 int cli_parse_address(const char *cmd, struct iop_addr *a, enum iop_transport t,
                       int family, const char *unix_path, int argc, char **argv,
                       int server);
+/* Report a getopt failure (c is what getopt_long returned, with a ':'
+ * leading the option string) as one line. */
+void cli_option_error(const char *cmd, int c, char **argv);
 /* Parse a non-negative decimal within [min, max]; -1 if not. */
 long long cli_parse_number(const char *s, long long min, long long max);
 

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,17 @@ int cli_exit_code(int err)
         return EXIT_BIND;
     }
     return EXIT_ERROR;
+}
+
+void cli_option_error(const char *cmd, int c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+    if (c == ':')
+        cli_error(cmd, "option '%s' needs a value (try ioplex %s --help)", arg, cmd);
+    else if (optopt > 0 && optopt < 128)
+        cli_error(cmd, "unknown option '-%c' (try ioplex %s --help)", optopt, cmd);
+    else
+        cli_error(cmd, "unknown option '%s' (try ioplex %s --help)", arg, cmd);
 }
 
 long long cli_parse_number(const char *s, long long min, long long max)

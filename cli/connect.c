@@ -313,7 +313,8 @@ int cmd_connect(int argc, char **argv)
     int family = AF_UNSPEC, timeout_ms = -1, c;
     const char *unix_path = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "uU:46w:h", options, NULL)) != -1) {
+    opterr = 0; /* errors are reported in one line by cli_option_error */
+    while ((c = getopt_long(argc, argv, ":uU:46w:h", options, NULL)) != -1) {
         switch (c) {
         case 'u': transport = IOP_UDP; break;
         case 'U': unix_path = optarg; break;
@@ -330,7 +331,7 @@ int cmd_connect(int argc, char **argv)
         }
         case 'h': usage(stdout); return EXIT_OK;
         default:
-            fprintf(stderr, "(try ioplex connect --help)\n");
+            cli_option_error("connect", c, argv);
             return EXIT_USAGE;
         }
     }

@@ -136,7 +136,8 @@ int cmd_serve(int argc, char **argv)
     long long v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:S:uU:46F:qvh", options, NULL)) != -1) {
+    opterr = 0; /* errors are reported in one line by cli_option_error */
+    while ((c = getopt_long(argc, argv, ":m:S:uU:46F:qvh", options, NULL)) != -1) {
         switch (c) {
         case 'm': cfg.model = optarg; break;
         case 'S': service = optarg; break;
@@ -178,7 +179,7 @@ int cmd_serve(int argc, char **argv)
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:
-            fprintf(stderr, "(try ioplex serve --help)\n");
+            cli_option_error("serve", c, argv);
             return EXIT_USAGE;
         }
     }

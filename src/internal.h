@@ -61,6 +61,8 @@ int iop__accept_one(iop_server *s, struct sockaddr_storage *peer, socklen_t *pee
  * ready, 0 on timeout, -ECANCELED once stopping. */
 int iop__wait_fd(iop_server *s, int fd, short events, int timeout_ms);
 int iop__stopping(const iop_server *s);
+/* Milliseconds on the monotonic clock. */
+uint64_t iop__now_ms(void);
 /* Log an accept() failure once per kind, and pause on descriptor
  * exhaustion so the loop does not spin. */
 void iop__accept_failed(iop_server *s, int err);
@@ -79,6 +81,7 @@ struct iop_conn {
     int closing;        /* iop_close() called: flush, then close */
     int error;          /* first I/O error, negative errno */
     void *data;         /* the service's per-connection state */
+    uint64_t drain_deadline; /* iop__now_ms() bound on output once stopping */
     uint64_t id;
     struct sockaddr_storage peer;
     socklen_t peerlen;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_FRAME_LIMIT (1u << 30)
@@ -160,6 +161,13 @@ void iop_server_stop(iop_server *s)
 }
 
 int iop__stopping(const iop_server *s) { return atomic_load(&s->stopping); }
+
+uint64_t iop__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 void iop_server_close(iop_server *s)
 {

@@ -9,20 +9,46 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define READ_CHUNK 16384
 
+/* Once the server is stopping, output gets drain_ms to go out: a peer that
+ * does not read must not hold the stop forever. A send() already blocked
+ * when the stop came is interrupted by the stop signal (EINTR, or a short
+ * count) and comes back here, where the wait is bounded. */
+static int wait_writable_for_drain(iop_conn *c)
+{
+    if (c->drain_deadline == 0)
+        c->drain_deadline = iop__now_ms() + (uint64_t)c->server->cfg.drain_ms;
+    uint64_t now = iop__now_ms();
+    if (now >= c->drain_deadline)
+        return -ETIMEDOUT;
+    struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+    int n = poll(&p, 1, (int)(c->drain_deadline - now));
+    if (n < 0 && errno != EINTR)
+        return -errno;
+    return n == 0 ? -ETIMEDOUT : 0;
+}
+
 static int flush_all(iop_conn *c)
 {
     while (iop_buf_used(&c->out) > 0) {
+        int flags = MSG_NOSIGNAL;
+        if (iop__stopping(c->server)) {
+            int r = wait_writable_for_drain(c);
+            if (r != 0)
+                return r;
+            flags |= MSG_DONTWAIT;
+        }
         /* MSG_NOSIGNAL: a peer that has gone makes send() fail with EPIPE
          * instead of killing the process with SIGPIPE. */
         ssize_t n = send(c->fd, iop_buf_head(&c->out), iop_buf_used(&c->out),
-                         MSG_NOSIGNAL);
+                         flags);
         if (n < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR || errno == EAGAIN)
                 continue;
             return -errno;
         }
