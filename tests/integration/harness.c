@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -191,10 +192,16 @@ int harness_teardown(void **state)
 }
 
 /* In a child before exec: default signal dispositions, nothing blocked,
- * only descriptors 0-2 open, its own process group. */
+ * only descriptors 0-2 open, its own process group, killed if the test
+ * process dies. */
 static void child_prepare(void)
 {
     setpgid(0, 0);
+    /* Should the test process die without cleaning up (killed at a ctest
+     * timeout), take the child with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != owner_pid)
+        _exit(127);
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             signal(sig, SIG_DFL);
