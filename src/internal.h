@@ -8,9 +8,11 @@
 
 #include "ioplex.h"
 #include "stream/buf.h"
+#include "stream/outq.h"
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -70,22 +72,41 @@ void iop__accept_ok(iop_server *s);
 
 /* ---- connections ------------------------------------------------------- */
 
+/* A peer's address, kept small: IP peers whole; a Unix peer (unnamed as
+ * a rule) by its family only. */
+union iop__peer_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+enum {
+    IOP__CONN_CLOSING = 1u << 0,  /* iop_close(): flush, then close */
+    IOP__CONN_PEER_EOF = 1u << 1, /* the peer's stream ended */
+    IOP__CONN_PAUSED = 1u << 2,   /* output above the high watermark: not reading */
+    IOP__CONN_LINGER = 1u << 3,   /* our side shut; discarding input until EOF */
+    IOP__CONN_NOTIFIED = 1u << 4, /* on_close has been called */
+};
+
+/* Kept small on purpose: an idle event-loop connection is this struct and
+ * nothing else (both buffers empty and unallocated). */
 struct iop_conn {
     int fd;
+    unsigned flags;
     iop_server *server;
-    const struct iop_service *svc;
-    enum iop_framing framing;
-    size_t max_frame;
-    struct iop_buf in;  /* received, not yet framed */
-    struct iop_buf out; /* queued for the peer */
-    int closing;        /* iop_close() called: flush, then close */
-    int error;          /* first I/O error, negative errno */
-    void *data;         /* the service's per-connection state */
-    uint64_t drain_deadline; /* iop__now_ms() bound on output once stopping */
+    struct iop_buf in;   /* received, not yet framed */
+    struct iop_outq out; /* queued for the peer */
+    void *data;          /* the service's per-connection state */
     uint64_t id;
-    struct sockaddr_storage peer;
+    char *peer_name;     /* formatted on first use */
+    union iop__peer_addr peer;
     socklen_t peerlen;
-    char peer_name[IOP_PATH_MAX + 16];
+    int error;           /* first I/O error, negative errno */
+    uint64_t deadline;   /* stopping: end of drain; lingering: end of linger */
+    /* Event path only: the owning worker's list, least recently active first. */
+    struct iop_conn *prev, *next;
+    uint64_t last_active;
+    void *owner;
 };
 
 void iop__conn_init(iop_conn *c, iop_server *s, int fd,
@@ -93,6 +114,10 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
 /* Cut complete frames out of c->in and deliver them to on_message, until
  * the input runs out or the service closes. Returns 0 or -EMSGSIZE. */
 int iop__conn_dispatch(iop_conn *c);
+/* The same, over bytes that are not in c->in (an event loop's shared read
+ * buffer): whole frames are delivered from there, and only a trailing
+ * partial frame is copied into c->in. Returns 0, -EMSGSIZE or -ENOMEM. */
+int iop__conn_dispatch_bytes(iop_conn *c, const char *p, size_t n);
 /* The peer's stream ended: a last line without its "\n" is still a
  * message (as for most line readers); a partial len32 frame is dropped. */
 void iop__conn_eof(iop_conn *c);

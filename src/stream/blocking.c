@@ -1,9 +1,10 @@
 /*
- * The blocking I/O path, shared by the iterative, fork and thread models:
- * one thread of control per connection, which sleeps in recv() and send().
- * recv() may return any part of what the peer sent, and send() may write
- * only part of what it was given (the course's notes on partial I/O), so
- * input is framed from a buffer and output is written until none is left.
+ * The blocking I/O path, shared by the iterative, fork, thread, prefork
+ * and pool models: one thread of control per connection, which sleeps in
+ * recv() and send(). recv() may return any part of what the peer sent,
+ * and send() may write only part of what it was given (the course's notes
+ * on partial I/O), so input is framed from a buffer and output is written
+ * until none is left.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -14,6 +15,9 @@
 #include <unistd.h>
 
 #define READ_CHUNK 16384
+#define LINGER_MS 2000
+
+static int closing(const iop_conn *c) { return c->flags & IOP__CONN_CLOSING; }
 
 /* Once the server is stopping, output gets drain_ms to go out: a peer that
  * does not read must not hold the stop forever. A send() already blocked
@@ -21,13 +25,13 @@
  * count) and comes back here, where the wait is bounded. */
 static int wait_writable_for_drain(iop_conn *c)
 {
-    if (c->drain_deadline == 0)
-        c->drain_deadline = iop__now_ms() + (uint64_t)c->server->cfg.drain_ms;
+    if (c->deadline == 0)
+        c->deadline = iop__now_ms() + (uint64_t)c->server->cfg.drain_ms;
     uint64_t now = iop__now_ms();
-    if (now >= c->drain_deadline)
+    if (now >= c->deadline)
         return -ETIMEDOUT;
     struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-    int n = poll(&p, 1, (int)(c->drain_deadline - now));
+    int n = poll(&p, 1, (int)(c->deadline - now));
     if (n < 0 && errno != EINTR)
         return -errno;
     return n == 0 ? -ETIMEDOUT : 0;
@@ -35,24 +39,17 @@ static int wait_writable_for_drain(iop_conn *c)
 
 static int flush_all(iop_conn *c)
 {
-    while (iop_buf_used(&c->out) > 0) {
-        int flags = MSG_NOSIGNAL;
+    while (c->out.bytes > 0) {
+        int flags = 0;
         if (iop__stopping(c->server)) {
             int r = wait_writable_for_drain(c);
             if (r != 0)
                 return r;
-            flags |= MSG_DONTWAIT;
+            flags = MSG_DONTWAIT;
         }
-        /* MSG_NOSIGNAL: a peer that has gone makes send() fail with EPIPE
-         * instead of killing the process with SIGPIPE. */
-        ssize_t n = send(c->fd, iop_buf_head(&c->out), iop_buf_used(&c->out),
-                         flags);
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN)
-                continue;
-            return -errno;
-        }
-        iop_buf_consume(&c->out, (size_t)n);
+        ssize_t n = iop_outq_write(&c->out, c->fd, flags);
+        if (n < 0 && n != -EINTR && n != -EAGAIN)
+            return (int)n;
     }
     return 0;
 }
@@ -61,9 +58,10 @@ static int flush_all(iop_conn *c)
  * something to say and the peer takes it. */
 static int produce(iop_conn *c)
 {
-    while (c->svc->on_drain && !c->closing && !iop__stopping(c->server)) {
-        c->svc->on_drain(c);
-        if (iop_buf_used(&c->out) == 0)
+    const struct iop_service *svc = c->server->svc;
+    while (svc->on_drain && !closing(c) && !iop__stopping(c->server)) {
+        svc->on_drain(c);
+        if (c->out.bytes == 0)
             return 0;
         int r = flush_all(c);
         if (r != 0)
@@ -89,21 +87,48 @@ static ssize_t read_some(iop_conn *c)
     }
 }
 
+/* We close while the peer may still be sending: closing a socket with
+ * unread input makes the kernel send RST, which can destroy the answer we
+ * just wrote before the peer reads it. So shut our side, then read and
+ * discard until the peer closes too, for at most LINGER_MS (nginx's
+ * lingering close). */
+static void linger(iop_conn *c)
+{
+    if (shutdown(c->fd, SHUT_WR) != 0)
+        return;
+    uint64_t end = iop__now_ms() + LINGER_MS;
+    char sink[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return;
+        if (n > 0)
+            continue;
+        uint64_t now = iop__now_ms();
+        if (now >= end)
+            return;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(end - now)) == 0)
+            return;
+    }
+}
+
 void iop__serve_blocking(iop_server *s, int fd,
                          const struct sockaddr_storage *peer, socklen_t peerlen)
 {
+    const struct iop_service *svc = s->svc;
     iop_conn c;
     iop__conn_init(&c, s, fd, peer, peerlen);
-    iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)", c.peer_name,
-               (unsigned long long)c.id);
-    if (c.svc->on_open)
-        c.svc->on_open(&c);
+    iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
+               iop_conn_peer_name(&c), (unsigned long long)c.id);
+    if (svc->on_open)
+        svc->on_open(&c);
     int err = 0;
     for (;;) {
         err = flush_all(&c);
         if (err == 0)
             err = produce(&c);
-        if (err != 0 || c.closing)
+        if (err != 0 || closing(&c))
             break;
         ssize_t n = read_some(&c);
         if (n < 0) {
@@ -113,6 +138,7 @@ void iop__serve_blocking(iop_server *s, int fd,
         if (n == 0) {
             /* End of stream (the peer's half-close, or our own SHUT_RD at
              * stop): answer what was received, then close. */
+            c.flags |= IOP__CONN_PEER_EOF;
             iop__conn_eof(&c);
             err = flush_all(&c);
             break;
@@ -120,16 +146,18 @@ void iop__serve_blocking(iop_server *s, int fd,
         err = iop__conn_dispatch(&c);
         if (err == -EMSGSIZE) {
             iop_report(s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
-                       c.peer_name, c.max_frame);
+                       iop_conn_peer_name(&c), s->max_frame);
             flush_all(&c);
             break;
         }
     }
+    if ((err == 0 || err == -EMSGSIZE) && !(c.flags & IOP__CONN_PEER_EOF))
+        linger(&c);
     if (err != 0 && err != -EMSGSIZE)
-        iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", c.peer_name,
+        iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(&c),
                    iop_strerror(err));
-    if (c.svc->on_close)
-        c.svc->on_close(&c, err);
-    iop_report(s, IOP_LOG_DEBUG, "close %s", c.peer_name);
+    if (svc->on_close)
+        svc->on_close(&c, err == -EMSGSIZE ? 0 : err);
+    iop_report(s, IOP_LOG_DEBUG, "close %s", iop_conn_peer_name(&c));
     iop__conn_release(&c);
 }

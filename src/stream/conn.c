@@ -1,12 +1,13 @@
 /*
- * The connection as a service sees it: an input buffer cut into messages
- * by the framing layer, and an output queue that iop_send() appends to.
- * How bytes move in and out is the model's business (blocking.c for the
- * blocking models).
+ * The connection as a service sees it: input cut into messages by the
+ * framing layer, and an output queue that iop_send() appends to. How bytes
+ * move in and out is the model's business: blocking.c for the blocking
+ * models, evconn.c for the event loops.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 void iop__conn_init(iop_conn *c, iop_server *s, int fd,
@@ -15,87 +16,124 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->server = s;
-    c->svc = s->svc;
-    c->framing = s->framing;
-    c->max_frame = s->max_frame;
     c->id = atomic_fetch_add(&s->next_conn_id, 1) + 1;
-    if (peer && peerlen <= sizeof c->peer) {
-        memcpy(&c->peer, peer, peerlen);
-        c->peerlen = peerlen;
+    if (peer && peerlen >= sizeof(sa_family_t)) {
+        if (peer->ss_family == AF_UNIX)
+            peerlen = sizeof(sa_family_t);
+        if (peerlen <= sizeof c->peer) {
+            memcpy(&c->peer, peer, peerlen);
+            c->peerlen = peerlen;
+        }
     }
-    iop_sockaddr_format((struct sockaddr *)&c->peer, c->peerlen, c->peer_name,
-                        sizeof c->peer_name);
 }
 
-int iop__conn_dispatch(iop_conn *c)
+/* Deliver every whole frame in p[0, n); returns bytes consumed or -EMSGSIZE. */
+static ssize_t deliver(iop_conn *c, const char *p, size_t n)
 {
-    while (!c->closing && iop_buf_used(&c->in) > 0) {
+    const iop_server *s = c->server;
+    size_t used = 0;
+    while (!(c->flags & IOP__CONN_CLOSING) && used < n) {
         struct iop_frame f;
-        int r = iop_frame_next(c->framing, c->max_frame, iop_buf_head(&c->in),
-                               iop_buf_used(&c->in), &f);
+        int r = iop_frame_next(s->framing, s->max_frame, p + used, n - used, &f);
         if (r < 0)
             return r;
         if (r == 0)
             break;
-        if (c->svc->on_message)
-            c->svc->on_message(c, iop_buf_head(&c->in) + f.payload_off,
-                               f.payload_len);
-        iop_buf_consume(&c->in, f.frame_len);
+        if (s->svc->on_message)
+            s->svc->on_message(c, p + used + f.payload_off, f.payload_len);
+        used += f.frame_len;
     }
+    return (ssize_t)used;
+}
+
+int iop__conn_dispatch(iop_conn *c)
+{
+    ssize_t used = deliver(c, iop_buf_head(&c->in), iop_buf_used(&c->in));
+    if (used < 0)
+        return (int)used;
+    iop_buf_consume(&c->in, (size_t)used);
     return 0;
+}
+
+int iop__conn_dispatch_bytes(iop_conn *c, const char *p, size_t n)
+{
+    if (iop_buf_used(&c->in) > 0) { /* a partial frame is waiting: join it */
+        if (iop_buf_append(&c->in, p, n) != 0)
+            return -ENOMEM;
+        return iop__conn_dispatch(c);
+    }
+    ssize_t used = deliver(c, p, n);
+    if (used < 0)
+        return (int)used;
+    if (c->flags & IOP__CONN_CLOSING)
+        return 0; /* the rest will never be read */
+    return iop_buf_append(&c->in, p + used, n - (size_t)used);
 }
 
 void iop__conn_eof(iop_conn *c)
 {
     size_t n = iop_buf_used(&c->in);
-    if (c->closing || n == 0 || c->framing != IOP_FRAMING_LINE)
+    if ((c->flags & IOP__CONN_CLOSING) || n == 0 || c->server->framing != IOP_FRAMING_LINE)
         return;
-    if (n <= c->max_frame && c->svc->on_message)
-        c->svc->on_message(c, iop_buf_head(&c->in), n);
+    if (n <= c->server->max_frame && c->server->svc->on_message)
+        c->server->svc->on_message(c, iop_buf_head(&c->in), n);
     iop_buf_consume(&c->in, n);
 }
 
 void iop__conn_release(iop_conn *c)
 {
     iop_buf_free(&c->in);
-    iop_buf_free(&c->out);
+    iop_outq_free(&c->out);
+    free(c->peer_name);
+    c->peer_name = NULL;
 }
 
 int iop_send(iop_conn *c, const void *data, size_t len)
 {
-    if (c->closing || c->error)
+    if ((c->flags & IOP__CONN_CLOSING) || c->error)
         return -EPIPE;
-    return iop_buf_append(&c->out, data, len);
+    return iop_outq_append(&c->out, data, len);
 }
 
 int iop_send_frame(iop_conn *c, const void *msg, size_t len)
 {
-    if (c->closing || c->error)
+    if ((c->flags & IOP__CONN_CLOSING) || c->error)
         return -EPIPE;
-    if (c->framing == IOP_FRAMING_LEN32 && len > UINT32_MAX)
+    enum iop_framing framing = c->server->framing;
+    if (framing == IOP_FRAMING_LEN32 && len > UINT32_MAX)
         return -EMSGSIZE;
     char hdr[4];
-    size_t hn = iop_frame_header(c->framing, len, hdr);
-    size_t tn = c->framing == IOP_FRAMING_LINE ? 1 : 0;
+    size_t hn = iop_frame_header(framing, len, hdr);
+    size_t tn = framing == IOP_FRAMING_LINE ? 1 : 0;
     /* Reserve the whole frame first so a failure queues nothing. */
-    if (!iop_buf_reserve(&c->out, hn + len + tn))
+    if (iop_outq_reserve(&c->out, hn + len + tn) != 0)
         return -ENOMEM;
-    iop_buf_append(&c->out, hdr, hn);
-    iop_buf_append(&c->out, msg, len);
-    iop_buf_append(&c->out, "\n", tn);
+    iop_outq_append(&c->out, hdr, hn);
+    iop_outq_append(&c->out, msg, len);
+    iop_outq_append(&c->out, "\n", tn);
     return 0;
 }
 
-void iop_close(iop_conn *c) { c->closing = 1; }
+void iop_close(iop_conn *c) { c->flags |= IOP__CONN_CLOSING; }
 
 const struct sockaddr *iop_conn_peer(const iop_conn *c, socklen_t *len)
 {
     if (len)
         *len = c->peerlen;
-    return (const struct sockaddr *)&c->peer;
+    return &c->peer.sa;
 }
 
-const char *iop_conn_peer_name(const iop_conn *c) { return c->peer_name; }
+const char *iop_conn_peer_name(const iop_conn *c)
+{
+    iop_conn *m = (iop_conn *)c; /* the name is a cache, not state */
+    if (!m->peer_name) {
+        char buf[IOP_PATH_MAX + 16];
+        iop_sockaddr_format(&c->peer.sa, c->peerlen, buf, sizeof buf);
+        m->peer_name = strdup(buf);
+    }
+    return m->peer_name ? m->peer_name : "(unknown peer)";
+}
+
 uint64_t iop_conn_id(const iop_conn *c) { return c->id; }
 void *iop_conn_data(const iop_conn *c) { return c->data; }
 void iop_conn_set_data(iop_conn *c, void *data) { c->data = data; }

@@ -1,0 +1,28 @@
+/*
+ * A connection's output queue: a list of chunks written with one
+ * sendmsg() (a writev with MSG_NOSIGNAL) of up to OUTQ_IOV of them.
+ * Appending never moves what is queued, and memory goes back chunk by
+ * chunk as the peer takes it. An empty queue holds no memory.
+ */
+#ifndef IOP_OUTQ_H
+#define IOP_OUTQ_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct iop_chunk;
+
+struct iop_outq {
+    struct iop_chunk *head, *tail;
+    size_t bytes; /* queued, not yet written */
+};
+
+int iop_outq_append(struct iop_outq *q, const void *p, size_t n);
+/* Make sure n more bytes can be appended without failing. */
+int iop_outq_reserve(struct iop_outq *q, size_t n);
+/* One sendmsg(); returns bytes written or a negative errno (-EAGAIN when
+ * the socket is full). flags are added to MSG_NOSIGNAL. */
+ssize_t iop_outq_write(struct iop_outq *q, int fd, int flags);
+void iop_outq_free(struct iop_outq *q);
+
+#endif
