@@ -76,6 +76,12 @@ static void usage(FILE *f)
             "      --once            exit after the first client, like the lab's server\n"
             "      --backlog N       listen backlog (default SOMAXCONN)\n"
             "      --drain-ms N      at stop, wait this long for output to flush (5000)\n"
+            "  -w, --workers N       event loops (one per core), or the N of prefork/pool;\n"
+            "                        -m MODEL:N says the same\n"
+            "      --idle-timeout S  close connections silent for S seconds (event loops)\n"
+            "      --high-water N    stop reading a client whose unsent output passes\n"
+            "                        N bytes (event loops; default 262144)\n"
+            "      --low-water N     resume reading below N bytes (default high/4)\n"
             "  -q, --quiet           print only service output and errors\n"
             "  -v, --verbose         print connections opening and closing\n"
             "  -h, --help            this text\n"
@@ -93,7 +99,10 @@ static void usage(FILE *f)
                "exits 0; a second one exits at once.\n\n" EXIT_CODES_HELP);
 }
 
-enum { OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN };
+enum {
+    OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN,
+    OPT_IDLE, OPT_HIGH, OPT_LOW,
+};
 
 static const struct option options[] = {
     {"model", required_argument, NULL, 'm'},
@@ -106,6 +115,10 @@ static const struct option options[] = {
     {"once", no_argument, NULL, OPT_ONCE},
     {"backlog", required_argument, NULL, OPT_BACKLOG},
     {"drain-ms", required_argument, NULL, OPT_DRAIN},
+    {"workers", required_argument, NULL, 'w'},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"high-water", required_argument, NULL, OPT_HIGH},
+    {"low-water", required_argument, NULL, OPT_LOW},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -137,7 +150,7 @@ int cmd_serve(int argc, char **argv)
     int c;
     optind = 1;
     opterr = 0; /* errors are reported in one line by cli_option_error */
-    while ((c = getopt_long(argc, argv, ":m:S:uU:46F:qvh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:S:uU:46F:w:qvh", options, NULL)) != -1) {
         switch (c) {
         case 'm': cfg.model = optarg; break;
         case 'S': service = optarg; break;
@@ -175,6 +188,26 @@ int cmd_serve(int argc, char **argv)
                 return EXIT_USAGE;
             cfg.drain_ms = (int)v;
             break;
+        case 'w':
+            if (number_opt("-w", optarg, 1, 1024, &v))
+                return EXIT_USAGE;
+            cfg.workers = (unsigned)v;
+            break;
+        case OPT_IDLE:
+            if (number_opt("--idle-timeout", optarg, 1, 86400, &v))
+                return EXIT_USAGE;
+            cfg.idle_timeout_ms = (int)v * 1000;
+            break;
+        case OPT_HIGH:
+            if (number_opt("--high-water", optarg, 1, 1 << 30, &v))
+                return EXIT_USAGE;
+            cfg.high_water = (size_t)v;
+            break;
+        case OPT_LOW:
+            if (number_opt("--low-water", optarg, 0, 1 << 30, &v))
+                return EXIT_USAGE;
+            cfg.low_water = (size_t)v;
+            break;
         case 'q': ro.verbosity = -1; break;
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;
@@ -182,6 +215,22 @@ int cmd_serve(int argc, char **argv)
             cli_option_error("serve", c, argv);
             return EXIT_USAGE;
         }
+    }
+    /* -m prefork:8 is -m prefork -w 8 */
+    char model[64];
+    if (cfg.model && strchr(cfg.model, ':')) {
+        const char *colon = strchr(cfg.model, ':');
+        if (number_opt("-m MODEL:N", colon + 1, 1, 1024, &v) ||
+            (size_t)(colon - cfg.model) >= sizeof model)
+            return EXIT_USAGE;
+        snprintf(model, sizeof model, "%.*s", (int)(colon - cfg.model), cfg.model);
+        cfg.model = model;
+        cfg.workers = (unsigned)v;
+    }
+    if (cfg.high_water && cfg.low_water > cfg.high_water) {
+        cli_error("serve", "--low-water (%zu) must not exceed --high-water (%zu)",
+                  cfg.low_water, cfg.high_water);
+        return EXIT_USAGE;
     }
     cfg.service = iop_service_find(service);
     if (!cfg.service) {

@@ -206,6 +206,12 @@ struct iop_server_config {
     int once;                          /* exit after the first client */
     int backlog;                       /* 0: SOMAXCONN */
     int drain_ms;                      /* bound on flushing at stop; 0: 5000 */
+    unsigned workers;                  /* event loops (-w), or the N of prefork:N
+                                        * and pool:N; 0: the model's default */
+    int idle_timeout_ms;               /* close connections silent this long; 0: never */
+    size_t high_water;                 /* stop reading a connection whose queued
+                                        * output passes this; 0: 256 KiB */
+    size_t low_water;                  /* resume below this; 0: high_water / 4 */
     /* Report sink; may be called from several threads or processes. */
     void (*report)(void *ctx, enum iop_log level, const char *line);
     void *report_ctx;

@@ -20,6 +20,7 @@
 
 struct iop__model {
     struct iop_model_info info;
+    const char *backend; /* the event-loop models: the readiness backend */
     /* Serve on s->listen_fd until s->stopping (or the first client with
      * `once`). Returns 0 or a negative errno. */
     int (*run)(iop_server *s);
@@ -28,6 +29,16 @@ struct iop__model {
 extern const struct iop__model iop__model_iterative;
 extern const struct iop__model iop__model_fork;
 extern const struct iop__model iop__model_thread;
+extern const struct iop__model iop__model_epoll, iop__model_kqueue,
+    iop__model_poll, iop__model_select;
+
+/* ---- sockets ------------------------------------------------------------ */
+
+enum { IOP__LISTEN_REUSEPORT = 1u << 0 };
+/* iop_listen() with options: SO_REUSEPORT lets each event-loop worker
+ * bind a listener of its own to the same address. */
+int iop__listen(const struct iop_addr *a, int backlog, unsigned flags, int *fd,
+                struct iop_addr *bound, char *err);
 
 /* ---- server ------------------------------------------------------------ */
 
@@ -48,6 +59,8 @@ struct iop_server {
     atomic_int inline_fd;
     atomic_uint_fast64_t next_conn_id;
     pid_t owner;          /* the process that bound the listener */
+    struct iop_addr bound; /* the listener's address, port resolved */
+    atomic_uint live_conns; /* event models: open connections, all workers */
     int last_accept_err;  /* so an accept failure is reported once */
     char address[IOP_HOST_MAX + IOP_PATH_MAX + 32];
 };

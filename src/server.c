@@ -22,10 +22,25 @@
 #define MAX_FRAME_LIMIT (1u << 30)
 #define DRAIN_MS_DEFAULT 5000
 
+#if defined(__has_include)
+#if __has_include(<sys/event.h>)
+#define IOP_HAVE_KQUEUE 1
+#endif
+#endif
+
+/* The first is the default: the best event loop the platform has. */
 static const struct iop__model *const models[] = {
-    &iop__model_thread, /* the default until the event loops arrive */
+#ifdef __linux__
+    &iop__model_epoll,
+#endif
+#ifdef IOP_HAVE_KQUEUE
+    &iop__model_kqueue,
+#endif
+    &iop__model_poll,
+    &iop__model_select,
     &iop__model_iterative,
     &iop__model_fork,
+    &iop__model_thread,
     NULL,
 };
 
@@ -126,15 +141,18 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
         iop_server_close(s);
         return r;
     }
-    struct iop_addr bound;
-    r = iop_listen(&cfg->addr, cfg->backlog, &s->listen_fd, &bound, err);
+    /* Event-loop workers each bind their own listener (SO_REUSEPORT);
+     * the first must carry the option too for the others to bind. */
+    unsigned lflags = m->backend && cfg->workers > 1 &&
+                      !iop_transport_is_unix(cfg->addr.transport) ? IOP__LISTEN_REUSEPORT : 0;
+    r = iop__listen(&cfg->addr, cfg->backlog, lflags, &s->listen_fd, &s->bound, err);
     if (r != 0) {
         s->listen_fd = -1;
         iop_server_close(s);
         return r;
     }
     s->owner = getpid();
-    iop_addr_format(&bound, s->address, sizeof s->address);
+    iop_addr_format(&s->bound, s->address, sizeof s->address);
     *out = s;
     return 0;
 }
@@ -143,8 +161,8 @@ const char *iop_server_address(const iop_server *s) { return s->address; }
 
 int iop_server_run(iop_server *s)
 {
-    if (!iop_transport_is_stream(s->cfg.addr.transport))
-        return iop__serve_datagrams(s);
+    if (!iop_transport_is_stream(s->cfg.addr.transport) && !s->model->backend)
+        return iop__serve_datagrams(s); /* the iterative connectionless server */
     return s->model->run(s);
 }
 

@@ -4,7 +4,7 @@
  * address, like Redis' anet.
  */
 #define _GNU_SOURCE
-#include "ioplex.h"
+#include "../internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,7 +113,7 @@ static int listen_unix(const struct iop_addr *a, int backlog, int *out,
 }
 
 static int bind_one(const struct addrinfo *ai, const struct iop_addr *a,
-                    int backlog, int *out)
+                    int backlog, unsigned flags, int *out)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
@@ -121,6 +121,12 @@ static int bind_one(const struct addrinfo *ai, const struct iop_addr *a,
     int one = 1;
     if (ai->ai_socktype == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((flags & IOP__LISTEN_REUSEPORT) &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
     if (ai->ai_family == AF_INET6) {
         /* "::" without -6 serves IPv4 too; -6 or a v6 literal means v6 only. */
         int v6only = a->family == AF_INET6;
@@ -157,6 +163,12 @@ static void describe_bound(int fd, const struct iop_addr *a, struct iop_addr *bo
 int iop_listen(const struct iop_addr *a, int backlog, int *out,
                struct iop_addr *bound, char *err)
 {
+    return iop__listen(a, backlog, 0, out, bound, err);
+}
+
+int iop__listen(const struct iop_addr *a, int backlog, unsigned flags, int *out,
+                struct iop_addr *bound, char *err)
+{
     if (backlog <= 0)
         backlog = SOMAXCONN;
     int r;
@@ -177,11 +189,11 @@ int iop_listen(const struct iop_addr *a, int backlog, int *out,
                 }
         char where[IOP_HOST_MAX + IOP_PORT_MAX + 32];
         iop_addr_format(a, where, sizeof where);
-        r = bind_one(first, a, backlog, out);
+        r = bind_one(first, a, backlog, flags, out);
         int first_err = r; /* the error worth reporting if all fail */
         for (const struct addrinfo *ai = res; r != 0 && ai; ai = ai->ai_next)
             if (ai != first)
-                r = bind_one(ai, a, backlog, out);
+                r = bind_one(ai, a, backlog, flags, out);
         if (r != 0)
             r = first_err;
         freeaddrinfo(res);

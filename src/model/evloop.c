@@ -1,0 +1,305 @@
+/*
+ * select, poll, epoll, kqueue: the single-process concurrent server of the
+ * course. One thread, non-blocking sockets, and a loop that waits for any
+ * of them to be ready (src/loop/); the four models differ only in the
+ * loop's backend. The connections' I/O path is src/stream/evconn.c.
+ *
+ * Workers (-w N): N threads, each with a loop of its own and, for TCP and
+ * UDP, a listener of its own bound with SO_REUSEPORT; the kernel spreads
+ * new connections (datagrams) over the listeners by a hash of the
+ * addresses. Chosen over one shared listener with EPOLLEXCLUSIVE because
+ * it works with every backend, not only epoll, and no two loops ever race
+ * for the same connection. Its costs, written down: a worker busy with
+ * long requests still gets its share of new connections, and connections
+ * waiting in a listener's queue are reset if that worker stops first.
+ * Unix sockets have no SO_REUSEPORT: the workers share one listener, each
+ * accepting non-blocking (a wake-up may find nothing: EAGAIN).
+ *
+ * Traps handled here:
+ * - Accept in batches (ACCEPT_BATCH) with accept4(SOCK_NONBLOCK |
+ *   SOCK_CLOEXEC), so a connection storm neither starves open connections
+ *   nor costs an fcntl() per socket.
+ * - EMFILE/ENFILE: the pending connection stays in the kernel's queue and
+ *   the listener stays readable, so a level-triggered loop would spin on
+ *   it. As nginx does, accepting pauses (the listener leaves the loop)
+ *   until a connection closes or ACCEPT_PAUSE_MS pass; the waiting
+ *   clients are served once descriptors free up. (libuv instead closes a
+ *   reserved descriptor to accept and drop them; that loses clients.)
+ * - select cannot watch a descriptor >= FD_SETSIZE: such a connection is
+ *   refused with a report instead of corrupting an fd_set.
+ * - SIGPIPE: every write uses MSG_NOSIGNAL.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "loop/loop.h"
+#include "stream/evconn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+#define DATAGRAM_BATCH 64
+#define DATAGRAM_MAX 65536
+
+struct worker {
+    iop_server *s;
+    iop_loop *loop;
+    struct iop__evctx x;
+    int listen_fd;
+    int owns_listener; /* its own SO_REUSEPORT socket, closed at stop */
+    int accept_paused;
+    int last_err;      /* the accept failure last reported */
+    int accepted;      /* for --once */
+    struct iop__timer accept_resume;
+    pthread_t thread;
+    int result;
+};
+
+static void on_accept(iop_loop *loop, int fd, unsigned events, void *arg);
+static void on_datagrams(iop_loop *loop, int fd, unsigned events, void *arg);
+
+static int is_stream(const iop_server *s) { return iop_transport_is_stream(s->cfg.addr.transport); }
+
+static void watch_listener(struct worker *w, int on)
+{
+    iop_io_fn *fn = is_stream(w->s) ? on_accept : on_datagrams;
+    iop__loop_io(w->loop, w->listen_fd, on ? IOP_EV_READ : 0, fn, w);
+}
+
+static void resume_accept(iop_loop *loop, void *arg)
+{
+    (void)loop;
+    struct worker *w = arg;
+    if (!w->accept_paused || w->x.stopping)
+        return;
+    w->accept_paused = 0;
+    iop__timer_stop(w->loop, &w->accept_resume);
+    watch_listener(w, 1);
+}
+
+static void pause_accept(struct worker *w, int err)
+{
+    if (err != w->last_err)
+        iop_report(w->s, IOP_LOG_ERROR, "accept: %s; pausing new connections "
+                   "until a descriptor is free", iop_strerror(err));
+    w->last_err = err;
+    w->accept_paused = 1;
+    watch_listener(w, 0);
+    iop__timer_start(w->loop, &w->accept_resume, ACCEPT_PAUSE_MS, resume_accept, w);
+}
+
+static void conn_closed(struct iop__evctx *x)
+{
+    struct worker *w = x->owner;
+    atomic_fetch_sub(&w->s->live_conns, 1);
+    if (w->accept_paused)
+        resume_accept(w->loop, w); /* a descriptor was just freed */
+    if (w->s->cfg.once && w->accepted && atomic_load(&w->s->live_conns) == 0)
+        iop_server_stop(w->s);
+}
+
+static void take(struct worker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
+{
+    iop_server *s = w->s;
+    unsigned max = s->cfg.max_conns;
+    if (max && atomic_load(&s->live_conns) >= max) {
+        iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients already "
+                   "(--max-conns)", max);
+        close(fd);
+        return;
+    }
+    if (s->cfg.addr.transport == IOP_TCP) {
+        int one = 1; /* replies are small and latency matters */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    atomic_fetch_add(&s->live_conns, 1);
+    int r = iop__evconn_open(&w->x, fd, peer, len);
+    if (r != 0) {
+        atomic_fetch_sub(&s->live_conns, 1);
+        if (r == -EMFILE && r != w->last_err)
+            iop_report(s, IOP_LOG_ERROR, "descriptor %d is beyond what %s can "
+                       "watch; closing that connection", fd, iop__loop_backend(w->loop));
+        else if (r != w->last_err)
+            iop_report(s, IOP_LOG_ERROR, "cannot serve a connection: %s", iop_strerror(r));
+        w->last_err = r;
+        return;
+    }
+    w->accepted = 1;
+    if (s->cfg.once) /* the first client only */
+        watch_listener(w, 0);
+}
+
+static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
+{
+    (void)loop, (void)events;
+    struct worker *w = arg;
+    for (int i = 0; i < ACCEPT_BATCH && !w->accept_paused; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+                continue;
+            pause_accept(w, -e); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
+            return;
+        }
+        if (w->last_err == -EMFILE || w->last_err == -ENFILE) {
+            iop_report(w->s, IOP_LOG_INFO, "accept: recovered");
+            w->last_err = 0;
+        }
+        take(w, fd, &peer, len);
+        if (w->s->cfg.once)
+            return;
+    }
+}
+
+static void on_datagrams(iop_loop *loop, int fd, unsigned events, void *arg)
+{
+    (void)loop, (void)events;
+    struct worker *w = arg;
+    iop_server *s = w->s;
+    for (int i = 0; i < DATAGRAM_BATCH; i++) {
+        struct iop_peer p = {.server = s, .fd = fd};
+        struct iovec iov = {.iov_base = w->x.scratch, .iov_len = DATAGRAM_MAX};
+        struct msghdr msg = {
+            .msg_name = &p.addr, .msg_namelen = sizeof p.addr,
+            .msg_iov = &iov, .msg_iovlen = 1,
+        };
+        ssize_t n = recvmsg(fd, &msg, 0);
+        if (n < 0)
+            return; /* EAGAIN: drained; an ICMP error on UDP: nothing to do */
+        if (msg.msg_flags & MSG_TRUNC) {
+            iop_report(s, IOP_LOG_INFO, "dropped a datagram longer than %d bytes",
+                       DATAGRAM_MAX);
+            continue;
+        }
+        p.addrlen = msg.msg_namelen;
+        s->svc->on_datagram(&p, w->x.scratch, (size_t)n);
+        if (s->cfg.once) {
+            iop_server_stop(s);
+            return;
+        }
+    }
+}
+
+static void on_stop(iop_loop *loop, int fd, unsigned events, void *arg)
+{
+    (void)events;
+    struct worker *w = arg;
+    iop__loop_io(loop, fd, 0, NULL, NULL); /* readable forever: watch it no more */
+    iop__timer_stop(loop, &w->accept_resume);
+    w->accept_paused = 0;
+    watch_listener(w, 0);
+    if (w->owns_listener) {
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    iop__evctx_stop(&w->x);
+}
+
+/* A listener of this worker's own, on the address the first one got. */
+static int own_listener(struct worker *w)
+{
+    char err[IOP_ERR_LEN];
+    int r = iop__listen(&w->s->bound, w->s->cfg.backlog, IOP__LISTEN_REUSEPORT,
+                        &w->listen_fd, NULL, err);
+    if (r != 0) {
+        iop_report(w->s, IOP_LOG_ERROR, "worker listener: %s", err);
+        return r;
+    }
+    w->owns_listener = 1;
+    return 0;
+}
+
+static int set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    iop_server *s = w->s;
+    int r = iop__loop_create(&w->loop, s->model->backend);
+    if (r == 0) {
+        r = iop__evctx_init(&w->x, s, w->loop);
+        w->x.owner = w;
+        w->x.conn_closed = conn_closed;
+    }
+    if (r == 0 && w->listen_fd < 0)
+        r = own_listener(w);
+    if (r == 0)
+        r = set_nonblocking(w->listen_fd);
+    if (r == 0)
+        r = iop__loop_io(w->loop, s->stop_pipe[0], IOP_EV_READ, on_stop, w);
+    if (r == 0) {
+        watch_listener(w, 1);
+        r = iop__loop_run(w->loop);
+    }
+    if (w->loop) {
+        iop__evctx_free(&w->x);
+        iop__timer_stop(w->loop, &w->accept_resume);
+        iop__loop_destroy(w->loop);
+    }
+    if (w->owns_listener && w->listen_fd >= 0)
+        close(w->listen_fd);
+    w->result = r;
+    if (r != 0)
+        iop_server_stop(s); /* one worker failing stops the others */
+    return NULL;
+}
+
+static int run_evloop(iop_server *s)
+{
+    unsigned n = s->cfg.workers ? s->cfg.workers : 1;
+    struct worker *ws = calloc(n, sizeof *ws);
+    if (!ws)
+        return -ENOMEM;
+    int shared = n == 1 || iop_transport_is_unix(s->cfg.addr.transport);
+    for (unsigned i = 0; i < n; i++) {
+        ws[i].s = s;
+        ws[i].listen_fd = (i == 0 || shared) ? s->listen_fd : -1;
+    }
+    unsigned started = 1;
+    for (; started < n; started++) {
+        int e = pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]);
+        if (e != 0) {
+            iop_report(s, IOP_LOG_ERROR, "cannot start worker %u: %s", started, strerror(e));
+            iop_server_stop(s);
+            break;
+        }
+    }
+    worker_main(&ws[0]); /* the calling thread is worker 0 */
+    int r = ws[0].result;
+    for (unsigned i = 1; i < started; i++) {
+        pthread_join(ws[i].thread, NULL);
+        if (r == 0)
+            r = ws[i].result;
+    }
+    free(ws);
+    return r;
+}
+
+#define EVENT_MODEL(id, nm, what)                                             \
+    const struct iop__model iop__model_##id = {                                \
+        .info = {.name = nm, .summary = what, .datagram = 1, .shared_state = 1}, \
+        .backend = nm,                                                         \
+        .run = run_evloop,                                                     \
+    }
+
+EVENT_MODEL(epoll, "epoll", "one process, an epoll event loop (-w N: N loops)");
+EVENT_MODEL(kqueue, "kqueue", "one process, a kqueue event loop (-w N: N loops)");
+EVENT_MODEL(poll, "poll", "one process, a poll() event loop (-w N: N loops)");
+EVENT_MODEL(select, "select", "one process, a select() event loop (-w N: N loops)");

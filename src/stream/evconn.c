@@ -1,0 +1,359 @@
+/*
+ * The non-blocking connection path (see evconn.h).
+ *
+ * Memory: an idle connection is its iop_conn and nothing else. Reads go
+ * into the loop's shared scratch buffer and whole frames are delivered
+ * from there; only a partial frame is copied into the connection's own
+ * buffer, which is freed as soon as it empties. Output chunks are freed as
+ * they are written.
+ *
+ * Writes: what a service queues while handling a batch of input is
+ * written in one sendmsg() right after the batch, without waiting for a
+ * writability event; only what the socket does not take waits for one.
+ *
+ * Backpressure: above the high watermark of queued output the connection
+ * stops being read, so a peer that sends without reading cannot grow the
+ * server's memory past high_water + one read budget. Reading resumes
+ * below the low watermark. A producer (on_drain) is asked for more only
+ * below the low watermark.
+ */
+#define _GNU_SOURCE
+#include "evconn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SCRATCH_SIZE 65536
+#define READS_PER_WAKE 4    /* the per-wake-up budget: 4 x 64 KiB */
+#define PRODUCE_ROUNDS 16   /* on_drain calls per wake-up, for fairness */
+#define LINGER_MS 2000
+#define HIGH_WATER_DEFAULT (256 * 1024)
+
+/* ---- lists ------------------------------------------------------------------- */
+
+static void list_remove(struct iop__connlist *l, iop_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void list_append(struct iop__connlist *l, iop_conn *c)
+{
+    c->prev = l->tail;
+    c->next = NULL;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+/* Activity moves a connection to the tail, so the head is always the one
+ * silent longest: the idle sweep stops at the first that is not expired. */
+static void touch(struct iop__evctx *x, iop_conn *c)
+{
+    c->last_active = iop__loop_now(x->loop);
+    if (x->active.tail != c && !(c->flags & IOP__CONN_LINGER)) {
+        list_remove(&x->active, c);
+        list_append(&x->active, c);
+    }
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void notify_close(iop_conn *c, int err)
+{
+    if (c->flags & IOP__CONN_NOTIFIED)
+        return;
+    c->flags |= IOP__CONN_NOTIFIED;
+    if (c->server->svc->on_close)
+        c->server->svc->on_close(c, err);
+}
+
+static void close_now(struct iop__evctx *x, iop_conn *c, int err)
+{
+    if (err && err != -ECONNRESET && err != -EPIPE)
+        iop_report(x->s, IOP_LOG_DEBUG, "connection %s: %s",
+                   iop_conn_peer_name(c), iop_strerror(err));
+    notify_close(c, err);
+    iop__loop_io(x->loop, c->fd, 0, NULL, NULL);
+    close(c->fd);
+    list_remove((c->flags & IOP__CONN_LINGER) ? &x->lingering : &x->active, c);
+    iop__conn_release(c);
+    free(c);
+    x->nconns--;
+    if (x->conn_closed)
+        x->conn_closed(x);
+    if (x->stopping && x->nconns == 0)
+        iop__loop_stop(x->loop);
+}
+
+static void sweep(iop_loop *loop, void *arg);
+static void on_io(iop_loop *loop, int fd, unsigned events, void *arg);
+
+static void arm_sweep(struct iop__evctx *x)
+{
+    if (iop__timer_active(&x->sweep))
+        return;
+    int idle = x->s->cfg.idle_timeout_ms;
+    uint64_t every = idle > 0 ? (uint64_t)(idle / 4 > 0 ? idle / 4 : 1) : 250;
+    if (every > 250)
+        every = 250;
+    if (idle > 0 || x->lingering.head)
+        iop__timer_start(x->loop, &x->sweep, every, sweep, x);
+}
+
+/* Our side is done and flushed. If the peer is still sending, a plain
+ * close() would answer with RST and could destroy what we just wrote
+ * before the peer reads it: shut our side and discard input until the
+ * peer closes, for at most LINGER_MS (nginx's lingering close). */
+static void finish(struct iop__evctx *x, iop_conn *c)
+{
+    if ((c->flags & IOP__CONN_PEER_EOF) || shutdown(c->fd, SHUT_WR) != 0) {
+        close_now(x, c, 0);
+        return;
+    }
+    notify_close(c, 0);
+    list_remove(&x->active, c);
+    c->flags |= IOP__CONN_LINGER;
+    c->deadline = iop__loop_now(x->loop) + LINGER_MS;
+    list_append(&x->lingering, c); /* same duration for all: deadline order */
+    iop_buf_free(&c->in);
+    if (iop__loop_io(x->loop, c->fd, IOP_EV_READ, on_io, c) != 0)
+        close_now(x, c, 0);
+    arm_sweep(x);
+}
+
+static void sweep(iop_loop *loop, void *arg)
+{
+    struct iop__evctx *x = arg;
+    uint64_t now = iop__loop_now(loop);
+    while (x->lingering.head && x->lingering.head->deadline <= now)
+        close_now(x, x->lingering.head, 0);
+    int idle = x->s->cfg.idle_timeout_ms;
+    while (idle > 0 && x->active.head &&
+           x->active.head->last_active + (uint64_t)idle <= now) {
+        iop_report(x->s, IOP_LOG_DEBUG, "closing %s: idle for %d ms",
+                   iop_conn_peer_name(x->active.head), idle);
+        close_now(x, x->active.head, -ETIMEDOUT);
+    }
+    arm_sweep(x);
+}
+
+/* ---- the I/O ------------------------------------------------------------------- */
+
+/* Set the interest the connection's state calls for. */
+static int update_interest(struct iop__evctx *x, iop_conn *c)
+{
+    unsigned mask = 0;
+    if (!(c->flags & (IOP__CONN_PAUSED | IOP__CONN_PEER_EOF | IOP__CONN_CLOSING)))
+        mask |= IOP_EV_READ;
+    if (c->out.bytes > 0)
+        mask |= IOP_EV_WRITE;
+    if (mask == iop__loop_mask(x->loop, c->fd))
+        return 0;
+    return iop__loop_io(x->loop, c->fd, mask, on_io, c);
+}
+
+/* Write what is queued, let a producer add more, and settle the state.
+ * Returns 0, or -1 if the connection was closed (c is gone). */
+static int flush(struct iop__evctx *x, iop_conn *c)
+{
+    const struct iop_service *svc = x->s->svc;
+    for (int round = 0;; round++) {
+        while (c->out.bytes > 0) {
+            ssize_t n = iop_outq_write(&c->out, c->fd, 0);
+            if (n == -EAGAIN)
+                break;
+            if (n < 0 && n != -EINTR) {
+                close_now(x, c, (int)n);
+                return -1;
+            }
+            touch(x, c);
+        }
+        if (c->out.bytes > 0 || round >= PRODUCE_ROUNDS || !svc->on_drain ||
+            (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)) || x->stopping)
+            break;
+        size_t before = c->out.bytes;
+        svc->on_drain(c);
+        if (c->out.bytes == before)
+            break;
+    }
+    if (c->out.bytes == 0 && (c->flags & IOP__CONN_CLOSING)) {
+        finish(x, c);
+        return -1;
+    }
+    if (c->out.bytes >= x->high_water)
+        c->flags |= IOP__CONN_PAUSED;
+    else if (c->out.bytes <= x->low_water)
+        c->flags &= ~IOP__CONN_PAUSED;
+    if (update_interest(x, c) != 0) {
+        close_now(x, c, -ENOMEM);
+        return -1;
+    }
+    return 0;
+}
+
+/* Discard input on a lingering connection until the peer closes. */
+static void drain_lingering(struct iop__evctx *x, iop_conn *c)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, x->scratch, SCRATCH_SIZE, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        close_now(x, c, 0);
+        return;
+    }
+}
+
+/* Read up to the budget and dispatch. Returns 0, or -1 if c was closed. */
+static int read_input(struct iop__evctx *x, iop_conn *c)
+{
+    iop_server *s = x->s;
+    for (int i = 0; i < READS_PER_WAKE; i++) {
+        if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PAUSED))
+            break;
+        ssize_t n = recv(c->fd, x->scratch, SCRATCH_SIZE, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            close_now(x, c, -errno);
+            return -1;
+        }
+        if (n == 0) {
+            c->flags |= IOP__CONN_PEER_EOF | IOP__CONN_CLOSING;
+            iop__conn_eof(c);
+            break;
+        }
+        touch(x, c);
+        int r = iop__conn_dispatch_bytes(c, x->scratch, (size_t)n);
+        if (r == -EMSGSIZE) {
+            iop_report(s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
+                       iop_conn_peer_name(c), s->max_frame);
+            iop_close(c);
+        } else if (r != 0) {
+            close_now(x, c, r);
+            return -1;
+        }
+        if (iop_buf_used(&c->in) == 0)
+            iop_buf_free(&c->in); /* idle connections hold no buffer */
+        if ((size_t)n < SCRATCH_SIZE)
+            break; /* a short read: the socket is very likely empty */
+        if (c->out.bytes >= x->high_water)
+            c->flags |= IOP__CONN_PAUSED;
+    }
+    return 0;
+}
+
+static void on_io(iop_loop *loop, int fd, unsigned events, void *arg)
+{
+    (void)loop, (void)fd;
+    iop_conn *c = arg;
+    struct iop__evctx *x = c->owner;
+    if (c->flags & IOP__CONN_LINGER) {
+        drain_lingering(x, c);
+        return;
+    }
+    if ((events & IOP_EV_READ) && read_input(x, c) != 0)
+        return;
+    flush(x, c);
+}
+
+/* ---- life cycle ---------------------------------------------------------------- */
+
+int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop)
+{
+    memset(x, 0, sizeof *x);
+    x->s = s;
+    x->loop = loop;
+    x->high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
+    x->low_water = s->cfg.low_water ? s->cfg.low_water : x->high_water / 4;
+    x->scratch = malloc(SCRATCH_SIZE);
+    return x->scratch ? 0 : -ENOMEM;
+}
+
+void iop__evctx_free(struct iop__evctx *x)
+{
+    while (x->active.head)
+        close_now(x, x->active.head, -ECANCELED);
+    while (x->lingering.head)
+        close_now(x, x->lingering.head, 0);
+    iop__timer_stop(x->loop, &x->sweep);
+    iop__timer_stop(x->loop, &x->drain);
+    free(x->scratch);
+    x->scratch = NULL;
+}
+
+int iop__evconn_open(struct iop__evctx *x, int fd,
+                     const struct sockaddr_storage *peer, socklen_t peerlen)
+{
+    iop_conn *c = malloc(sizeof *c);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    iop__conn_init(c, x->s, fd, peer, peerlen);
+    c->owner = x;
+    int r = iop__loop_io(x->loop, fd, IOP_EV_READ, on_io, c);
+    if (r != 0) {
+        close(fd);
+        free(c);
+        return r;
+    }
+    x->nconns++;
+    c->last_active = iop__loop_now(x->loop);
+    list_append(&x->active, c);
+    arm_sweep(x);
+    iop_report(x->s, IOP_LOG_DEBUG, "open %s (connection %llu)",
+               iop_conn_peer_name(c), (unsigned long long)c->id);
+    if (x->s->svc->on_open)
+        x->s->svc->on_open(c);
+    flush(x, c);
+    return 0;
+}
+
+static void drain_expired(iop_loop *loop, void *arg)
+{
+    (void)loop;
+    struct iop__evctx *x = arg;
+    if (x->nconns > 0)
+        iop_report(x->s, IOP_LOG_INFO, "%zu connections still busy after %d ms; "
+                   "closing them", x->nconns, x->s->cfg.drain_ms);
+    iop__evctx_free(x); /* closes every connection, which stops the loop */
+}
+
+void iop__evctx_stop(struct iop__evctx *x)
+{
+    if (x->stopping)
+        return;
+    x->stopping = 1;
+    if (x->nconns == 0) {
+        iop__loop_stop(x->loop);
+        return;
+    }
+    iop__timer_start(x->loop, &x->drain, (uint64_t)x->s->cfg.drain_ms,
+                     drain_expired, x);
+    /* Answer what has arrived, then close each after its output. */
+    for (iop_conn *c = x->active.head, *next; c; c = next) {
+        next = c->next;
+        if (read_input(x, c) != 0)
+            continue;
+        iop__conn_eof(c); /* as the blocking path: stop ends the input */
+        iop_close(c);
+        flush(x, c);
+    }
+    /* Lingering connections finish on their own, well within drain_ms;
+     * drain_expired() closes whatever is left. */
+}

@@ -1,0 +1,49 @@
+/*
+ * The non-blocking connection path of the event-loop models: read when
+ * readable (up to a budget, so one busy peer cannot starve the others),
+ * frame and dispatch, write what the service queued at once and the rest
+ * when writable, stop reading above the high watermark, close idle and
+ * finished connections.
+ *
+ * An evctx is one loop's share of the connections; each worker thread has
+ * its own, so nothing here is locked.
+ */
+#ifndef IOP_EVCONN_H
+#define IOP_EVCONN_H
+
+#include "../internal.h"
+#include "../loop/loop.h"
+
+struct iop__connlist {
+    iop_conn *head, *tail; /* least recently active first */
+};
+
+struct iop__evctx {
+    iop_server *s;
+    iop_loop *loop;
+    char *scratch; /* one read buffer shared by this loop's connections */
+    struct iop__connlist active, lingering;
+    size_t nconns;
+    size_t high_water, low_water;
+    struct iop__timer sweep;    /* idle timeouts and lingering closes */
+    struct iop__timer drain;    /* the end of a graceful stop */
+    int stopping;
+    /* Called after a connection closed and its descriptor was freed (the
+     * acceptor resumes if descriptors had run out). */
+    void (*conn_closed)(struct iop__evctx *x);
+    void *owner;
+};
+
+int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop);
+void iop__evctx_free(struct iop__evctx *x);
+
+/* Take over an accepted, non-blocking socket: on_open, then serve it.
+ * On failure the socket is closed and a negative errno returned. */
+int iop__evconn_open(struct iop__evctx *x, int fd,
+                     const struct sockaddr_storage *peer, socklen_t peerlen);
+
+/* Graceful stop: answer what each connection has sent, flush within
+ * drain_ms, close. The loop is stopped when the last one is gone. */
+void iop__evctx_stop(struct iop__evctx *x);
+
+#endif
