@@ -326,25 +326,36 @@ void iop__loop_destroy(iop_loop *l)
 
 void iop__loop_stop(iop_loop *l) { l->stopped = 1; }
 
+int iop__loop_once(iop_loop *l, int timeout_ms)
+{
+    int next = next_timeout(l);
+    if (timeout_ms < 0 || (next >= 0 && next < timeout_ms))
+        timeout_ms = next;
+    l->nfired = 0;
+    int r = l->be->poll(l, timeout_ms);
+    if (r != 0)
+        return r;
+    l->now = iop__now_ms();
+    for (int i = 0; i < l->nfired && !l->stopped; i++) {
+        int fd = l->fired[i].fd;
+        if (fd >= l->setsize)
+            continue;
+        struct io *io = &l->io[fd];
+        unsigned ev = l->fired[i].events & io->mask;
+        if (ev)
+            io->fn(l, fd, ev, io->arg);
+    }
+    run_timers(l);
+    return l->nfired;
+}
+
 int iop__loop_run(iop_loop *l)
 {
     l->stopped = 0;
     while (!l->stopped) {
-        l->nfired = 0;
-        int r = l->be->poll(l, next_timeout(l));
-        if (r != 0)
+        int r = iop__loop_once(l, -1);
+        if (r < 0)
             return r;
-        l->now = iop__now_ms();
-        for (int i = 0; i < l->nfired && !l->stopped; i++) {
-            int fd = l->fired[i].fd;
-            if (fd >= l->setsize)
-                continue;
-            struct io *io = &l->io[fd];
-            unsigned ev = l->fired[i].events & io->mask;
-            if (ev)
-                io->fn(l, fd, ev, io->arg);
-        }
-        run_timers(l);
     }
     return 0;
 }

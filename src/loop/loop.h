@@ -68,6 +68,9 @@ static inline int iop__timer_active(const struct iop__timer *t) { return t->slot
 
 /* Run until iop__loop_stop(). Returns 0 or a negative errno. */
 int iop__loop_run(iop_loop *l);
+/* One iteration: wait at most timeout_ms (-1: until the next timer or
+ * event), dispatch. Returns the number of events fired or a negative errno. */
+int iop__loop_once(iop_loop *l, int timeout_ms);
 void iop__loop_stop(iop_loop *l);
 /* Make a loop blocked in poll return; callable from any thread, and from
  * a signal handler. */
