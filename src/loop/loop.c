@@ -43,7 +43,7 @@ struct iop_loop {
     struct iop__timer **heap;
     size_t ntimers, heapcap;
     uint64_t now;
-    int stopped;
+    atomic_int stopped; /* iop__loop_stop() may come from another thread */
     int wake[2]; /* pipe: a 0 byte wakes, a signal number delivers it */
     struct {
         iop_timer_fn *fn;
@@ -324,7 +324,7 @@ void iop__loop_destroy(iop_loop *l)
     free(l);
 }
 
-void iop__loop_stop(iop_loop *l) { l->stopped = 1; }
+void iop__loop_stop(iop_loop *l) { atomic_store_explicit(&l->stopped, 1, memory_order_relaxed); }
 
 int iop__loop_once(iop_loop *l, int timeout_ms)
 {
@@ -336,7 +336,7 @@ int iop__loop_once(iop_loop *l, int timeout_ms)
     if (r != 0)
         return r;
     l->now = iop__now_ms();
-    for (int i = 0; i < l->nfired && !l->stopped; i++) {
+    for (int i = 0; i < l->nfired && !atomic_load_explicit(&l->stopped, memory_order_relaxed); i++) {
         int fd = l->fired[i].fd;
         if (fd >= l->setsize)
             continue;
@@ -351,8 +351,8 @@ int iop__loop_once(iop_loop *l, int timeout_ms)
 
 int iop__loop_run(iop_loop *l)
 {
-    l->stopped = 0;
-    while (!l->stopped) {
+    atomic_store_explicit(&l->stopped, 0, memory_order_relaxed);
+    while (!atomic_load_explicit(&l->stopped, memory_order_relaxed)) {
         int r = iop__loop_once(l, -1);
         if (r < 0)
             return r;

@@ -1,7 +1,7 @@
 /*
  * The event loop: readiness of descriptors, timers, a cross-thread
  * wake-up, and signals delivered as events. One loop per thread; nothing
- * here is thread-safe except iop__loop_wake().
+ * here is thread-safe except iop__loop_wake() and iop__loop_stop().
  *
  * Each readiness mechanism is a backend (select.c, poll.c, epoll.c,
  * kqueue.c) implementing the five functions of struct iop__backend, in
@@ -71,6 +71,9 @@ int iop__loop_run(iop_loop *l);
 /* One iteration: wait at most timeout_ms (-1: until the next timer or
  * event), dispatch. Returns the number of events fired or a negative errno. */
 int iop__loop_once(iop_loop *l, int timeout_ms);
+/* Make iop__loop_run() return after the current callback. Callable from
+ * another thread too; follow it with iop__loop_wake() there, since a loop
+ * blocked with nothing to wait for notices the stop only once woken. */
 void iop__loop_stop(iop_loop *l);
 /* Make a loop blocked in poll return; callable from any thread, and from
  * a signal handler. */
