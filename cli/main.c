@@ -1,4 +1,4 @@
-/* ioplex: serve, connect (and, later, bench and compare). */
+/* ioplex: serve, connect, bench (and, later, compare). */
 #include "cli.h"
 
 #include <signal.h>
@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "Commands:\n"
             "  serve    serve a built-in service under a chosen model\n"
             "  connect  connect to a server, like netcat\n"
+            "  bench    load a server and measure it (any server, not only ioplex)\n"
             "\n"
             "ioplex COMMAND --help describes each command.\n"
             "ioplex --version prints the version.\n\n" EXIT_CODES_HELP);
@@ -31,6 +32,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "connect") == 0)
         return cmd_connect(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("ioplex %s\n", IOPLEX_VERSION);
         return EXIT_OK;

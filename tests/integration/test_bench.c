@@ -1,0 +1,784 @@
+/*
+ * ioplex bench end to end: against good servers (ioplex serve's echo,
+ * discard and bytes) the counts are exact and there are no errors; against
+ * a deliberately misbehaving server (a child of this test that closes
+ * early, sends wrong bytes, or stalls) each failure is counted under the
+ * right kind and explained in words; bad flags and unreachable targets end
+ * with one line and the documented exit code; --json is checked with jq,
+ * --hgrm and --interval for their layout.
+ *
+ * No timing assertions (these machines are noisy): counts, kinds, formats,
+ * and that every run ends within a generous bound.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define RUN_TIMEOUT_MS 60000 /* a run that should take a second or two */
+#define OUT_CAP 65536
+
+/* ---- running ioplex bench and jq ----------------------------------------- */
+
+struct result {
+    int code;
+    char out[OUT_CAP];
+    char err[OUT_CAP];
+    long long ms;
+};
+
+static void show(const char *what, const struct result *r)
+{
+    fprintf(stderr, "--- %s: exit %d after %lld ms\n--- stdout:\n%s--- stderr:\n%s---\n",
+            what, r->code, r->ms, r->out, r->err);
+}
+
+/* `ioplex bench ARGS...`; the arguments end with NULL. */
+static void bench(struct result *r, ...)
+{
+    const char *argv[48];
+    size_t n = 0;
+    argv[n++] = ioplex_bin();
+    argv[n++] = "bench";
+    va_list ap;
+    va_start(ap, r);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < sizeof argv / sizeof argv[0] - 1);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    memset(r, 0, sizeof *r);
+    long long t0 = now_ms();
+    r->code = run_cmd(argv, NULL, 0, r->out, sizeof r->out, NULL, r->err,
+                      sizeof r->err, RUN_TIMEOUT_MS);
+    r->ms = now_ms() - t0;
+    if (r->code < 0) {
+        show("bench (killed at the timeout)", r);
+        fail_msg("ioplex bench did not end within %d ms", RUN_TIMEOUT_MS);
+    }
+}
+
+static int have_jq(void)
+{
+    const char *argv[] = {"jq", "--version", NULL};
+    char out[256];
+    return run_cmd(argv, NULL, 0, out, sizeof out, NULL, NULL, 0, 10000) == 0;
+}
+
+/* jq -r FILTER over json; the output without its last newline. */
+static void jq(const char *json, const char *filter, char *out, size_t cap)
+{
+    const char *argv[] = {"jq", "-r", filter, NULL};
+    char err[1024];
+    int code = run_cmd(argv, json, strlen(json), out, cap, NULL, err, sizeof err, 10000);
+    if (code != 0)
+        fail_msg("jq '%s' failed (%d): %s\ninput: %s", filter, code, err, json);
+    size_t len = strlen(out);
+    while (len > 0 && out[len - 1] == '\n')
+        out[--len] = '\0';
+}
+
+static long long jq_int(const char *json, const char *filter)
+{
+    char out[256];
+    jq(json, filter, out, sizeof out);
+    char *end;
+    long long v = strtoll(out, &end, 10);
+    if (end == out || *end)
+        fail_msg("jq '%s' gave '%s', not an integer", filter, out);
+    return v;
+}
+
+static int jq_true(const char *json, const char *filter)
+{
+    char out[64];
+    jq(json, filter, out, sizeof out);
+    return strcmp(out, "true") == 0;
+}
+
+static void expect_jq(const char *json, const char *filter)
+{
+    if (!jq_true(json, filter))
+        fail_msg("expected jq '%s' to be true on: %s", filter, json);
+}
+
+#define REQUIRE_JQ()                                                                \
+    do {                                                                            \
+        if (!have_jq()) {                                                           \
+            fprintf(stderr, "jq is not installed (scripts/setup.sh installs it)\n"); \
+            skip();                                                                 \
+        }                                                                           \
+    } while (0)
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (const char *p = s; *p; p++)
+        n += *p == '\n';
+    if (*s && s[strlen(s) - 1] != '\n')
+        n++;
+    return n;
+}
+
+/* Exit `code` and exactly one stderr line, "ioplex bench: ..." naming each
+ * NULL-terminated needle. */
+static void expect_error(const char *what, const struct result *r, int code, ...)
+{
+    int ok = r->code == code && count_lines(r->err) == 1 &&
+             strncmp(r->err, "ioplex bench: ", 14) == 0;
+    va_list ap;
+    va_start(ap, code);
+    const char *needle;
+    while ((needle = va_arg(ap, const char *)) != NULL)
+        if (!strstr(r->err, needle)) {
+            fprintf(stderr, "--- %s: stderr does not say '%s'\n", what, needle);
+            ok = 0;
+        }
+    va_end(ap);
+    if (!ok) {
+        show(what, r);
+        fail_msg("%s: expected exit %d and one line on stderr", what, code);
+    }
+}
+
+/* The run succeeded and printed one JSON object on stdout. */
+static void expect_json_ok(const char *what, const struct result *r)
+{
+    if (r->code != 0 || !jq_true(r->out, "type == \"object\"")) {
+        show(what, r);
+        fail_msg("%s: expected exit 0 and a JSON object", what);
+    }
+}
+
+static unsigned free_port(int type)
+{
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    socklen_t len = sizeof sin;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+/* ---- a misbehaving server -------------------------------------------------- */
+
+/*
+ * A child process with a small blocking accept loop on 127.0.0.1, one
+ * client at a time (the bench runs with -c 1 against it). Each behaviour
+ * is one way a real server fails; the bench must name it.
+ */
+enum misbehaviour {
+    CLOSES_EARLY, /* reads a message, sends half of it back, closes */
+    WRONG_BYTES,  /* answers every message with as many 'x' bytes */
+    STALLS,       /* accepts, never reads, never answers */
+};
+
+static pid_t bad_pid = -1;
+
+/* Read exactly len bytes (bounded); the count read (< len at EOF). */
+static size_t read_msg(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5000) <= 0)
+            break;
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n <= 0)
+            return;
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static void misbehave(int lfd, enum misbehaviour how, size_t msg)
+{
+    char buf[4096];
+    int held[32];
+    size_t n_held = 0;
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        switch (how) {
+        case STALLS:
+            /* Keep it open and silent; the oldest goes when full. */
+            if (n_held == sizeof held / sizeof held[0]) {
+                close(held[0]);
+                memmove(held, held + 1, (n_held - 1) * sizeof held[0]);
+                n_held--;
+            }
+            held[n_held++] = fd;
+            continue;
+        case CLOSES_EARLY:
+            if (read_msg(fd, buf, msg) == msg)
+                write_all(fd, buf, msg / 2);
+            break;
+        case WRONG_BYTES:
+            memset(buf, 'x', msg);
+            while (read_msg(fd, buf + msg, msg) == msg)
+                write_all(fd, buf, msg);
+            break;
+        }
+        close(fd);
+    }
+}
+
+/* Start it; the port it listens on. */
+static unsigned bad_server_start(enum misbehaviour how, size_t msg)
+{
+    assert_true(msg * 2 <= 4096);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 64), 0);
+    socklen_t len = sizeof sin;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        alarm(120);
+        signal(SIGPIPE, SIG_IGN);
+        misbehave(lfd, how, msg);
+        _exit(0);
+    }
+    close(lfd);
+    bad_pid = pid;
+    return ntohs(sin.sin_port);
+}
+
+static void bad_server_stop(void)
+{
+    if (bad_pid > 0) {
+        kill(bad_pid, SIGKILL);
+        waitpid(bad_pid, NULL, 0);
+        bad_pid = -1;
+    }
+}
+
+static int teardown(void **state)
+{
+    bad_server_stop();
+    return harness_teardown(state);
+}
+
+/* ---- helpers over a server ------------------------------------------------- */
+
+static void port_str(char *buf, size_t cap, unsigned port)
+{
+    snprintf(buf, cap, "%u", port);
+}
+
+/* Every error kind but `except` is zero. */
+static void expect_only_error(const char *json, const char *except)
+{
+    static const char *const kinds[] = {"refused", "reset", "timed_out", "short_read",
+                                        "mismatch", "fd_limit", "other"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (except && strcmp(kinds[i], except) == 0)
+            continue;
+        char filter[64];
+        snprintf(filter, sizeof filter, ".errors.%s", kinds[i]);
+        if (jq_int(json, filter) != 0)
+            fail_msg("expected no %s errors: %s", kinds[i], json);
+    }
+}
+
+/* The latency object has every field, in order, all in milliseconds. */
+static void expect_latency(const char *json)
+{
+    expect_jq(json, ".latency_ms | [.min,.mean,.stddev,.p50,.p90,.p99,.p99_9,.max] "
+                    "| all(type == \"number\")");
+    expect_jq(json, ".latency_ms | .min <= .p50 and .p50 <= .p90 and .p90 <= .p99 "
+                    "and .p99 <= .p99_9 and .p99_9 <= .max and .min > 0");
+}
+
+/* ---- the tests ---------------------------------------------------------------- */
+
+/* A good echo server: exact counts, no errors, every field as documented. */
+static void test_pingpong_counts(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    struct result r;
+    bench(&r, "-c", "4", "-P", "2", "-s", "16-1024", "-n", "2000", "--warmup", "0",
+          "--json", s.address, NULL);
+    expect_json_ok("pingpong -n 2000", &r);
+    assert_int_equal(jq_int(r.out, ".messages"), 2000);
+    assert_int_equal(jq_int(r.out, ".messages_failed"), 0);
+    assert_int_equal(jq_int(r.out, ".errors.total"), 0);
+    assert_int_equal(jq_int(r.out, ".connections_opened"), 4);
+    expect_jq(r.out, ".mode == \"pingpong\" and .transport == \"tcp\" and .threads == 1 "
+                     "and .connections == 4 and .pipeline == 2 and .framing == \"raw\"");
+    expect_jq(r.out, ".size_min == 16 and .size_max == 1024 and .stopped_by == \"count\"");
+    expect_jq(r.out, ".bytes_sent == .bytes_received and .bytes_sent >= 2000 * 16 "
+                     "and .bytes_sent <= 2000 * 1024");
+    expect_jq(r.out, ".rate == null and .messages_per_s > 0 and .measured_s > 0");
+    expect_jq(r.out, ".explanations == []");
+    expect_latency(r.out);
+
+    /* Two threads, each its own loop: the same total. */
+    bench(&r, "-c", "6", "-t", "2", "-s", "100", "-n", "3000", "--warmup", "0", "--json",
+          s.address, NULL);
+    expect_json_ok("pingpong -t 2", &r);
+    assert_int_equal(jq_int(r.out, ".messages"), 3000);
+    assert_int_equal(jq_int(r.out, ".errors.total"), 0);
+    assert_int_equal(jq_int(r.out, ".threads"), 2);
+    assert_int_equal(jq_int(r.out, ".bytes_received"), 300000);
+    server_stop(&s, 0);
+}
+
+/* The summary for people: rates, latency with units, errors in words. */
+static void test_pingpong_human(void **state)
+{
+    (void)state;
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    struct result r;
+    bench(&r, "-c", "2", "-n", "500", "--warmup", "0", s.address, NULL);
+    if (r.code != 0 || !strstr(r.out, "500 answered") || !strstr(r.out, "p99.9 ") ||
+        !strstr(r.out, "MB/s") || !strstr(r.out, "errors       none") ||
+        !(strstr(r.out, " us") || strstr(r.out, " ms"))) {
+        show("human summary", &r);
+        fail_msg("the summary lacks counts, units or the errors line");
+    }
+    assert_string_equal(r.err, ""); /* no progress line off a terminal */
+    server_stop(&s, 0);
+}
+
+/* Line and len32 framing against an echo that frames the same way. */
+static void test_framing(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    static const char *const kinds[] = {"line", "len32"};
+    for (size_t i = 0; i < 2; i++) {
+        struct server s;
+        assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "-F", kinds[i],
+                                       "127.0.0.1", "0", NULL), 0);
+        struct result r;
+        bench(&r, "--framing", kinds[i], "-c", "3", "-P", "3", "-s", "1-2000", "-n",
+              "1500", "--warmup", "0", "--json", s.address, NULL);
+        expect_json_ok(kinds[i], &r);
+        assert_int_equal(jq_int(r.out, ".messages"), 1500);
+        assert_int_equal(jq_int(r.out, ".errors.total"), 0);
+        char filter[64];
+        snprintf(filter, sizeof filter, ".framing == \"%s\"", kinds[i]);
+        expect_jq(r.out, filter);
+        server_stop(&s, 0);
+    }
+}
+
+/* Datagrams: one per message; whatever is lost times out, nothing hangs. */
+static void test_udp(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "iterative", "-u", "-S", "echo", "127.0.0.1",
+                                   "0", NULL), 0);
+    struct result r;
+    bench(&r, "-u", "-c", "2", "-P", "2", "-s", "8-1400", "-n", "600", "--warmup", "0",
+          "--timeout", "0.5", "--json", s.address, NULL);
+    expect_json_ok("udp", &r);
+    expect_jq(r.out, ".transport == \"udp\"");
+    long long ok = jq_int(r.out, ".messages"), failed = jq_int(r.out, ".messages_failed");
+    assert_int_equal(ok + failed, 600);
+    assert_true(ok > 0);
+    assert_int_equal(jq_int(r.out, ".errors.timed_out"), failed); /* loss is a timeout */
+    expect_only_error(r.out, "timed_out");
+    server_stop(&s, 0);
+
+    /* Nobody at the port: ICMP says refused; exit 4, in one line. */
+    char port[16];
+    port_str(port, sizeof port, free_port(SOCK_DGRAM));
+    bench(&r, "-u", "-n", "3", "--warmup", "0", "127.0.0.1", port, NULL);
+    expect_error("udp refused", &r, 4, "refused", NULL);
+}
+
+static void test_unix(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    char path[108];
+    assert_non_null(harness_tmp_path(path, sizeof path, "bench"));
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "-U", path, NULL), 0);
+    struct result r;
+    bench(&r, "-U", path, "-c", "2", "-P", "4", "-n", "1000", "--warmup", "0", "--json", NULL);
+    expect_json_ok("unix", &r);
+    assert_int_equal(jq_int(r.out, ".messages"), 1000);
+    assert_int_equal(jq_int(r.out, ".errors.total"), 0);
+    expect_jq(r.out, ".transport == \"unix\"");
+    server_stop(&s, 0);
+}
+
+/* Bulk one way: MB/s sent, an echo checked, no latency. */
+static void test_stream_mode(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    struct result r;
+    bench(&r, "-m", "stream", "-c", "2", "-d", "0.5", "--warmup", "0", "--json", s.address, NULL);
+    expect_json_ok("stream to echo", &r);
+    expect_jq(r.out, ".latency_ms == null and .messages == null and .messages_per_s == null");
+    expect_jq(r.out, ".bytes_sent > 0 and .bytes_received > 0 and .mb_per_s_sent > 0");
+    assert_int_equal(jq_int(r.out, ".errors.total"), 0);
+    server_stop(&s, 0);
+
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "discard", "127.0.0.1", "0", NULL), 0);
+    bench(&r, "-m", "stream", "-s", "4k", "-d", "0.5", "--warmup", "0", "--json", s.address, NULL);
+    expect_json_ok("stream to discard", &r);
+    expect_jq(r.out, ".bytes_sent > 0 and .bytes_received == 0 and .mb_per_s_received == 0");
+    assert_int_equal(jq_int(r.out, ".errors.total"), 0);
+    server_stop(&s, 0);
+}
+
+/* Open loop: exactly the scheduled number of messages, answered or not. */
+static void test_rate_mode(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    struct result r;
+    bench(&r, "-m", "rate", "-R", "200", "-c", "2", "-d", "1", "--warmup", "0", "--json",
+          s.address, NULL);
+    expect_json_ok("rate", &r);
+    long long ok = jq_int(r.out, ".messages"), failed = jq_int(r.out, ".messages_failed");
+    assert_int_equal(ok + failed, 200);
+    assert_true(ok > 0);
+    expect_jq(r.out, ".rate == 200 and .mode == \"rate\" and .measured_s == 1");
+    server_stop(&s, 0);
+}
+
+/* Stevens' client: a connection per request, N bytes each. */
+static void test_connect_mode(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "bytes", "127.0.0.1", "0", NULL), 0);
+    struct result r;
+    bench(&r, "-m", "connect", "-c", "4", "-s", "1000", "-n", "300", "--warmup", "0",
+          "--json", s.address, NULL);
+    expect_json_ok("connect", &r);
+    assert_int_equal(jq_int(r.out, ".messages"), 300);
+    assert_int_equal(jq_int(r.out, ".messages_failed"), 0);
+    assert_int_equal(jq_int(r.out, ".errors.total"), 0);
+    assert_int_equal(jq_int(r.out, ".connections_opened"), 300);
+    assert_int_equal(jq_int(r.out, ".bytes_received"), 300000);
+    assert_int_equal(jq_int(r.out, ".bytes_sent"), 300 * 5); /* "1000\n" */
+    expect_latency(r.out);
+    server_stop(&s, 0);
+}
+
+/* --hgrm: HdrHistogram's percentile table and its footer. */
+static void test_hgrm(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    char path[108];
+    assert_non_null(harness_tmp_path(path, sizeof path, "latency"));
+    struct result r;
+    bench(&r, "-n", "1000", "--warmup", "0", "--json", "--hgrm", path, s.address, NULL);
+    expect_json_ok("hgrm", &r);
+    server_stop(&s, 0);
+
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[256], a[32], b[32], c[32], d[32];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_int_equal(sscanf(line, "%31s %31s %31s %31s", a, b, c, d), 4);
+    assert_string_equal(a, "Value");
+    assert_string_equal(b, "Percentile");
+    assert_string_equal(c, "TotalCount");
+    assert_string_equal(d, "1/(1-Percentile)");
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "\n");
+    double value, pct, inv, last_value = 0, last_pct = -1;
+    unsigned long long count, last_count = 0;
+    int rows = 0, footer = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#') {
+            footer++;
+            const char *want = footer == 1 ? "#[Mean    = " : footer == 2 ? "#[Max     = "
+                                                                           : "#[Buckets = ";
+            assert_memory_equal(line, want, strlen(want));
+            if (footer == 2) {
+                double max;
+                unsigned long long total;
+                assert_int_equal(sscanf(line, "#[Max = %lf, Total count = %llu]", &max,
+                                        &total), 2);
+                assert_int_equal(total, 1000);
+                assert_true(max >= last_value - 1e-9 && max > 0);
+            }
+            continue;
+        }
+        assert_int_equal(footer, 0); /* the table comes before the footer */
+        int n = sscanf(line, "%lf %lf %llu %lf", &value, &pct, &count, &inv);
+        assert_true(n == 4 || (n == 3 && pct == 1.0)); /* the 100% line has no 4th */
+        assert_true(value >= last_value && pct >= last_pct && count >= last_count);
+        assert_true(pct >= 0 && pct <= 1.0);
+        last_value = value;
+        last_pct = pct;
+        last_count = count;
+        rows++;
+    }
+    fclose(f);
+    assert_int_equal(footer, 3);
+    assert_true(rows > 10);
+    assert_true(last_pct == 1.0);
+    assert_int_equal(last_count, 1000);
+}
+
+/* --interval: JSON Lines whose messages add up to the total. */
+static void test_intervals(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    char path[108];
+    assert_non_null(harness_tmp_path(path, sizeof path, "intervals"));
+    struct result r;
+    bench(&r, "-c", "2", "-d", "1", "--warmup", "0.2", "--interval", "0.25",
+          "--interval-file", path, "--json", s.address, NULL);
+    expect_json_ok("intervals", &r);
+    server_stop(&s, 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char lines[OUT_CAP];
+    size_t len = fread(lines, 1, sizeof lines - 1, f);
+    fclose(f);
+    lines[len] = '\0';
+    int n = count_lines(lines);
+    assert_true(n >= 3 && n <= 6); /* four of 0.25 s, give or take the last */
+    /* Each line alone is an object (jq -s fails on any bad line). */
+    assert_int_equal(jq_int(lines, "[inputs] | length") + 1, n);
+    expect_jq(lines, "[., inputs] | all(type == \"object\" and (.t_s | type) == \"number\")");
+    char sum[64];
+    jq(lines, "[., inputs] | map(.messages) | add", sum, sizeof sum);
+    char total[64];
+    jq(r.out, ".messages", total, sizeof total);
+    assert_string_equal(sum, total);
+    /* Intervals go to stderr without --interval-file. */
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    bench(&r, "-d", "0.5", "--warmup", "0", "--interval", "0.25", "--json", s.address, NULL);
+    expect_json_ok("intervals on stderr", &r);
+    expect_jq(r.err, "[., inputs] | length >= 2 and all(type == \"object\" and "
+                     "has(\"messages_per_s\"))");
+    server_stop(&s, 0);
+}
+
+/* ---- errors, counted and explained ------------------------------------------ */
+
+/* Run against a misbehaving server: -c 1 -n 3, every message fails. */
+static void against_bad(struct result *r, enum misbehaviour how, int json)
+{
+    char port[16];
+    port_str(port, sizeof port, bad_server_start(how, 64));
+    if (json)
+        bench(r, "-c", "1", "-n", "3", "-s", "64", "--warmup", "0", "--timeout", "0.3",
+              "--json", "127.0.0.1", port, NULL);
+    else
+        bench(r, "-c", "1", "-n", "3", "-s", "64", "--warmup", "0", "--timeout", "0.3",
+              "127.0.0.1", port, NULL);
+    bad_server_stop();
+    assert_true(r->ms < 30000);
+}
+
+static void expect_classified(const char *what, enum misbehaviour how, const char *key,
+                              int code, const char *words)
+{
+    REQUIRE_JQ();
+    struct result r;
+    against_bad(&r, how, 1);
+    if (r.code != code || !jq_true(r.out, "type == \"object\"")) {
+        show(what, &r);
+        fail_msg("%s: expected exit %d and a JSON report", what, code);
+    }
+    char filter[64];
+    snprintf(filter, sizeof filter, ".errors.%s", key);
+    assert_int_equal(jq_int(r.out, filter), 3);
+    expect_only_error(r.out, key);
+    assert_int_equal(jq_int(r.out, ".messages"), 0);
+    assert_int_equal(jq_int(r.out, ".messages_failed"), 3);
+    expect_jq(r.out, ".latency_ms == null and (.explanations | length) == 1");
+    char why[1024];
+    jq(r.out, ".explanations[0]", why, sizeof why);
+    if (!strstr(why, words))
+        fail_msg("%s: the explanation '%s' does not say '%s'", what, why, words);
+    /* The same run for people: the sentence in the summary, and one line
+     * on stderr saying nothing got through. */
+    against_bad(&r, how, 0);
+    if (!strstr(r.out, words) || !strstr(r.out, "3 in all")) {
+        show(what, &r);
+        fail_msg("%s: the summary does not explain the errors", what);
+    }
+    expect_error(what, &r, code, "no message got through", words, NULL);
+}
+
+static void test_server_closes_early(void **state)
+{
+    (void)state;
+    expect_classified("closes early", CLOSES_EARLY, "short_read", 1,
+                      "before the full answer arrived (short read)");
+}
+
+static void test_server_sends_wrong_bytes(void **state)
+{
+    (void)state;
+    expect_classified("wrong bytes", WRONG_BYTES, "mismatch", 1, "wrong bytes (mismatch)");
+}
+
+static void test_server_stalls(void **state)
+{
+    (void)state;
+    expect_classified("stalls", STALLS, "timed_out", 5, "no answer within 300 ms");
+}
+
+/* A stalled server cannot stretch a timed run past its hard stop. */
+static void test_stall_bounded(void **state)
+{
+    (void)state;
+    char port[16];
+    port_str(port, sizeof port, bad_server_start(STALLS, 64));
+    struct result r;
+    bench(&r, "-c", "3", "-d", "1", "--warmup", "0.5", "--timeout", "5", "127.0.0.1", port,
+          NULL);
+    bad_server_stop();
+    assert_true(r.ms < 15000);
+    /* Nothing answered within the run: exit non-zero, one line. */
+    assert_int_not_equal(r.code, 0);
+}
+
+/* ---- bad flags and unreachable targets ---------------------------------------- */
+
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    static const struct { const char *args[6]; const char *says; } cases[] = {
+        {{"-c", "0", "127.0.0.1", "1"}, "-c"},
+        {{"-m", "nosuch", "127.0.0.1", "1"}, "unknown mode"},
+        {{"-m", "rate", "127.0.0.1", "1"}, "-R"},
+        {{"-R", "10", "127.0.0.1", "1"}, "-R applies"},
+        {{"-s", "9-3", "127.0.0.1", "1"}, "-s"},
+        {{"-s", "0", "127.0.0.1", "1"}, "-s"},
+        {{"-d", "soon", "127.0.0.1", "1"}, "-d"},
+        {{"--timeout", "-1", "127.0.0.1", "1"}, "--timeout"},
+        {{"--framing", "xml", "127.0.0.1", "1"}, "framing"},
+        {{"-u", "-m", "connect", "127.0.0.1", "1"}, "stream socket"},
+        {{"-u", "-s", "70000", "127.0.0.1", "1"}, "datagram"},
+        {{"-m", "stream", "-n", "5", "127.0.0.1", "1"}, "-n"},
+        {{"--bogus", "127.0.0.1", "1"}, "unknown option"},
+        {{"-c"}, "needs a value"},
+        {{"127.0.0.1", "1", "extra"}, "too many"},
+        {{NULL}, "missing address"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[12] = {ioplex_bin(), "bench"};
+        size_t n = 2;
+        for (size_t j = 0; j < 6 && cases[i].args[j]; j++)
+            argv[n++] = cases[i].args[j];
+        argv[n] = NULL;
+        struct result r;
+        memset(&r, 0, sizeof r);
+        r.code = run_cmd(argv, NULL, 0, r.out, sizeof r.out, NULL, r.err, sizeof r.err,
+                         RUN_TIMEOUT_MS);
+        expect_error(cases[i].says, &r, 2, cases[i].says, NULL);
+    }
+    struct result r;
+    bench(&r, "--help", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "usage: ioplex bench"));
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    char port[16];
+    port_str(port, sizeof port, free_port(SOCK_STREAM));
+    struct result r;
+    bench(&r, "-c", "10", "-d", "1", "127.0.0.1", port, NULL);
+    expect_error("refused", &r, 4, "refused", "is the server running", NULL);
+    assert_string_equal(r.out, "");
+
+    bench(&r, "nosuch.invalid", "80", NULL);
+    expect_error("unresolvable", &r, 3, "nosuch.invalid", NULL);
+
+    char path[108];
+    assert_non_null(harness_tmp_path(path, sizeof path, "nobody"));
+    bench(&r, "-U", path, NULL);
+    expect_error("no unix server", &r, 4, path, NULL);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_usage_errors, teardown),
+        cmocka_unit_test_teardown(test_unreachable, teardown),
+        cmocka_unit_test_teardown(test_pingpong_counts, teardown),
+        cmocka_unit_test_teardown(test_pingpong_human, teardown),
+        cmocka_unit_test_teardown(test_framing, teardown),
+        cmocka_unit_test_teardown(test_udp, teardown),
+        cmocka_unit_test_teardown(test_unix, teardown),
+        cmocka_unit_test_teardown(test_stream_mode, teardown),
+        cmocka_unit_test_teardown(test_rate_mode, teardown),
+        cmocka_unit_test_teardown(test_connect_mode, teardown),
+        cmocka_unit_test_teardown(test_hgrm, teardown),
+        cmocka_unit_test_teardown(test_intervals, teardown),
+        cmocka_unit_test_teardown(test_server_closes_early, teardown),
+        cmocka_unit_test_teardown(test_server_sends_wrong_bytes, teardown),
+        cmocka_unit_test_teardown(test_server_stalls, teardown),
+        cmocka_unit_test_teardown(test_stall_bounded, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
