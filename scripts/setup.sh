@@ -4,7 +4,7 @@
 # Only gcc, make and cmake are assumed to be there already.
 set -eu
 
-PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat"
+PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq"
 
 missing=""
 for p in $PACKAGES; do
