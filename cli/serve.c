@@ -78,6 +78,8 @@ static void usage(FILE *f)
             "      --drain-ms N      at stop, wait this long for output to flush (5000)\n"
             "  -w, --workers N       event loops (one per core), or the N of prefork/pool;\n"
             "                        -m MODEL:N says the same\n"
+            "      --accept-lock     prefork: children take turns in accept() under a\n"
+            "                        lock, so a new client wakes one (thundering herd)\n"
             "      --idle-timeout S  close connections silent for S seconds (event loops)\n"
             "      --high-water N    stop reading a client whose unsent output passes\n"
             "                        N bytes (event loops; default 262144)\n"
@@ -101,7 +103,7 @@ static void usage(FILE *f)
 
 enum {
     OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN,
-    OPT_IDLE, OPT_HIGH, OPT_LOW,
+    OPT_IDLE, OPT_HIGH, OPT_LOW, OPT_ACCEPT_LOCK,
 };
 
 static const struct option options[] = {
@@ -119,6 +121,7 @@ static const struct option options[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"high-water", required_argument, NULL, OPT_HIGH},
     {"low-water", required_argument, NULL, OPT_LOW},
+    {"accept-lock", no_argument, NULL, OPT_ACCEPT_LOCK},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -208,6 +211,7 @@ int cmd_serve(int argc, char **argv)
                 return EXIT_USAGE;
             cfg.low_water = (size_t)v;
             break;
+        case OPT_ACCEPT_LOCK: cfg.accept_lock = 1; break;
         case 'q': ro.verbosity = -1; break;
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;

@@ -208,6 +208,9 @@ struct iop_server_config {
     int drain_ms;                      /* bound on flushing at stop; 0: 5000 */
     unsigned workers;                  /* event loops (-w), or the N of prefork:N
                                         * and pool:N; 0: the model's default */
+    int accept_lock;                   /* prefork: children take a lock around
+                                        * accept() (Stevens' ch. 30 answer to
+                                        * the thundering herd) */
     int idle_timeout_ms;               /* close connections silent this long; 0: never */
     size_t high_water;                 /* stop reading a connection whose queued
                                         * output passes this; 0: 256 KiB */

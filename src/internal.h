@@ -29,6 +29,8 @@ struct iop__model {
 extern const struct iop__model iop__model_iterative;
 extern const struct iop__model iop__model_fork;
 extern const struct iop__model iop__model_thread;
+extern const struct iop__model iop__model_prefork, iop__model_pool,
+    iop__model_aio;
 extern const struct iop__model iop__model_epoll, iop__model_kqueue,
     iop__model_poll, iop__model_select;
 

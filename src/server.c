@@ -41,6 +41,9 @@ static const struct iop__model *const models[] = {
     &iop__model_iterative,
     &iop__model_fork,
     &iop__model_thread,
+    &iop__model_prefork,
+    &iop__model_pool,
+    &iop__model_aio,
     NULL,
 };
 

@@ -1,0 +1,793 @@
+/*
+ * aio: POSIX asynchronous I/O (aio_read, aio_write) driven by one thread.
+ * Every connection has one aio_read outstanding into its own buffer; a
+ * completion is dispatched to the service (the same framing and callbacks
+ * as everywhere), and the replies go out with aio_write, one chunk of the
+ * output queue at a time, a short write resumed where it stopped. The
+ * listener and the stop pipe are polled by the same thread, so accepting,
+ * completions and the stop are all handled in one place, with no locks.
+ *
+ * What POSIX AIO is on Linux. glibc implements it in user space, with a
+ * pool of helper threads: aio_read() queues the request, and a helper
+ * thread runs an ordinary blocking read() (after a pread() that fails with
+ * ESPIPE on a socket) and then notifies. So this is not kernel
+ * asynchronous I/O (that is io_uring, the uring model): every outstanding
+ * aio_read on a socket is a helper thread blocked in read(). An idle
+ * connection therefore costs a thread, as in the thread model, plus a
+ * hand-off to and from that thread for every read and every write (two
+ * context switches and a signal for each), which makes this the slowest
+ * design here; it is in the collection because it is the POSIX answer,
+ * and to show what that answer costs. Three consequences of glibc's
+ * design shape this file:
+ *  - glibc runs one request per descriptor at a time, in order. A write
+ *    queued behind the connection's outstanding read would wait until the
+ *    peer sends something, so each connection has a second descriptor,
+ *    dup() of the first, for its writes: two descriptors per connection.
+ *  - Helper threads are limited (aio_init(): 20 by default). With 20
+ *    silent clients each holding one blocked in read(), every other
+ *    request would wait for one of them to speak. aio_init() is called
+ *    with room for two threads per connection (threads are made on
+ *    demand and leave after a second idle), and connections are limited
+ *    to --max-conns, or AIO_CONNS_DEFAULT without it; beyond that a new
+ *    connection is accepted and closed. (aio_init() only counts before
+ *    the process's first asynchronous request.)
+ *  - The helper threads block every signal, so a write to a vanished
+ *    peer leaves its SIGPIPE pending on that thread, harmlessly.
+ *
+ * Completion notification. The options are SIGEV_THREAD (glibc creates a
+ * new thread for every single notification: far too dear), SIGEV_NONE
+ * with aio_suspend() over all outstanding requests (O(n) per wait, and it
+ * cannot wait for the listener or the stop pipe as well), or SIGEV_SIGNAL.
+ * This is SIGEV_SIGNAL: a real-time signal (AIO_SIGNAL), queued by the
+ * kernel with the request's identity in si_value, blocked in this thread
+ * and read with signalfd(), which is polled with the listener and the
+ * stop pipe; one read() takes a batch of completions, each O(1) to find.
+ * si_value holds a slot number and the operation, not a pointer: a late
+ * notification names a slot, and a completion is only taken from a
+ * request that is still marked outstanding and whose aio_error() is no
+ * longer EINPROGRESS, so a stale or duplicate one does nothing. Two
+ * safety nets: a thread of the embedding program that does not block the
+ * signal would take it, so a handler is installed that turns such a
+ * delivery into a wake-up (a pipe) and a scan of all outstanding
+ * requests; and real-time signals are limited per user (RLIMIT_SIGPENDING;
+ * a notification glibc cannot queue is lost), so outstanding requests
+ * are also scanned once every SCAN_MS, O(n).
+ *
+ * Closing. A connection's memory (its buffer and the aiocbs glibc writes
+ * into) is freed only when none of its requests is outstanding: a
+ * completion must never land in freed memory. To get there quickly it
+ * shuts the socket down, which makes a helper blocked in read() or
+ * write() return at once, and aio_cancel()s what has not started; the
+ * loop frees it when the last completion arrives. Nothing blocks: a
+ * closing connection just waits its turn in the loop. At the very end the
+ * loop waits, bounded (TEARDOWN_MS), for any still outstanding; what does
+ * not finish is leaked, not freed.
+ *
+ * A connection closed by the service (iop_close) or by the end of its
+ * input is closed cleanly: output flushed, then our side shut (FIN) and
+ * input discarded until the peer closes, for at most LINGER_MS (the
+ * lingering close of the other models), then closed.
+ *
+ * Backpressure: while a connection's unsent output is at or above the
+ * high watermark (--high-water, 256 KiB) no aio_read is issued for it;
+ * reading resumes below the low watermark. A producer (on_drain) is asked
+ * for more whenever its output queue is empty.
+ *
+ * Stop: accepting stops, every connection's reading side is shut down, so
+ * its outstanding read returns what had arrived and then end-of-stream;
+ * what was received is answered and flushed, and whatever is left after
+ * drain_ms is closed. --once: the first client only, then the server
+ * stops. --max-conns: connections open at once, lingering ones included.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "stream/mailbox.h"
+
+#include <aio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define AIO_SIGNAL (SIGRTMIN + 4)
+#define READ_CHUNK 16384
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+#define LINGER_MS 2000
+#define SCAN_MS 1000
+#define TEARDOWN_MS 2000
+#define HIGH_WATER_DEFAULT (256 * 1024)
+#define AIO_CONNS_DEFAULT 1024
+#define SIGINFO_BATCH 64
+
+enum { OP_READ, OP_WRITE };
+enum { ST_OPEN, ST_LINGER, ST_DYING };
+
+struct aloop;
+
+struct aconn {
+    iop_conn c;
+    struct aiocb op[2];  /* OP_READ on c.fd, OP_WRITE on wfd */
+    unsigned busy;       /* bit per op: submitted, completion not yet taken */
+    int wfd;             /* dup(c.fd): glibc serializes requests per descriptor */
+    unsigned slot;
+    int state;
+    uint64_t linger_end;
+    struct aconn *lprev, *lnext; /* the lingering list, oldest first */
+    struct aconn *kick_next;     /* posted to (iop_post): to be flushed */
+    char *rbuf;
+};
+
+struct aloop {
+    iop_server *s;
+    struct aconn **slot; /* slot number -> connection (NULL: free) */
+    unsigned *free_slots;
+    size_t nslots, nfree, cap; /* slots in use so far, free ones, limit */
+    size_t nconns;       /* every connection not yet freed */
+    size_t inflight;     /* requests outstanding */
+    int sfd;             /* signalfd for AIO_SIGNAL */
+    int hint[2];         /* AIO_SIGNAL taken by another thread: scan */
+    size_t high_water, low_water;
+    int stopping;
+    uint64_t drain_end;
+    int drained;         /* drain_ms passed: everything was closed */
+    int accepted;        /* --once */
+    uint64_t accept_resume; /* accepting paused until then (EMFILE, ...) */
+    int accept_err;
+    uint64_t next_scan;
+    struct aconn *lhead, *ltail; /* lingering, by deadline */
+    struct aconn *kicked;
+    struct iop__mailbox mbox;
+    int has_mbox;
+};
+
+/* ---- the stray-signal net ---------------------------------------------------- */
+
+static atomic_int hint_fd = -1;
+
+static void on_stray(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)si, (void)uc;
+    int saved = errno;
+    int fd = atomic_load(&hint_fd);
+    if (fd >= 0) {
+        ssize_t n = write(fd, "s", 1);
+        (void)n; /* full: a scan is pending anyway */
+    }
+    errno = saved;
+}
+
+/* ---- slots ----------------------------------------------------------------- */
+
+static int slot_get(struct aloop *L, struct aconn *a)
+{
+    if (L->nfree > 0) {
+        a->slot = L->free_slots[--L->nfree];
+    } else {
+        if (L->nslots % 256 == 0) {
+            size_t cap = L->nslots + 256;
+            struct aconn **p = realloc(L->slot, cap * sizeof *p);
+            if (!p)
+                return -ENOMEM;
+            L->slot = p;
+            unsigned *f = realloc(L->free_slots, cap * sizeof *f);
+            if (!f)
+                return -ENOMEM;
+            L->free_slots = f;
+        }
+        a->slot = (unsigned)L->nslots++;
+    }
+    L->slot[a->slot] = a;
+    return 0;
+}
+
+static void slot_put(struct aloop *L, struct aconn *a)
+{
+    L->slot[a->slot] = NULL;
+    L->free_slots[L->nfree++] = a->slot;
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+static int submit(struct aloop *L, struct aconn *a, int op, void *buf, size_t len)
+{
+    struct aiocb *cb = &a->op[op];
+    cb->aio_buf = buf;
+    cb->aio_nbytes = len;
+    cb->aio_offset = 0;
+    int r = op == OP_READ ? aio_read(cb) : aio_write(cb);
+    if (r != 0)
+        return -errno;
+    a->busy |= 1u << op;
+    L->inflight++;
+    return 0;
+}
+
+static int issue_read(struct aloop *L, struct aconn *a)
+{
+    return submit(L, a, OP_READ, a->rbuf, READ_CHUNK);
+}
+
+static int issue_write(struct aloop *L, struct aconn *a)
+{
+    struct iovec v;
+    if (iop_outq_iov(&a->c.out, &v, 1) != 1)
+        return 0;
+    return submit(L, a, OP_WRITE, v.iov_base, v.iov_len);
+}
+
+/* ---- closing ------------------------------------------------------------------- */
+
+static void linger_remove(struct aloop *L, struct aconn *a)
+{
+    if (a->lprev)
+        a->lprev->lnext = a->lnext;
+    else
+        L->lhead = a->lnext;
+    if (a->lnext)
+        a->lnext->lprev = a->lprev;
+    else
+        L->ltail = a->lprev;
+    a->lprev = a->lnext = NULL;
+}
+
+static void notify_close(struct aloop *L, struct aconn *a, int err)
+{
+    iop_conn *c = &a->c;
+    if (c->flags & IOP__CONN_NOTIFIED)
+        return;
+    c->flags |= IOP__CONN_NOTIFIED;
+    if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED)
+        iop_report(L->s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
+                   iop_strerror(err));
+    if (L->s->svc->on_close)
+        L->s->svc->on_close(c, err);
+    if (L->has_mbox)
+        iop__mailbox_purge(&L->mbox, c); /* what was posted goes with it */
+    iop_report(L->s, IOP_LOG_DEBUG, "close %s", iop_conn_peer_name(c));
+}
+
+static void free_conn(struct aloop *L, struct aconn *a)
+{
+    if (a->c.flags & IOP__CONN_KICKED)
+        for (struct aconn **pp = &L->kicked; *pp; pp = &(*pp)->kick_next)
+            if (*pp == a) {
+                *pp = a->kick_next;
+                break;
+            }
+    close(a->c.fd);
+    close(a->wfd);
+    slot_put(L, a);
+    iop__conn_release(&a->c);
+    free(a->rbuf);
+    free(a);
+    L->nconns--;
+}
+
+/* Free a dying connection once nothing of it is outstanding. */
+static void settle(struct aloop *L, struct aconn *a)
+{
+    if (a->state == ST_DYING && a->busy == 0)
+        free_conn(L, a);
+}
+
+/* Close now: outstanding requests are made to end (shutdown wakes a helper
+ * blocked in read or write; aio_cancel drops what has not started), and
+ * the connection is freed when the last completion arrives. */
+static void kill_conn(struct aloop *L, struct aconn *a)
+{
+    if (a->state == ST_DYING)
+        return;
+    if (a->state == ST_LINGER)
+        linger_remove(L, a);
+    a->state = ST_DYING;
+    if (a->busy) {
+        shutdown(a->c.fd, SHUT_RDWR);
+        aio_cancel(a->c.fd, NULL);
+        aio_cancel(a->wfd, NULL);
+    }
+    settle(L, a);
+}
+
+static void abort_conn(struct aloop *L, struct aconn *a, int err)
+{
+    notify_close(L, a, err);
+    kill_conn(L, a);
+}
+
+/* The service is done and the output is flushed: close cleanly. */
+static void finish(struct aloop *L, struct aconn *a)
+{
+    iop_conn *c = &a->c;
+    notify_close(L, a, 0);
+    if ((c->flags & IOP__CONN_PEER_EOF) || shutdown(c->fd, SHUT_WR) != 0) {
+        kill_conn(L, a);
+        return;
+    }
+    /* Discard input until the peer closes, so our close cannot reset what
+     * we just wrote before it is read. */
+    a->state = ST_LINGER;
+    a->linger_end = iop__now_ms() + LINGER_MS;
+    a->lprev = L->ltail;
+    a->lnext = NULL;
+    if (L->ltail)
+        L->ltail->lnext = a;
+    else
+        L->lhead = a;
+    L->ltail = a;
+    iop_buf_free(&c->in);
+    if (!(a->busy & (1u << OP_READ)) && issue_read(L, a) != 0)
+        kill_conn(L, a);
+}
+
+/* Issue what the connection's state calls for: the next write (or, with
+ * nothing to write, the producer's next output, or the close), and the
+ * next read unless paused. May free a. */
+static void pump(struct aloop *L, struct aconn *a)
+{
+    iop_conn *c = &a->c;
+    const struct iop_service *svc = L->s->svc;
+    if (a->state != ST_OPEN)
+        return;
+    if (c->flags & IOP__CONN_OVERFLOW) {
+        iop__mailbox_report_overflow(c);
+        abort_conn(L, a, -ENOBUFS);
+        return;
+    }
+    if (!(a->busy & (1u << OP_WRITE))) {
+        if (c->out.bytes == 0 && svc->on_drain && !L->stopping &&
+            !(c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)))
+            svc->on_drain(c);
+        if (c->out.bytes > 0) {
+            int r = issue_write(L, a);
+            if (r != 0) {
+                abort_conn(L, a, r);
+                return;
+            }
+        } else if (c->flags & IOP__CONN_CLOSING) {
+            finish(L, a);
+            return;
+        }
+    }
+    if (c->out.bytes >= L->high_water)
+        c->flags |= IOP__CONN_PAUSED;
+    else if (c->out.bytes <= L->low_water)
+        c->flags &= ~IOP__CONN_PAUSED;
+    if (!(a->busy & (1u << OP_READ)) &&
+        !(c->flags & (IOP__CONN_PAUSED | IOP__CONN_CLOSING | IOP__CONN_PEER_EOF))) {
+        int r = issue_read(L, a);
+        if (r != 0)
+            abort_conn(L, a, r);
+    }
+}
+
+/* ---- completions ------------------------------------------------------------- */
+
+static void on_read(struct aloop *L, struct aconn *a, ssize_t n)
+{
+    iop_conn *c = &a->c;
+    if (a->state == ST_LINGER) {
+        if (n <= 0 || issue_read(L, a) != 0)
+            kill_conn(L, a); /* the peer closed (or failed): done */
+        return;
+    }
+    if (a->state != ST_OPEN) {
+        settle(L, a);
+        return;
+    }
+    if (n < 0) {
+        abort_conn(L, a, (int)n);
+        return;
+    }
+    if (n == 0) {
+        /* End of stream (the peer's, or our SHUT_RD at stop): a last line
+         * without its newline is still a message; then close. */
+        c->flags |= IOP__CONN_PEER_EOF;
+        iop__conn_eof(c);
+        iop_close(c);
+    } else {
+        int r = iop__conn_dispatch_bytes(c, a->rbuf, (size_t)n);
+        if (r == -EMSGSIZE) {
+            iop_report(L->s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
+                       iop_conn_peer_name(c), L->s->max_frame);
+            iop_close(c);
+        } else if (r != 0) {
+            abort_conn(L, a, r);
+            return;
+        }
+        if (iop_buf_used(&c->in) == 0)
+            iop_buf_free(&c->in);
+    }
+    pump(L, a);
+}
+
+static void on_write(struct aloop *L, struct aconn *a, ssize_t n)
+{
+    if (a->state != ST_OPEN) {
+        settle(L, a);
+        return;
+    }
+    if (n <= 0) {
+        abort_conn(L, a, n < 0 ? (int)n : -EIO);
+        return;
+    }
+    iop_outq_consume(&a->c.out, (size_t)n); /* a short write: the rest goes next */
+    pump(L, a);
+}
+
+/* Take the completion of request `value` (slot * 2 + op) if it is one. */
+static void complete(struct aloop *L, unsigned value)
+{
+    unsigned slot = value >> 1, op = value & 1;
+    if (slot >= L->nslots || !L->slot[slot])
+        return;
+    struct aconn *a = L->slot[slot];
+    if (!(a->busy & (1u << op)))
+        return; /* stale: already taken */
+    int e = aio_error(&a->op[op]);
+    if (e == EINPROGRESS)
+        return; /* stale: that slot's request of now is still running */
+    ssize_t n = aio_return(&a->op[op]);
+    a->busy &= ~(1u << op);
+    L->inflight--;
+    if (n < 0)
+        n = -(e > 0 ? e : EIO);
+    if (op == OP_READ)
+        on_read(L, a, n);
+    else
+        on_write(L, a, n);
+}
+
+static void read_signals(struct aloop *L)
+{
+    struct signalfd_siginfo si[SIGINFO_BATCH];
+    for (;;) {
+        ssize_t n = read(L->sfd, si, sizeof si);
+        if (n <= 0)
+            return;
+        for (size_t i = 0; i < (size_t)n / sizeof si[0]; i++)
+            complete(L, (unsigned)si[i].ssi_int);
+        if ((size_t)n < sizeof si)
+            return;
+    }
+}
+
+/* Look at every outstanding request: the net for lost notifications. */
+static void scan(struct aloop *L)
+{
+    static const struct timespec zero = {0, 0};
+    for (size_t i = 0; i < L->nslots && L->inflight > 0; i++) {
+        for (unsigned op = 0; op < 2; op++) {
+            struct aconn *a = L->slot[i];
+            if (!a || !(a->busy & (1u << op)) || aio_error(&a->op[op]) == EINPROGRESS)
+                continue;
+            /* aio_suspend() takes glibc's request lock, which the helper
+             * holds until it has notified: past it, the aiocb is ours. */
+            const struct aiocb *l[1] = {&a->op[op]};
+            if (aio_suspend(l, 1, &zero) == 0)
+                complete(L, (unsigned)i * 2 + op);
+        }
+    }
+}
+
+/* ---- iop_post ------------------------------------------------------------------ */
+
+static void kick(iop_conn *c, void *arg)
+{
+    struct aloop *L = arg;
+    struct aconn *a = (struct aconn *)c;
+    if (c->flags & IOP__CONN_KICKED)
+        return;
+    c->flags |= IOP__CONN_KICKED;
+    a->kick_next = L->kicked;
+    L->kicked = a;
+}
+
+static void flush_kicked(struct aloop *L)
+{
+    struct aconn *a;
+    while ((a = L->kicked) != NULL) {
+        L->kicked = a->kick_next;
+        a->c.flags &= ~IOP__CONN_KICKED;
+        pump(L, a);
+    }
+}
+
+/* ---- accepting ------------------------------------------------------------------ */
+
+static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
+                 socklen_t peerlen)
+{
+    iop_server *s = L->s;
+    if (L->nconns >= L->cap) {
+        iop_report(s, IOP_LOG_INFO, "refusing a connection: %zu clients already "
+                   "(%s)", L->nconns, s->cfg.max_conns ? "--max-conns" :
+                   "the aio model's limit; see --max-conns");
+        close(fd);
+        return;
+    }
+    struct aconn *a = calloc(1, sizeof *a);
+    char *rbuf = malloc(READ_CHUNK);
+    int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int r = !a || !rbuf ? -ENOMEM : wfd < 0 ? -errno : slot_get(L, a);
+    if (r != 0) {
+        iop_report(s, IOP_LOG_ERROR, "cannot serve a connection: %s", iop_strerror(r));
+        if (wfd >= 0)
+            close(wfd);
+        close(fd);
+        free(rbuf);
+        free(a);
+        return;
+    }
+    a->rbuf = rbuf;
+    a->wfd = wfd;
+    iop__conn_init(&a->c, s, fd, peer, peerlen);
+    a->c.owner = L;
+    a->c.mbox = L->has_mbox ? &L->mbox : NULL;
+    for (int op = 0; op < 2; op++) {
+        struct aiocb *cb = &a->op[op];
+        cb->aio_fildes = op == OP_READ ? fd : wfd;
+        cb->aio_sigevent.sigev_notify = SIGEV_SIGNAL;
+        cb->aio_sigevent.sigev_signo = AIO_SIGNAL;
+        cb->aio_sigevent.sigev_value.sival_int = (int)(a->slot * 2 + (unsigned)op);
+    }
+    L->nconns++;
+    L->accepted = 1;
+    iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
+               iop_conn_peer_name(&a->c), (unsigned long long)a->c.id);
+    if (s->svc->on_open)
+        s->svc->on_open(&a->c);
+    pump(L, a);
+}
+
+static void accept_some(struct aloop *L)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (L->s->cfg.once && L->accepted)
+            return;
+        struct sockaddr_storage peer;
+        socklen_t peerlen;
+        int fd = iop__accept_one(L->s, &peer, &peerlen); /* a blocking socket */
+        if (fd == -EAGAIN || fd == -ECONNABORTED || fd == -EPROTO) {
+            if (fd == -EAGAIN)
+                return;
+            continue;
+        }
+        if (fd < 0) {
+            /* EMFILE and the like: the client stays in the backlog and the
+             * listener readable; leave it out of the poll for a while. */
+            if (fd != L->accept_err)
+                iop_report(L->s, IOP_LOG_ERROR, "accept: %s; pausing new "
+                           "connections", iop_strerror(fd));
+            L->accept_err = fd;
+            L->accept_resume = iop__now_ms() + ACCEPT_PAUSE_MS;
+            return;
+        }
+        if (L->accept_err) {
+            iop_report(L->s, IOP_LOG_INFO, "accept: recovered");
+            L->accept_err = 0;
+        }
+        take(L, fd, &peer, peerlen);
+    }
+}
+
+/* ---- stopping ------------------------------------------------------------------- */
+
+static void begin_stop(struct aloop *L)
+{
+    L->stopping = 1;
+    L->drain_end = iop__now_ms() + (uint64_t)L->s->cfg.drain_ms;
+    for (size_t i = 0; i < L->nslots; i++) {
+        struct aconn *a = L->slot[i];
+        if (!a || a->state != ST_OPEN)
+            continue;
+        /* The outstanding read returns what has arrived, then end of stream. */
+        shutdown(a->c.fd, SHUT_RD);
+        if (!(a->busy & (1u << OP_READ)) &&
+            !(a->c.flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF))) {
+            iop__conn_eof(&a->c); /* paused: nothing more will be read */
+            iop_close(&a->c);
+            pump(L, a);
+        }
+    }
+}
+
+static void drain_expired(struct aloop *L)
+{
+    L->drained = 1;
+    size_t open = 0;
+    for (size_t i = 0; i < L->nslots; i++)
+        if (L->slot[i] && L->slot[i]->state == ST_OPEN)
+            open++;
+    if (open > 0)
+        iop_report(L->s, IOP_LOG_INFO, "%zu connections still busy after %d ms; "
+                   "closing them", open, L->s->cfg.drain_ms);
+    for (size_t i = 0; i < L->nslots; i++)
+        if (L->slot[i])
+            abort_conn(L, L->slot[i], -ECANCELED);
+}
+
+/* ---- the loop --------------------------------------------------------------------- */
+
+static int timeout_until(uint64_t now, uint64_t when, int t)
+{
+    int ms = when > now ? (int)(when - now > 600000 ? 600000 : when - now) : 0;
+    return t < 0 || ms < t ? ms : t;
+}
+
+static int loop(struct aloop *L)
+{
+    iop_server *s = L->s;
+    L->next_scan = iop__now_ms() + SCAN_MS;
+    for (;;) {
+        uint64_t now = iop__now_ms();
+        if (L->stopping && L->nconns == 0)
+            return 0;
+        if (s->cfg.once && L->accepted && L->nconns == 0)
+            return 0;
+        if (L->drained && now >= L->drain_end + TEARDOWN_MS)
+            return 0; /* leaks what is left; see teardown() */
+        int timeout = -1;
+        if (L->inflight > 0)
+            timeout = timeout_until(now, L->next_scan, timeout);
+        if (L->lhead)
+            timeout = timeout_until(now, L->lhead->linger_end, timeout);
+        if (L->stopping)
+            timeout = timeout_until(now, L->drain_end + (L->drained ? TEARDOWN_MS : 0),
+                                    timeout);
+        /* Beyond the limit, new connections are accepted and closed. */
+        int listening = !L->stopping && !(s->cfg.once && L->accepted);
+        if (listening && L->accept_err && now < L->accept_resume) {
+            timeout = timeout_until(now, L->accept_resume, timeout);
+            listening = 0;
+        }
+        struct pollfd p[5] = {
+            {.fd = L->sfd, .events = POLLIN},
+            {.fd = L->hint[0], .events = POLLIN},
+            {.fd = L->has_mbox ? iop__mailbox_fd(&L->mbox) : -1, .events = POLLIN},
+            {.fd = L->stopping ? -1 : s->stop_pipe[0], .events = POLLIN},
+            {.fd = listening ? s->listen_fd : -1, .events = POLLIN},
+        };
+        if (poll(p, 5, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        now = iop__now_ms();
+        if (p[0].revents)
+            read_signals(L);
+        if (p[1].revents || now >= L->next_scan) {
+            char drain[64];
+            while (read(L->hint[0], drain, sizeof drain) > 0)
+                ;
+            scan(L);
+            L->next_scan = now + SCAN_MS;
+        }
+        if (p[2].revents)
+            iop__mailbox_drain(&L->mbox);
+        if (p[3].revents)
+            begin_stop(L);
+        if (p[4].revents)
+            accept_some(L);
+        while (L->lhead && L->lhead->linger_end <= now)
+            kill_conn(L, L->lhead);
+        if (L->stopping && !L->drained && now >= L->drain_end)
+            drain_expired(L);
+        flush_kicked(L);
+    }
+}
+
+/* ---- set-up and tear-down ------------------------------------------------------------ */
+
+static int set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+static int run_aio(iop_server *s)
+{
+    struct aloop L = {.s = s, .sfd = -1, .hint = {-1, -1}};
+    L.cap = s->cfg.max_conns ? s->cfg.max_conns : AIO_CONNS_DEFAULT;
+    L.high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
+    L.low_water = s->cfg.low_water ? s->cfg.low_water : L.high_water / 4;
+
+    /* Two helper threads per connection at most: its read and its write. */
+    struct aioinit ai;
+    memset(&ai, 0, sizeof ai);
+    ai.aio_threads = L.cap > 16384 ? 32768 : (int)L.cap * 2 + 2;
+    ai.aio_num = 64;
+    ai.aio_idle_time = 1;
+    aio_init(&ai);
+
+    int r = set_nonblocking(s->listen_fd);
+    if (r != 0)
+        return r;
+    if (pipe2(L.hint, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -errno;
+    if (s->svc->flags & IOP_SERVICE_SHARED_STATE) {
+        r = iop__mailbox_init(&L.mbox, s, kick, &L);
+        if (r != 0)
+            goto out_pipe;
+        L.has_mbox = 1;
+    }
+    sigset_t set, oldmask;
+    sigemptyset(&set);
+    sigaddset(&set, AIO_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &set, &oldmask);
+    L.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (L.sfd < 0) {
+        r = -errno;
+        pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+        goto out_mbox;
+    }
+    atomic_store(&hint_fd, L.hint[1]);
+    struct sigaction sa, oldact;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_stray;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(AIO_SIGNAL, &sa, &oldact);
+
+    r = loop(&L);
+
+    /* Close what is left (an error ended the loop), and give outstanding
+     * requests a bounded time to finish. */
+    if (L.nconns > 0 && !L.drained) {
+        L.stopping = L.drained = 1;
+        L.drain_end = iop__now_ms();
+        drain_expired(&L);
+    }
+    uint64_t end = iop__now_ms() + TEARDOWN_MS;
+    while (L.nconns > 0 && iop__now_ms() < end) {
+        struct pollfd p = {.fd = L.sfd, .events = POLLIN};
+        poll(&p, 1, 50);
+        read_signals(&L);
+        scan(&L);
+    }
+    /* Every notification of a finished request has been queued once
+     * glibc's request lock is free (aio_cancel takes it): take them all. */
+    aio_cancel(L.sfd, NULL);
+    read_signals(&L);
+    if (L.nconns > 0) {
+        /* Never free what a helper may still write into. */
+        iop_report(s, IOP_LOG_ERROR, "%zu connections' asynchronous I/O did not "
+                   "finish; leaving their memory allocated", L.nconns);
+        struct sigaction ign;
+        memset(&ign, 0, sizeof ign);
+        ign.sa_handler = SIG_IGN;
+        sigaction(AIO_SIGNAL, &ign, NULL);
+    } else {
+        sigaction(AIO_SIGNAL, &oldact, NULL);
+    }
+    atomic_store(&hint_fd, -1);
+    close(L.sfd);
+    pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+out_mbox:
+    if (L.has_mbox)
+        iop__mailbox_destroy(&L.mbox);
+out_pipe:
+    close(L.hint[0]);
+    close(L.hint[1]);
+    if (L.nconns == 0) {
+        free(L.slot);
+        free(L.free_slots);
+    }
+    return r;
+}
+
+const struct iop__model iop__model_aio = {
+    .info = {
+        .name = "aio",
+        .summary = "one thread, POSIX aio_read/aio_write (glibc: helper threads)",
+        .datagram = 0,
+        .shared_state = 1,
+    },
+    .run = run_aio,
+};

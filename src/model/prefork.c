@@ -1,0 +1,359 @@
+/*
+ * prefork: N processes started in advance, each blocking in accept() and
+ * serving the client it gets to the end before taking the next (Stevens,
+ * UNP vol. 1, ch. 30: the "preforked server"). The parent has bound the
+ * listener (iop_server_open); it forks N children and then only keeps N
+ * of them alive. The cost of fork() is paid N times at start instead of
+ * once per client, which is what Stevens measured: the process-control
+ * CPU time of a fork-per-client server is many times that of a preforked
+ * one.
+ *
+ * N (-m prefork:N or -w N): by default twice the number of online cores,
+ * and at least 4. Each child serves one client at a time with blocking
+ * calls, so N is the number of clients served at once; a child mostly
+ * waits on the network, so two per core keep the cores busy while half of
+ * them wait, and a floor of 4 keeps a few slow clients on a small machine
+ * from holding every child. Clients beyond N wait in the listen backlog
+ * (none is refused): N bounds concurrency. --max-conns M below N starts
+ * only M children, for the same bound.
+ *
+ * The thundering herd. When several processes wait for the same event and
+ * all are woken for it, all but one go back to sleep having done nothing:
+ * a herd. Stevens saw it with blocking accept() on old kernels. Linux
+ * since 2.6 puts a process blocked in accept() on the listener's wait
+ * queue as an exclusive waiter and wakes only one per connection, so for
+ * blocking accept the herd is gone. It is not gone for select(), poll()
+ * or (non-exclusive) epoll on the listener: every waiter is woken, every
+ * one calls accept(), one gets the connection and the others get EAGAIN.
+ * These children do wait in poll(): iop__accept() polls the listener
+ * together with the server's stop pipe, so that a child blocked waiting
+ * for a client also wakes when the server stops (the parent writes the
+ * stop pipe once, and every child inherited it). So without the lock,
+ * each new connection wakes all N children; the listener is made
+ * non-blocking so the losers get EAGAIN and poll again instead of
+ * blocking in accept().
+ *
+ * --accept-lock: the children take a lock around the poll and accept
+ * (Stevens 30.7 and 30.8), so only one process waits on the listener and
+ * the others sleep on the lock; a connection wakes exactly one process.
+ * That is why the option still exists on a kernel that wakes one accept()
+ * waiter: our waiting is a poll(), and on other systems (and in Stevens'
+ * time) accept() itself woke everyone. Its cost: a lock and an unlock per
+ * connection, and connections handed out strictly one process at a time.
+ *
+ * The lock is a process-shared pthread mutex in a MAP_SHARED|MAP_ANONYMOUS
+ * page, not fcntl() record locking on a temporary file. Stevens found the
+ * mutex the cheaper of the two, and it is: taking a free mutex is an
+ * atomic instruction in user space, an fcntl() lock is always a system
+ * call, and it needs a file. The one thing fcntl() does better is dying:
+ * the kernel drops the lock of a process that dies holding it, while a
+ * plain mutex would stay locked forever. The mutex here is robust
+ * (PTHREAD_MUTEX_ROBUST), which gives the same guarantee: the next child
+ * to lock it gets EOWNERDEAD, marks it consistent and carries on. (A
+ * child holds the lock while it waits for a client, so being killed with
+ * it is the ordinary case, not a corner.)
+ *
+ * Children dying: the parent reaps with the SIGCHLD self-pipe of
+ * src/model/children.c (shared with fork) and forks a replacement for a
+ * child that died while the server was not stopping. Replacements are
+ * rate-limited (a burst of N, then one every RESTART_INTERVAL_MS), so a
+ * child that crashes at once cannot turn the parent into a fork bomb.
+ * Each child asks for SIGTERM should the parent die (PR_SET_PDEATHSIG), so
+ * a parent killed with SIGKILL does not leave children holding the port.
+ *
+ * Stop: the parent writes the stop pipe (iop_server_stop) and sends
+ * SIGTERM to every child by PID. A child waiting for a client wakes on the
+ * pipe and exits. A child serving one has installed its own handler
+ * (iop__children_fork), which calls iop_server_stop() in the child: that
+ * shuts its connection's reading side (s->inline_fd, as in the fork
+ * model), so the client's data so far is answered and the child exits.
+ * A child waiting for the accept lock is woken by the holder, who sees the
+ * pipe, unlocks and exits. Children still alive after drain_ms get
+ * SIGKILL. A stop signal sent to any one child stops the whole server: the
+ * child's stop writes the pipe they all share, as in the fork model.
+ * Children leave with _exit(), never exit(), which would run the parent's
+ * atexit handlers and flush its stdio buffers a second time.
+ *
+ * --once: one child only. The first client is the only one served; other
+ * children could only take clients they would have to turn away, where
+ * every other model leaves them in the listen backlog. When that child
+ * has served its client it exits 0, and the parent stops.
+ *
+ * Services with shared state are refused: the children are processes.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "model/children.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#define PREFORK_MIN 4
+#define RESTART_INTERVAL_MS 200
+
+/* The page the children share (only with --accept-lock). */
+struct shared {
+    pthread_mutex_t accept_lock;
+};
+
+struct prefork {
+    iop_server *s;
+    struct iop__children kids;
+    unsigned want;          /* N */
+    pid_t parent;
+    struct shared *sh;      /* NULL: no accept lock */
+    int once_done;          /* --once: the child has served its client */
+    unsigned tokens;        /* restarts allowed now */
+    uint64_t refill_at;     /* when the next token comes */
+    int throttled;          /* reported that restarts are being held back */
+    int fork_err;           /* the fork() failure last reported */
+};
+
+static unsigned default_children(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = cores > 0 ? (unsigned)cores * 2 : PREFORK_MIN;
+    return n < PREFORK_MIN ? PREFORK_MIN : n;
+}
+
+/* ---- the accept lock ------------------------------------------------------ */
+
+static struct shared *lock_create(void)
+{
+    struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
+                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        return NULL;
+    pthread_mutexattr_t a;
+    int e = pthread_mutexattr_init(&a);
+    if (e == 0)
+        e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (e == 0)
+        e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (e == 0)
+        e = pthread_mutex_init(&sh->accept_lock, &a);
+    pthread_mutexattr_destroy(&a);
+    if (e != 0) {
+        munmap(sh, sizeof *sh);
+        errno = e;
+        return NULL;
+    }
+    return sh;
+}
+
+static void lock_destroy(struct shared *sh)
+{
+    if (!sh)
+        return;
+    pthread_mutex_destroy(&sh->accept_lock);
+    munmap(sh, sizeof *sh);
+}
+
+static void accept_lock(struct shared *sh)
+{
+    if (pthread_mutex_lock(&sh->accept_lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&sh->accept_lock); /* its holder died: ours now */
+}
+
+/* ---- a child ----------------------------------------------------------------- */
+
+static void child_main(struct prefork *p)
+{
+    iop_server *s = p->s;
+#ifdef __linux__
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != p->parent) /* the parent died before the line above */
+        iop_server_stop(s);
+#endif
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t peerlen;
+        if (p->sh)
+            accept_lock(p->sh);
+        int fd = iop__accept(s, &peer, &peerlen);
+        if (p->sh)
+            pthread_mutex_unlock(&p->sh->accept_lock);
+        if (fd == -ECANCELED)
+            break;
+        if (fd < 0) {
+            iop__accept_failed(s, fd); /* pauses on EMFILE; ends early on stop */
+            continue;
+        }
+        iop__accept_ok(s);
+        /* Served on the thread that takes the stop signal: the stop shuts
+         * the reading side, so recv() returns and the client is answered. */
+        atomic_store(&s->inline_fd, fd);
+        if (iop__stopping(s))
+            shutdown(fd, SHUT_RD);
+        iop__serve_blocking(s, fd, &peer, peerlen);
+        atomic_store(&s->inline_fd, -1);
+        close(fd);
+        if (s->cfg.once)
+            break;
+    }
+    _exit(0);
+}
+
+/* ---- the parent -------------------------------------------------------------- */
+
+static int spawn(struct prefork *p)
+{
+    pid_t pid = iop__children_fork(&p->kids, p->s);
+    if (pid == 0)
+        child_main(p); /* does not return */
+    if (pid < 0) {
+        if ((int)pid != p->fork_err)
+            iop_report(p->s, IOP_LOG_ERROR, "fork: %s", strerror((int)-pid));
+        p->fork_err = (int)pid;
+        return (int)pid;
+    }
+    p->fork_err = 0;
+    return 0;
+}
+
+static void child_exited(void *arg, pid_t pid, int status, int tracked)
+{
+    struct prefork *p = arg;
+    if (!tracked || iop__stopping(p->s))
+        return;
+    if (p->s->cfg.once && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        p->once_done = 1;
+        return;
+    }
+    if (WIFSIGNALED(status))
+        iop_report(p->s, IOP_LOG_ERROR, "child %d killed by signal %d; "
+                   "starting another", (int)pid, WTERMSIG(status));
+    else
+        iop_report(p->s, IOP_LOG_ERROR, "child %d exited with status %d; "
+                   "starting another", (int)pid, WEXITSTATUS(status));
+}
+
+/* The restart budget: a burst of `want`, then one per interval. */
+static void refill(struct prefork *p, uint64_t now)
+{
+    while (p->tokens < p->want && now >= p->refill_at) {
+        p->tokens++;
+        p->refill_at += RESTART_INTERVAL_MS;
+    }
+    if (p->tokens == p->want)
+        p->refill_at = now + RESTART_INTERVAL_MS;
+}
+
+/* Start replacements as the budget allows; returns the poll() timeout
+ * until more may be started (-1: none missing). */
+static int replace_children(struct prefork *p)
+{
+    uint64_t now = iop__now_ms();
+    refill(p, now);
+    while (p->kids.n < p->want && p->tokens > 0) {
+        p->tokens--;
+        if (spawn(p) != 0)
+            break;
+    }
+    if (p->kids.n >= p->want) {
+        p->throttled = 0;
+        return -1;
+    }
+    if (!p->throttled && p->tokens == 0)
+        iop_report(p->s, IOP_LOG_ERROR, "children are dying faster than they "
+                   "can be replaced; starting at most one every %d ms",
+                   RESTART_INTERVAL_MS);
+    p->throttled = p->tokens == 0;
+    uint64_t at = p->refill_at > now ? p->refill_at : now;
+    return (int)(at - now) + 1;
+}
+
+static int set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+static int run_prefork(iop_server *s)
+{
+    struct prefork p = {.s = s, .parent = getpid()};
+    p.want = s->cfg.workers ? s->cfg.workers : default_children();
+    if (s->cfg.once)
+        p.want = 1;
+    if (s->cfg.max_conns && s->cfg.max_conns < p.want)
+        p.want = s->cfg.max_conns;
+    p.tokens = p.want;
+    /* Children that lose the race for a connection get EAGAIN, not a
+     * blocked accept() that the stop pipe could not interrupt. */
+    int r = set_nonblocking(s->listen_fd);
+    if (r != 0)
+        return r;
+    if (s->cfg.accept_lock && !(p.sh = lock_create())) {
+        r = -errno;
+        iop_report(s, IOP_LOG_ERROR, "accept lock: %s", strerror(errno));
+        return r;
+    }
+    r = iop__children_open(&p.kids);
+    if (r != 0) {
+        lock_destroy(p.sh);
+        return r;
+    }
+    for (unsigned i = 0; i < p.want && r == 0; i++)
+        r = spawn(&p);
+    if (p.kids.n == 0) {
+        iop__children_close(&p.kids);
+        lock_destroy(p.sh);
+        return r;
+    }
+    r = 0;
+    while (!p.once_done) {
+        int timeout = replace_children(&p);
+        struct pollfd pf[2] = {
+            {.fd = s->stop_pipe[0], .events = POLLIN},
+            {.fd = iop__children_fd(&p.kids), .events = POLLIN},
+        };
+        if (poll(pf, 2, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            iop_server_stop(s);
+            break;
+        }
+        if (pf[0].revents)
+            break;
+        if (pf[1].revents)
+            iop__children_reap(&p.kids, child_exited, &p);
+    }
+    if (p.once_done)
+        iop_server_stop(s); /* wakes any child still waiting (none with one) */
+    if (p.kids.n > 0) {
+        /* Children waiting for a client have seen the stop pipe; SIGTERM
+         * makes those serving one answer what they got and finish. */
+        iop__children_signal(&p.kids, SIGTERM);
+        iop__children_wait(&p.kids, s->cfg.drain_ms, NULL, NULL);
+        if (p.kids.n > 0) {
+            iop_report(s, IOP_LOG_INFO, "%zu children still busy after %d ms; "
+                       "killing them", p.kids.n, s->cfg.drain_ms);
+            iop__children_signal(&p.kids, SIGKILL);
+        }
+    }
+    iop__children_wait(&p.kids, -1, NULL, NULL);
+    iop__children_close(&p.kids);
+    lock_destroy(p.sh);
+    return r;
+}
+
+const struct iop__model iop__model_prefork = {
+    .info = {
+        .name = "prefork",
+        .summary = "N processes started in advance, each accepting (-w N)",
+        .datagram = 0,
+        .shared_state = 0,
+    },
+    .run = run_prefork,
+};

@@ -1,0 +1,528 @@
+/*
+ * What only prefork, pool and aio do: prefork keeps N children (replacing
+ * one that dies, at a bounded rate), leaves no zombie, serves with the
+ * accept lock (also when a child dies holding it) and leaves no child
+ * behind at stop; pool serves N clients at once and queues the next, and
+ * --max-conns counts the queued; aio refuses beyond --max-conns and
+ * closes an oversized sender without touching the others.
+ */
+#include "harness.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ioplex.h"
+
+#define IO_MS HARNESS_IO_TIMEOUT_MS
+#define ACK "I got your message\n"
+#define MAX_KIDS 64
+
+#define CHECK(s, cond)                                                   \
+    do {                                                                 \
+        if (!(cond)) {                                                   \
+            server_dump(s);                                              \
+            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
+        }                                                                \
+    } while (0)
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* The PIDs of ppid's children (zombies included), from /proc; returns how
+ * many (at most cap stored). */
+static int children_pids(pid_t ppid, pid_t *pids, int cap)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t r = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (r <= 0)
+            continue;
+        buf[r] = '\0';
+        const char *rp = strrchr(buf, ')');
+        char state;
+        int pp;
+        if (!rp || sscanf(rp + 1, " %c %d", &state, &pp) != 2 || pp != (int)ppid)
+            continue;
+        if (n < cap)
+            pids[n] = (pid_t)atoi(e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Wait (bounded) until pid has exactly n children, none a zombie. */
+static int wait_children(pid_t pid, int n, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (count_children(pid, 0) == n && count_children(pid, 1) == 0)
+            return 1;
+        if (now_ms() >= deadline)
+            return 0;
+        sleep_ms(10);
+    }
+}
+
+static int contains(const pid_t *pids, int n, pid_t p)
+{
+    for (int i = 0; i < n; i++)
+        if (pids[i] == p)
+            return 1;
+    return 0;
+}
+
+/* Read the ack answer through EOF. */
+static int got_ack(int fd, int timeout_ms)
+{
+    char buf[256];
+    ssize_t n = recv_all(fd, buf, sizeof buf, timeout_ms);
+    return n == (ssize_t)strlen(ACK) && memcmp(buf, ACK, strlen(ACK)) == 0;
+}
+
+/* One complete ack exchange with a new client. */
+static int exchange(struct server *s, const char *line)
+{
+    int fd = client_connect(s);
+    if (fd < 0)
+        return 0;
+    int ok = send_all(fd, line, strlen(line)) == 0 && got_ack(fd, IO_MS);
+    client_close(fd);
+    return ok;
+}
+
+static void stop_ok(struct server *s)
+{
+    int st = server_stop(s, 0);
+    CHECK(s, st == 0);
+    CHECK(s, !s->leftovers);
+}
+
+/* ---- prefork ------------------------------------------------------------------- */
+
+/* prefork:3 has three children, and still three after serving clients. */
+static void prefork_keeps_n(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:3", "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 3, IO_MS));
+    for (int i = 0; i < 10; i++)
+        CHECK(&s, exchange(&s, "hello\n"));
+    CHECK(&s, wait_children(s.pid, 3, IO_MS));
+    stop_ok(&s);
+}
+
+/* The default is twice the cores and at least 4; -w says the same as :N;
+ * --max-conns below N starts that many. */
+static void prefork_counts(void **state)
+{
+    (void)state;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int dflt = cores > 0 ? (int)cores * 2 : 4;
+    if (dflt < 4)
+        dflt = 4;
+    if (dflt > MAX_KIDS)
+        skip();
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork", "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, dflt, IO_MS));
+    stop_ok(&s);
+    CHECK(&s, server_startl(&s, "-m", "prefork", "-w", "2", "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 2, IO_MS));
+    stop_ok(&s);
+    CHECK(&s, server_startl(&s, "-m", "prefork:5", "--max-conns", "2", "127.0.0.1",
+                            "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 2, IO_MS));
+    stop_ok(&s);
+}
+
+/* A child killed with SIGKILL is replaced by a new one, and the server
+ * goes on serving. */
+static void prefork_replaces_killed(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:3", "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 3, IO_MS));
+    pid_t before[MAX_KIDS], after[MAX_KIDS];
+    CHECK(&s, children_pids(s.pid, before, MAX_KIDS) == 3);
+    pid_t victim = before[1];
+    CHECK(&s, kill(victim, SIGKILL) == 0);
+    long long deadline = now_ms() + IO_MS;
+    int n;
+    do {
+        sleep_ms(10);
+        n = children_pids(s.pid, after, MAX_KIDS);
+    } while ((n != 3 || contains(after, n, victim) || count_children(s.pid, 1) != 0) &&
+             now_ms() < deadline);
+    CHECK(&s, n == 3);
+    CHECK(&s, !contains(after, n, victim));
+    int fresh = 0;
+    for (int i = 0; i < n; i++)
+        fresh += !contains(before, 3, after[i]);
+    CHECK(&s, fresh == 1);
+    CHECK(&s, server_wait_stderr(&s, "killed by signal 9", IO_MS));
+    for (int i = 0; i < 5; i++)
+        CHECK(&s, exchange(&s, "after\n"));
+    stop_ok(&s);
+}
+
+/* Children dying over and over are replaced at a bounded rate (a burst of
+ * N, then one every 200 ms), said once, and the server recovers. */
+static void prefork_restart_throttle(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:2", "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 2, IO_MS));
+    for (int round = 0; round < 4; round++) {
+        pid_t pids[MAX_KIDS];
+        int n = children_pids(s.pid, pids, MAX_KIDS);
+        for (int i = 0; i < n && i < MAX_KIDS; i++)
+            kill(pids[i], SIGKILL);
+        sleep_ms(20);
+    }
+    CHECK(&s, server_wait_stderr(&s, "dying faster than they can be replaced", IO_MS));
+    CHECK(&s, wait_children(s.pid, 2, IO_MS));
+    CHECK(&s, exchange(&s, "recovered\n"));
+    stop_ok(&s);
+}
+
+/* 200 clients, each fully served: no zombie, still N children. */
+static void prefork_no_zombies(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:4", "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 4, IO_MS));
+    for (int i = 0; i < 200; i++)
+        CHECK(&s, exchange(&s, "zombie?\n"));
+    CHECK(&s, wait_children(s.pid, 4, IO_MS));
+    CHECK(&s, count_children(s.pid, 1) == 0);
+    CHECK(&s, server_output_count(&s, "Here is the message: zombie?\n") == 200);
+    stop_ok(&s);
+}
+
+/* --accept-lock: 50 clients served, two silent ones at once, and a child
+ * killed while it may hold the lock (the one waiting for a client does)
+ * does not lock the others out. */
+static void prefork_accept_lock(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:3", "--accept-lock", "127.0.0.1", "0",
+                            NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 3, IO_MS));
+    for (int i = 0; i < 50; i++)
+        CHECK(&s, exchange(&s, "locked\n"));
+    CHECK(&s, server_output_count(&s, "Here is the message: locked\n") == 50);
+    int a = client_connect(&s), b = client_connect(&s);
+    CHECK(&s, a >= 0 && b >= 0);
+    CHECK(&s, exchange(&s, "third\n")); /* two children busy, the third serves */
+    CHECK(&s, send_all(b, "b\n", 2) == 0 && got_ack(b, IO_MS));
+    CHECK(&s, send_all(a, "a\n", 2) == 0 && got_ack(a, IO_MS));
+    client_close(a);
+    client_close(b);
+    /* Kill every child, one at a time: whichever held the lock, the
+     * replacements get it (a robust mutex). */
+    for (int round = 0; round < 3; round++) {
+        CHECK(&s, wait_children(s.pid, 3, IO_MS));
+        pid_t pids[MAX_KIDS];
+        CHECK(&s, children_pids(s.pid, pids, MAX_KIDS) == 3);
+        CHECK(&s, kill(pids[round % 3], SIGKILL) == 0);
+        CHECK(&s, exchange(&s, "still\n"));
+    }
+    CHECK(&s, wait_children(s.pid, 3, IO_MS));
+    for (int i = 0; i < 10; i++)
+        CHECK(&s, exchange(&s, "again\n"));
+    stop_ok(&s);
+}
+
+/* SIGTERM with clients connected: exit 0, every child gone, the silent
+ * client gets EOF and the one that sent a line gets its answer. */
+static void prefork_sigterm(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:3", "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 3, IO_MS));
+    pid_t pids[MAX_KIDS];
+    CHECK(&s, children_pids(s.pid, pids, MAX_KIDS) == 3);
+    int silent = client_connect(&s), partial = client_connect(&s);
+    CHECK(&s, silent >= 0 && partial >= 0);
+    CHECK(&s, send_all(partial, "half", 4) == 0);
+    sleep_ms(100);
+    CHECK(&s, kill(s.pid, SIGTERM) == 0);
+    CHECK(&s, expect_eof(silent, IO_MS) == 1);
+    CHECK(&s, got_ack(partial, IO_MS));
+    int st = server_wait_exit(&s, IO_MS);
+    CHECK(&s, st == 0);
+    CHECK(&s, !s.leftovers);
+    for (int i = 0; i < 3; i++)
+        CHECK(&s, kill(pids[i], 0) == -1 && errno == ESRCH);
+    client_close(silent);
+    client_close(partial);
+}
+
+/* A child stuck sending to a client that does not read is ended after
+ * --drain-ms, and the server still exits 0 with no child left. */
+static void prefork_stuck_reader(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:2", "-S", "chargen", "--drain-ms", "300",
+                            "127.0.0.1", "0", NULL) == 0);
+    int fd = client_connect(&s);
+    CHECK(&s, fd >= 0);
+    char buf[1000];
+    CHECK(&s, recv_exact(fd, buf, sizeof buf, IO_MS) == (ssize_t)sizeof buf);
+    sleep_ms(300);
+    long long t0 = now_ms();
+    CHECK(&s, kill(s.pid, SIGTERM) == 0);
+    CHECK(&s, server_wait_exit(&s, IO_MS) == 0);
+    CHECK(&s, now_ms() - t0 < 5000);
+    CHECK(&s, !s.leftovers);
+    client_close(fd);
+}
+
+/* A shared-state service is refused, as under fork. */
+static void prefork_refuses_shared_state(void **state)
+{
+    (void)state;
+    const char *shared = NULL;
+    for (const struct iop_service *const *sv = iop_services(); *sv; sv++)
+        if ((*sv)->flags & IOP_SERVICE_SHARED_STATE)
+            shared = (*sv)->name;
+    if (!shared)
+        skip();
+    const char *argv[] = {ioplex_bin(), "serve", "-m", "prefork", "-S", shared,
+                          "127.0.0.1", "0", NULL};
+    char err[1024];
+    int code = run_cmd(argv, NULL, 0, NULL, 0, NULL, err, sizeof err, IO_MS);
+    assert_int_equal(code, 2);
+    assert_non_null(strstr(err, "shares state"));
+}
+
+/* ---- pool ------------------------------------------------------------------------ */
+
+/* pool:2: two silent clients are served at once (both hold a thread); a
+ * third waits, queued, until one of them is done. */
+static void pool_two_at_once(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "pool:2", "127.0.0.1", "0", NULL) == 0);
+    long long deadline = now_ms() + IO_MS; /* the main thread and two workers */
+    while (count_threads(s.pid) != 3 && now_ms() < deadline)
+        sleep_ms(10);
+    CHECK(&s, count_threads(s.pid) == 3);
+    int a = client_connect(&s), b = client_connect(&s);
+    CHECK(&s, a >= 0 && b >= 0);
+    sleep_ms(100);
+    int c = client_connect(&s);
+    CHECK(&s, c >= 0);
+    CHECK(&s, send_all(c, "third\n", 6) == 0);
+    CHECK(&s, wait_readable(c, 500) == 0); /* queued: no thread for it */
+    CHECK(&s, server_output_count(&s, "Here is the message: third") == 0);
+    /* Both silent ones are in service: either answers at once. */
+    CHECK(&s, send_all(b, "b\n", 2) == 0 && got_ack(b, IO_MS));
+    CHECK(&s, got_ack(c, IO_MS)); /* b's thread took it */
+    CHECK(&s, send_all(a, "a\n", 2) == 0 && got_ack(a, IO_MS));
+    long pb = -1, pc = -1;
+    server_pump(&s);
+    const char *q = strstr(s.out, "Here is the message: b\n");
+    const char *r = strstr(s.out, "Here is the message: third\n");
+    if (q)
+        pb = q - s.out;
+    if (r)
+        pc = r - s.out;
+    CHECK(&s, pb >= 0 && pc > pb);
+    client_close(a);
+    client_close(b);
+    client_close(c);
+    stop_ok(&s);
+}
+
+/* pool:1 --max-conns 2: one in service, one queued, the third refused
+ * (accepted and closed: EOF, no answer); the queued one is served later. */
+static void pool_max_conns_counts_queue(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "pool:1", "--max-conns", "2", "127.0.0.1", "0",
+                            NULL) == 0);
+    int a = client_connect(&s);
+    CHECK(&s, a >= 0);
+    sleep_ms(100);
+    int b = client_connect(&s);
+    CHECK(&s, b >= 0);
+    CHECK(&s, send_all(b, "queued\n", 7) == 0);
+    sleep_ms(100);
+    int c = client_connect(&s);
+    CHECK(&s, c >= 0);
+    CHECK(&s, expect_eof(c, IO_MS) == 1);
+    CHECK(&s, server_wait_stderr(&s, "max-conns", IO_MS));
+    client_close(c);
+    CHECK(&s, wait_readable(b, 200) == 0);
+    CHECK(&s, send_all(a, "first\n", 6) == 0 && got_ack(a, IO_MS));
+    CHECK(&s, got_ack(b, IO_MS));
+    client_close(a);
+    client_close(b);
+    stop_ok(&s);
+}
+
+/* SIGTERM with a client in service and one queued (pool:1): both answered
+ * what they sent, exit 0, and the threads are gone with the process. */
+static void pool_sigterm_with_queue(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "pool:1", "127.0.0.1", "0", NULL) == 0);
+    int a = client_connect(&s);
+    CHECK(&s, a >= 0);
+    CHECK(&s, send_all(a, "in service", 10) == 0);
+    sleep_ms(100);
+    int b = client_connect(&s);
+    CHECK(&s, b >= 0);
+    CHECK(&s, send_all(b, "queued\n", 7) == 0);
+    sleep_ms(100);
+    CHECK(&s, kill(s.pid, SIGTERM) == 0);
+    CHECK(&s, got_ack(a, IO_MS));
+    CHECK(&s, got_ack(b, IO_MS));
+    CHECK(&s, server_wait_exit(&s, IO_MS) == 0);
+    CHECK(&s, server_output_count(&s, "Here is the message: in service\n") == 1);
+    CHECK(&s, server_output_count(&s, "Here is the message: queued\n") == 1);
+    client_close(a);
+    client_close(b);
+}
+
+/* ---- aio ------------------------------------------------------------------------- */
+
+/* --max-conns 1: the second client is accepted and closed; once the first
+ * has gone, a new one is served. */
+static void aio_max_conns(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "aio", "--max-conns", "1", "127.0.0.1", "0",
+                            NULL) == 0);
+    int a = client_connect(&s);
+    CHECK(&s, a >= 0);
+    sleep_ms(100);
+    int b = client_connect(&s);
+    CHECK(&s, b >= 0);
+    CHECK(&s, expect_eof(b, IO_MS) == 1);
+    client_close(b);
+    CHECK(&s, send_all(a, "one\n", 4) == 0 && got_ack(a, IO_MS));
+    client_close(a);
+    long long deadline = now_ms() + 5000;
+    int served = 0;
+    while (!served && now_ms() < deadline) {
+        served = exchange(&s, "later\n");
+        if (!served)
+            sleep_ms(50);
+    }
+    CHECK(&s, served);
+    stop_ok(&s);
+}
+
+/* echo --max-frame 100: an oversized line closes that connection only;
+ * another, connected meanwhile, is still echoed. */
+static void aio_oversized(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "aio", "-S", "echo", "-F", "line", "--max-frame",
+                            "100", "127.0.0.1", "0", NULL) == 0);
+    int good = client_connect(&s);
+    CHECK(&s, good >= 0);
+    char back[16];
+    CHECK(&s, send_all(good, "before\n", 7) == 0);
+    CHECK(&s, recv_exact(good, back, 7, IO_MS) == 7 && memcmp(back, "before\n", 7) == 0);
+    int bad = client_connect(&s);
+    CHECK(&s, bad >= 0);
+    char over[300];
+    memset(over, 'x', sizeof over);
+    CHECK(&s, send_all(bad, over, sizeof over) == 0);
+    CHECK(&s, expect_eof(bad, IO_MS) == 1);
+    client_close(bad);
+    CHECK(&s, send_all(good, "after\n", 6) == 0);
+    CHECK(&s, recv_exact(good, back, 6, IO_MS) == 6 && memcmp(back, "after\n", 6) == 0);
+    client_close(good);
+    CHECK(&s, server_wait_stderr(&s, "longer than 100", IO_MS));
+    stop_ok(&s);
+}
+
+/* 300 sequential clients of bytes (Stevens' request): each gets exactly
+ * what it asked for; then no descriptor is left behind. */
+static void aio_many_short(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "aio", "-S", "bytes", "127.0.0.1", "0", NULL) == 0);
+    int fds0 = -1;
+    static char buf[5000];
+    for (int i = 0; i < 300; i++) {
+        int fd = client_connect(&s);
+        CHECK(&s, fd >= 0);
+        CHECK(&s, send_all(fd, "4000\n", 5) == 0);
+        CHECK(&s, recv_exact(fd, buf, 4000, IO_MS) == 4000);
+        client_close(fd);
+        if (i == 0) {
+            sleep_ms(50);
+            fds0 = count_fds(s.pid);
+        }
+    }
+    long long deadline = now_ms() + 5000;
+    while (count_fds(s.pid) > fds0 && now_ms() < deadline)
+        sleep_ms(20);
+    CHECK(&s, count_fds(s.pid) <= fds0);
+    stop_ok(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(prefork_keeps_n, harness_teardown),
+        cmocka_unit_test_teardown(prefork_counts, harness_teardown),
+        cmocka_unit_test_teardown(prefork_replaces_killed, harness_teardown),
+        cmocka_unit_test_teardown(prefork_restart_throttle, harness_teardown),
+        cmocka_unit_test_teardown(prefork_no_zombies, harness_teardown),
+        cmocka_unit_test_teardown(prefork_accept_lock, harness_teardown),
+        cmocka_unit_test_teardown(prefork_sigterm, harness_teardown),
+        cmocka_unit_test_teardown(prefork_stuck_reader, harness_teardown),
+        cmocka_unit_test_teardown(prefork_refuses_shared_state, harness_teardown),
+        cmocka_unit_test_teardown(pool_two_at_once, harness_teardown),
+        cmocka_unit_test_teardown(pool_max_conns_counts_queue, harness_teardown),
+        cmocka_unit_test_teardown(pool_sigterm_with_queue, harness_teardown),
+        cmocka_unit_test_teardown(aio_max_conns, harness_teardown),
+        cmocka_unit_test_teardown(aio_oversized, harness_teardown),
+        cmocka_unit_test_teardown(aio_many_short, harness_teardown),
+    };
+    return cmocka_run_group_tests_name("test_prefork_pool", tests, NULL, harness_teardown);
+}
