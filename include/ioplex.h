@@ -135,7 +135,8 @@ typedef struct iop_server iop_server;
 
 enum {
     /* The service keeps state shared by all connections, so it needs a
-     * model whose connections share memory (not fork or prefork). */
+     * model whose connections share memory (not fork or prefork). Its
+     * connections can be sent to from any thread with iop_post(). */
     IOP_SERVICE_SHARED_STATE = 1u << 0,
 };
 
@@ -165,6 +166,29 @@ const struct iop_service *const *iop_services(void);
 int iop_send(iop_conn *c, const void *data, size_t len);
 /* Queue one message with the connection's framing added around it. */
 int iop_send_frame(iop_conn *c, const void *msg, size_t len);
+/*
+ * Queue bytes for c from any thread (iop_send() is for c's own callbacks
+ * only). The bytes are copied; c's owner (its event loop, or its thread)
+ * appends them to c's output on its own thread and writes them. Posts
+ * reach c in the order they were made. Needs a service flagged
+ * IOP_SERVICE_SHARED_STATE; for any other, this is iop_send().
+ *
+ * Lifetime: the caller must guarantee that c is open, i.e. that the call
+ * falls between c's on_open and the return of its on_close. The usual
+ * way: the service keeps its connections in a list under its own mutex,
+ * adds in on_open, removes in on_close, and posts only while holding that
+ * mutex. What is still posted to c when on_close returns is dropped.
+ *
+ * Limit: a post that would take c's unsent output past the server's high
+ * watermark (high_water, 256 KiB by default) is dropped and c is closed
+ * ("closing PEER: not reading (N bytes queued)"): a client that does not
+ * read cannot grow the server's memory.
+ *
+ * Returns 0 (accepted; dropped later if c closes first), -ENOMEM, or, for
+ * a post made on c's own thread and applied at once, what iop_send()
+ * returns, or -ENOBUFS if it was over the limit.
+ */
+int iop_post(iop_conn *c, const void *data, size_t len);
 /* Close once the queued output has been written; no more messages are
  * delivered. */
 void iop_close(iop_conn *c);

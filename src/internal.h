@@ -101,7 +101,11 @@ enum {
     IOP__CONN_PAUSED = 1u << 2,   /* output above the high watermark: not reading */
     IOP__CONN_LINGER = 1u << 3,   /* our side shut; discarding input until EOF */
     IOP__CONN_NOTIFIED = 1u << 4, /* on_close has been called */
+    IOP__CONN_OVERFLOW = 1u << 5, /* a post passed the high watermark: close now */
+    IOP__CONN_KICKED = 1u << 6,   /* its owner has posted output to flush */
 };
+
+struct iop__mailbox; /* stream/mailbox.h */
 
 /* Kept small on purpose: an idle event-loop connection is this struct and
  * nothing else (both buffers empty and unallocated). */
@@ -122,6 +126,9 @@ struct iop_conn {
     struct iop_conn *prev, *next;
     uint64_t last_active;
     void *owner;
+    /* IOP_SERVICE_SHARED_STATE only: where iop_post() from another thread
+     * leaves bytes for this connection (its owner's mailbox); else NULL. */
+    struct iop__mailbox *mbox;
 };
 
 void iop__conn_init(iop_conn *c, iop_server *s, int fd,

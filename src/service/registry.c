@@ -5,12 +5,12 @@
 
 extern const struct iop_service iop_service_ack, iop_service_echo,
     iop_service_discard, iop_service_daytime, iop_service_chargen,
-    iop_service_bytes;
+    iop_service_bytes, iop_service_chat;
 
 static const struct iop_service *const services[] = {
     &iop_service_ack,     &iop_service_echo,    &iop_service_discard,
     &iop_service_daytime, &iop_service_chargen, &iop_service_bytes,
-    NULL,
+    &iop_service_chat,    NULL,
 };
 
 const struct iop_service *const *iop_services(void) { return services; }

@@ -5,9 +5,17 @@
  * and send() may write only part of what it was given (the course's notes
  * on partial I/O), so input is framed from a buffer and output is written
  * until none is left.
+ *
+ * A service with shared state may be posted to from other threads
+ * (iop_post): its connection gets a mailbox of its own, and the thread
+ * waits with poll() on the socket and the mailbox's eventfd instead of
+ * sleeping in recv() or send(), so posts are written as they come and a
+ * peer that does not read is closed at the high watermark (mailbox.h).
+ * Every other service keeps the plain blocking calls.
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "stream/mailbox.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -18,6 +26,26 @@
 #define LINGER_MS 2000
 
 static int closing(const iop_conn *c) { return c->flags & IOP__CONN_CLOSING; }
+
+/* With a mailbox: wait until the socket is ready for `events`, delivering
+ * posts meanwhile. Returns 1 if the socket is ready, 0 if only posts came
+ * (or a signal), -ENOBUFS if a post overflowed the output queue. */
+static int wait_socket_or_mail(iop_conn *c, short events)
+{
+    if (c->flags & IOP__CONN_OVERFLOW) /* by a post from this very thread */
+        return -ENOBUFS;
+    struct pollfd p[2] = {
+        {.fd = c->fd, .events = events},
+        {.fd = iop__mailbox_fd(c->mbox), .events = POLLIN},
+    };
+    if (poll(p, 2, -1) < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (p[1].revents & POLLIN)
+        iop__mailbox_drain(c->mbox);
+    if (c->flags & IOP__CONN_OVERFLOW)
+        return -ENOBUFS;
+    return p[0].revents ? 1 : 0;
+}
 
 /* Once the server is stopping, output gets drain_ms to go out: a peer that
  * does not read must not hold the stop forever. A send() already blocked
@@ -40,14 +68,21 @@ static int wait_writable_for_drain(iop_conn *c)
 static int flush_all(iop_conn *c)
 {
     while (c->out.bytes > 0) {
-        int flags = 0;
-        if (iop__stopping(c->server)) {
+        int flags = c->mbox ? MSG_DONTWAIT : 0;
+        int stopping = iop__stopping(c->server);
+        if (stopping) {
             int r = wait_writable_for_drain(c);
             if (r != 0)
                 return r;
             flags = MSG_DONTWAIT;
         }
         ssize_t n = iop_outq_write(&c->out, c->fd, flags);
+        if (n == -EAGAIN && c->mbox && !stopping) {
+            int r = wait_socket_or_mail(c, POLLOUT);
+            if (r < 0)
+                return r;
+            continue;
+        }
         if (n < 0 && n != -EINTR && n != -EAGAIN)
             return (int)n;
     }
@@ -119,6 +154,17 @@ void iop__serve_blocking(iop_server *s, int fd,
     const struct iop_service *svc = s->svc;
     iop_conn c;
     iop__conn_init(&c, s, fd, peer, peerlen);
+    struct iop__mailbox mbox;
+    if (svc->flags & IOP_SERVICE_SHARED_STATE) {
+        int r = iop__mailbox_init(&mbox, s, NULL, NULL);
+        if (r != 0) {
+            iop_report(s, IOP_LOG_ERROR, "cannot serve %s: %s",
+                       iop_conn_peer_name(&c), iop_strerror(r));
+            iop__conn_release(&c);
+            return;
+        }
+        c.mbox = &mbox;
+    }
     iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
                iop_conn_peer_name(&c), (unsigned long long)c.id);
     if (svc->on_open)
@@ -130,6 +176,15 @@ void iop__serve_blocking(iop_server *s, int fd,
             err = produce(&c);
         if (err != 0 || closing(&c))
             break;
+        if (c.mbox) {
+            int r = wait_socket_or_mail(&c, POLLIN);
+            if (r < 0) {
+                err = r;
+                break;
+            }
+            if (r == 0)
+                continue; /* posts: write them, then wait again */
+        }
         ssize_t n = read_some(&c);
         if (n < 0) {
             err = (int)n;
@@ -153,11 +208,15 @@ void iop__serve_blocking(iop_server *s, int fd,
     }
     if ((err == 0 || err == -EMSGSIZE) && !(c.flags & IOP__CONN_PEER_EOF))
         linger(&c);
-    if (err != 0 && err != -EMSGSIZE)
+    if (err == -ENOBUFS && (c.flags & IOP__CONN_OVERFLOW))
+        iop__mailbox_report_overflow(&c);
+    else if (err != 0 && err != -EMSGSIZE)
         iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(&c),
                    iop_strerror(err));
     if (svc->on_close)
         svc->on_close(&c, err == -EMSGSIZE ? 0 : err);
+    if (c.mbox)
+        iop__mailbox_destroy(c.mbox); /* what is still posted goes with it */
     iop_report(s, IOP_LOG_DEBUG, "close %s", iop_conn_peer_name(&c));
     iop__conn_release(&c);
 }

@@ -16,9 +16,19 @@
  * server's memory past high_water + one read budget. Reading resumes
  * below the low watermark. A producer (on_drain) is asked for more only
  * below the low watermark.
+ *
+ * Posts (iop_post, services with shared state): the loop watches its
+ * mailbox's eventfd and drains it on this thread (mailbox.h). Output given
+ * to a connection outside its own callbacks (a post, from this thread or
+ * drained) is not written on the spot, since the poster may hold the
+ * service's lock: the connection is "kicked" into a list that a timer due
+ * at once flushes at the end of the iteration, one sendmsg() per
+ * connection for all that was posted to it. A connection a post has
+ * overflowed (IOP__CONN_OVERFLOW) is closed there.
  */
 #define _GNU_SOURCE
 #include "evconn.h"
+#include "mailbox.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -80,12 +90,24 @@ static void notify_close(iop_conn *c, int err)
         c->server->svc->on_close(c, err);
 }
 
+static void unkick(struct iop__evctx *x, iop_conn *c)
+{
+    for (size_t i = 0; i < x->nkicked; i++)
+        if (x->kicked[i] == c)
+            x->kicked[i] = NULL;
+    c->flags &= ~IOP__CONN_KICKED;
+}
+
 static void close_now(struct iop__evctx *x, iop_conn *c, int err)
 {
     if (err && err != -ECONNRESET && err != -EPIPE)
         iop_report(x->s, IOP_LOG_DEBUG, "connection %s: %s",
                    iop_conn_peer_name(c), iop_strerror(err));
     notify_close(c, err);
+    if (x->mbox) /* on_close has returned: nothing can be posted to c now */
+        iop__mailbox_purge(x->mbox, c);
+    if (c->flags & IOP__CONN_KICKED)
+        unkick(x, c);
     iop__loop_io(x->loop, c->fd, 0, NULL, NULL);
     close(c->fd);
     list_remove((c->flags & IOP__CONN_LINGER) ? &x->lingering : &x->active, c);
@@ -233,8 +255,9 @@ static int read_input(struct iop__evctx *x, iop_conn *c)
             return -1;
         }
         if (n == 0) {
-            c->flags |= IOP__CONN_PEER_EOF | IOP__CONN_CLOSING;
-            iop__conn_eof(c);
+            c->flags |= IOP__CONN_PEER_EOF;
+            iop__conn_eof(c); /* a last line without "\n": before CLOSING, which skips it */
+            c->flags |= IOP__CONN_CLOSING;
             break;
         }
         touch(x, c);
@@ -257,6 +280,12 @@ static int read_input(struct iop__evctx *x, iop_conn *c)
     return 0;
 }
 
+static void close_overflowed(struct iop__evctx *x, iop_conn *c)
+{
+    iop__mailbox_report_overflow(c);
+    close_now(x, c, -ENOBUFS);
+}
+
 static void on_io(iop_loop *loop, int fd, unsigned events, void *arg)
 {
     (void)loop, (void)fd;
@@ -266,9 +295,92 @@ static void on_io(iop_loop *loop, int fd, unsigned events, void *arg)
         drain_lingering(x, c);
         return;
     }
+    if (c->flags & IOP__CONN_OVERFLOW) {
+        close_overflowed(x, c);
+        return;
+    }
     if ((events & IOP_EV_READ) && read_input(x, c) != 0)
         return;
     flush(x, c);
+}
+
+/* ---- posts ------------------------------------------------------------------------ */
+
+/* The kicked connections, at the end of the iteration that kicked them. */
+static void run_kicked(iop_loop *loop, void *arg)
+{
+    (void)loop;
+    struct iop__evctx *x = arg;
+    while (x->nkicked > 0) { /* flushing may close, and closing may kick more */
+        iop_conn *c = x->kicked[--x->nkicked];
+        if (!c)
+            continue;
+        c->flags &= ~IOP__CONN_KICKED;
+        if (c->flags & IOP__CONN_LINGER)
+            continue;
+        if (c->flags & IOP__CONN_OVERFLOW)
+            close_overflowed(x, c);
+        else
+            flush(x, c);
+    }
+}
+
+/* The mailbox's hook (iop__kick_fn): schedule, never write or close here. */
+static void kick(iop_conn *c, void *arg)
+{
+    struct iop__evctx *x = arg;
+    if (c->flags & IOP__CONN_KICKED)
+        return;
+    if (x->nkicked == x->kickcap) {
+        size_t cap = x->kickcap ? x->kickcap * 2 : 16;
+        iop_conn **k = realloc(x->kicked, cap * sizeof *k);
+        if (!k) { /* let the loop write it when writable instead */
+            iop__loop_io(x->loop, c->fd, iop__loop_mask(x->loop, c->fd) | IOP_EV_WRITE,
+                         on_io, c);
+            return;
+        }
+        x->kicked = k;
+        x->kickcap = cap;
+    }
+    x->kicked[x->nkicked++] = c;
+    c->flags |= IOP__CONN_KICKED;
+    if (!iop__timer_active(&x->kick))
+        iop__timer_start(x->loop, &x->kick, 0, run_kicked, x);
+}
+
+static void on_mail(iop_loop *loop, int fd, unsigned events, void *arg)
+{
+    (void)loop, (void)fd, (void)events;
+    struct iop__evctx *x = arg;
+    iop__mailbox_drain(x->mbox);
+}
+
+static int open_mailbox(struct iop__evctx *x)
+{
+    x->mbox = malloc(sizeof *x->mbox);
+    if (!x->mbox)
+        return -ENOMEM;
+    int r = iop__mailbox_init(x->mbox, x->s, kick, x);
+    if (r != 0) {
+        free(x->mbox);
+        x->mbox = NULL;
+        return r;
+    }
+    return iop__loop_io(x->loop, iop__mailbox_fd(x->mbox), IOP_EV_READ, on_mail, x);
+}
+
+static void close_mailbox(struct iop__evctx *x)
+{
+    iop__timer_stop(x->loop, &x->kick);
+    free(x->kicked);
+    x->kicked = NULL;
+    x->nkicked = x->kickcap = 0;
+    if (!x->mbox)
+        return;
+    iop__loop_io(x->loop, iop__mailbox_fd(x->mbox), 0, NULL, NULL);
+    iop__mailbox_destroy(x->mbox);
+    free(x->mbox);
+    x->mbox = NULL;
 }
 
 /* ---- life cycle ---------------------------------------------------------------- */
@@ -281,7 +393,11 @@ int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop)
     x->high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
     x->low_water = s->cfg.low_water ? s->cfg.low_water : x->high_water / 4;
     x->scratch = malloc(SCRATCH_SIZE);
-    return x->scratch ? 0 : -ENOMEM;
+    if (!x->scratch)
+        return -ENOMEM;
+    if (s->svc->flags & IOP_SERVICE_SHARED_STATE)
+        return open_mailbox(x); /* on the worker's thread: it owns the mailbox */
+    return 0;
 }
 
 void iop__evctx_free(struct iop__evctx *x)
@@ -290,6 +406,7 @@ void iop__evctx_free(struct iop__evctx *x)
         close_now(x, x->active.head, -ECANCELED);
     while (x->lingering.head)
         close_now(x, x->lingering.head, 0);
+    close_mailbox(x);
     iop__timer_stop(x->loop, &x->sweep);
     iop__timer_stop(x->loop, &x->drain);
     free(x->scratch);
@@ -306,6 +423,7 @@ int iop__evconn_open(struct iop__evctx *x, int fd,
     }
     iop__conn_init(c, x->s, fd, peer, peerlen);
     c->owner = x;
+    c->mbox = x->mbox;
     int r = iop__loop_io(x->loop, fd, IOP_EV_READ, on_io, c);
     if (r != 0) {
         close(fd);

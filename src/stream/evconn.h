@@ -32,6 +32,14 @@ struct iop__evctx {
      * acceptor resumes if descriptors had run out). */
     void (*conn_closed)(struct iop__evctx *x);
     void *owner;
+    /* IOP_SERVICE_SHARED_STATE only: posts from other threads (iop_post),
+     * and the connections given output outside their own I/O callbacks,
+     * flushed by the `kick` timer (due at once) at the end of the
+     * iteration. */
+    struct iop__mailbox *mbox;
+    iop_conn **kicked;
+    size_t nkicked, kickcap;
+    struct iop__timer kick;
 };
 
 int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop);

@@ -1,0 +1,601 @@
+/*
+ * The chat service (src/service/chat.c), under every model that takes it
+ * (those not built here are skipped), and through it iop_post() across
+ * threads (thread and pool: every connection on a thread of its own;
+ * epoll -w 2: connections on two loops).
+ *
+ *   room        5 clients join, each sees the later ones' joins; a line
+ *               reaches every other client once, with the sender's name,
+ *               and not the sender; a last line without "\n"; leaves
+ *   concurrent  3 senders x 200 lines at once: all arrive, each sender's
+ *               in order, and every client sees the one same order
+ *   slow        a client that never reads while another floods the room
+ *               is disconnected at the high watermark, the server's RSS
+ *               stays bounded, the others keep chatting
+ *   iterative   one client at a time: a lone client gets nothing back and
+ *               the next waits, alone in turn
+ *   refused     fork and prefork (if built) refuse -S chat: exit 2 and a
+ *               message naming chat and the model
+ *
+ * A client's name is user<id>, the connection id, which the test reads
+ * from the server's -v line "open 127.0.0.1:PORT (connection ID)".
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define IO_MS HARNESS_IO_TIMEOUT_MS
+#define QUIET_MS 300 /* "nothing arrives": this long */
+#define MAX_CLIENTS 8
+
+#define CHECK(s, cond)                                                   \
+    do {                                                                 \
+        if (!(cond)) {                                                   \
+            server_dump(s);                                              \
+            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
+        }                                                                \
+    } while (0)
+
+struct model_cfg {
+    const char *name;    /* test name suffix */
+    const char *model;
+    const char *workers; /* -w, or NULL */
+};
+
+static const struct model_cfg configs[] = {
+    {"thread", "thread", NULL},
+    {"select", "select", NULL},
+    {"poll", "poll", NULL},
+    {"epoll", "epoll", NULL},
+    {"epoll-w2", "epoll", "2"},
+    {"pool", "pool", NULL},  /* blocking path on a pool's threads */
+    {"aio", "aio", NULL},
+};
+
+/* ---- clients with a buffered line reader ------------------------------------ */
+
+struct client {
+    int fd;
+    uint64_t id;
+    unsigned port;
+    char buf[65536];
+    size_t off, len;
+};
+
+static struct server srv;
+static struct client clients[MAX_CLIENTS];
+
+/* The next line, "\n" stripped, NUL-terminated. Returns its length, or -1
+ * on timeout, end of stream or error. */
+static ssize_t next_line(struct client *c, char *out, size_t cap, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        char *p = c->buf + c->off;
+        char *nl = memchr(p, '\n', c->len - c->off);
+        if (nl) {
+            size_t n = (size_t)(nl - p);
+            if (n >= cap)
+                return -1;
+            memcpy(out, p, n);
+            out[n] = '\0';
+            c->off += n + 1;
+            return (ssize_t)n;
+        }
+        if (c->off > 0) {
+            memmove(c->buf, c->buf + c->off, c->len - c->off);
+            c->len -= c->off;
+            c->off = 0;
+        }
+        long long left = end - now_ms();
+        if (c->len == sizeof c->buf || left <= 0)
+            return -1;
+        if (wait_readable(c->fd, (int)left) != 1)
+            return -1;
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        if (n <= 0)
+            return -1;
+        c->len += (size_t)n;
+    }
+}
+
+static void expect_line(struct client *c, const char *want)
+{
+    char got[4096];
+    ssize_t n = next_line(c, got, sizeof got, IO_MS);
+    if (n < 0 || strcmp(got, want) != 0) {
+        server_dump(&srv);
+        fail_msg("client user%" PRIu64 ": expected \"%s\", got %s%s%s", c->id, want,
+                 n < 0 ? "nothing (timeout or EOF)" : "\"", n < 0 ? "" : got,
+                 n < 0 ? "" : "\"");
+    }
+}
+
+/* Nothing arrives (nothing buffered either) for QUIET_MS. */
+static void expect_quiet(struct client *c)
+{
+    CHECK(&srv, c->len == c->off);
+    int r = wait_readable(c->fd, QUIET_MS);
+    if (r != 0) {
+        char got[4096];
+        ssize_t n = next_line(c, got, sizeof got, 100);
+        server_dump(&srv);
+        fail_msg("client user%" PRIu64 " expected nothing, got \"%s\"", c->id,
+                 n < 0 ? "(EOF or a partial line)" : got);
+    }
+}
+
+static void say(struct client *c, const char *text)
+{
+    CHECK(&srv, send_all(c->fd, text, strlen(text)) == 0);
+}
+
+static unsigned local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        return 0;
+    return ntohs(a.sin_port);
+}
+
+/* Connect client k and learn its id from the server's "open" line. */
+static void connect_client(int k)
+{
+    struct client *c = &clients[k];
+    c->off = c->len = 0;
+    c->fd = client_connect(&srv);
+    CHECK(&srv, c->fd >= 0);
+    c->port = local_port(c->fd);
+    char needle[64];
+    snprintf(needle, sizeof needle, "open 127.0.0.1:%u (connection ", c->port);
+    CHECK(&srv, server_wait_stderr(&srv, needle, IO_MS));
+    const char *at = strstr(srv.err, needle);
+    CHECK(&srv, at != NULL);
+    c->id = strtoull(at + strlen(needle), NULL, 10);
+    CHECK(&srv, c->id > 0);
+}
+
+/* Client k joins a room where clients 0..k-1 are: each of them is told. */
+static void join(int k)
+{
+    connect_client(k);
+    char want[64];
+    snprintf(want, sizeof want, "* user%" PRIu64 " has joined", clients[k].id);
+    for (int i = 0; i < k; i++)
+        expect_line(&clients[i], want);
+}
+
+static void leave(int k, int others[], int nothers)
+{
+    client_close(clients[k].fd);
+    clients[k].fd = -1;
+    char want[64];
+    snprintf(want, sizeof want, "* user%" PRIu64 " has left", clients[k].id);
+    for (int i = 0; i < nothers; i++)
+        expect_line(&clients[others[i]], want);
+}
+
+static void start_chat(const struct model_cfg *m, const char *const extra[])
+{
+    if (model_serves_datagrams(m->model) < 0)
+        skip(); /* not built here */
+    const char *args[24];
+    int n = 0;
+    args[n++] = "-m";
+    args[n++] = m->model;
+    if (m->workers) {
+        args[n++] = "-w";
+        args[n++] = m->workers;
+    }
+    args[n++] = "-v";
+    args[n++] = "-S";
+    args[n++] = "chat";
+    for (int i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n++] = "127.0.0.1";
+    args[n++] = "0";
+    args[n] = NULL;
+    if (server_start(&srv, args) != 0)
+        fail_msg("cannot start chat under %s", m->model);
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        clients[i].fd = -1;
+}
+
+static void stop_chat(void)
+{
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (clients[i].fd >= 0) {
+            client_close(clients[i].fd);
+            clients[i].fd = -1;
+        }
+    int st = server_stop(&srv, 0);
+    if (st != 0) {
+        server_dump(&srv);
+        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
+    }
+    CHECK(&srv, !srv.leftovers);
+}
+
+/* ---- room: joins, lines, leaves ------------------------------------------------ */
+
+static void test_room(void **state)
+{
+    const struct model_cfg *m = *state;
+    start_chat(m, NULL);
+    for (int k = 0; k < 5; k++)
+        join(k);
+    for (int k = 0; k < 5; k++)
+        for (int j = k + 1; j < 5; j++)
+            CHECK(&srv, clients[k].id != clients[j].id);
+
+    /* A line from client 0 reaches 1..4 with its name, and not 0. */
+    say(&clients[0], "hello\n");
+    char want[256];
+    snprintf(want, sizeof want, "<user%" PRIu64 "> hello", clients[0].id);
+    for (int k = 1; k < 5; k++)
+        expect_line(&clients[k], want);
+    expect_quiet(&clients[0]);
+
+    /* "\r\n" is a line end too; an empty line is relayed as one. */
+    say(&clients[1], "bye now\r\n\n");
+    for (int k = 0; k < 5; k++) {
+        if (k == 1)
+            continue;
+        snprintf(want, sizeof want, "<user%" PRIu64 "> bye now", clients[1].id);
+        expect_line(&clients[k], want);
+        snprintf(want, sizeof want, "<user%" PRIu64 "> ", clients[1].id);
+        expect_line(&clients[k], want);
+    }
+
+    /* Client 4 leaves: the next thing 0..3 get is its leave, so nothing
+     * came twice (and 0 and 1 never got their own lines). */
+    int rest[] = {0, 1, 2, 3};
+    leave(4, rest, 4);
+
+    /* A last line without "\n", then end of stream: still a line. */
+    say(&clients[3], "no newline");
+    CHECK(&srv, shutdown(clients[3].fd, SHUT_WR) == 0);
+    snprintf(want, sizeof want, "<user%" PRIu64 "> no newline", clients[3].id);
+    for (int k = 0; k < 3; k++)
+        expect_line(&clients[k], want);
+    snprintf(want, sizeof want, "* user%" PRIu64 " has left", clients[3].id);
+    for (int k = 0; k < 3; k++)
+        expect_line(&clients[k], want);
+    CHECK(&srv, expect_eof(clients[3].fd, IO_MS) == 1);
+
+    for (int k = 0; k < 3; k++)
+        expect_quiet(&clients[k]);
+    stop_chat();
+}
+
+/* ---- concurrent senders ---------------------------------------------------- */
+
+#define SENDERS 3
+#define LINES_EACH 200
+
+struct sender {
+    int fd;
+    int index;
+    unsigned seed;
+    int ok;
+};
+
+static void *send_lines(void *arg)
+{
+    struct sender *s = arg;
+    char *text = malloc(LINES_EACH * 32);
+    size_t len = 0;
+    if (!text)
+        return NULL;
+    for (int i = 0; i < LINES_EACH; i++)
+        len += (size_t)sprintf(text + len, "s%d line %d\n", s->index, i);
+    /* In random pieces, so lines are cut anywhere. */
+    s->ok = send_fragmented(s->fd, text, len, &s->seed) == 0;
+    free(text);
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    const struct model_cfg *m = *state;
+    start_chat(m, NULL);
+    for (int k = 0; k < 5; k++)
+        join(k); /* 0..2 send, 3 and 4 only listen */
+
+    struct sender snd[SENDERS];
+    pthread_t th[SENDERS];
+    unsigned seed = harness_seed();
+    for (int i = 0; i < SENDERS; i++) {
+        snd[i] = (struct sender){.fd = clients[i].fd, .index = i,
+                                 .seed = seed + (unsigned)i * 7919u + 1, .ok = 0};
+        CHECK(&srv, pthread_create(&th[i], NULL, send_lines, &snd[i]) == 0);
+    }
+    for (int i = 0; i < SENDERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < SENDERS; i++)
+        CHECK(&srv, snd[i].ok);
+
+    /* What listener 3 sees is the room's order; everyone else must see
+     * the same order, less their own lines. */
+    static char order[SENDERS * LINES_EACH][256];
+    static int order_from[SENDERS * LINES_EACH];
+    for (int k = 3; k < 5; k++) {
+        int next[SENDERS] = {0};
+        for (int n = 0; n < SENDERS * LINES_EACH; n++) {
+            char got[256];
+            if (next_line(&clients[k], got, sizeof got, IO_MS) < 0) {
+                server_dump(&srv);
+                fail_msg("listener %d: line %d of %d did not arrive", k, n,
+                         SENDERS * LINES_EACH);
+            }
+            uint64_t id;
+            int idx, seq, used = 0;
+            if (sscanf(got, "<user%" SCNu64 "> s%d line %d%n", &id, &idx, &seq, &used) != 3 ||
+                got[used] != '\0' || idx < 0 || idx >= SENDERS || id != clients[idx].id) {
+                server_dump(&srv);
+                fail_msg("listener %d: unexpected line \"%s\"", k, got);
+            }
+            if (seq != next[idx]) {
+                server_dump(&srv);
+                fail_msg("listener %d: from s%d got line %d, expected %d (order)", k,
+                         idx, seq, next[idx]);
+            }
+            next[idx]++;
+            if (k == 3) {
+                snprintf(order[n], sizeof order[n], "%s", got);
+                order_from[n] = idx;
+            } else if (strcmp(order[n], got) != 0) {
+                server_dump(&srv);
+                fail_msg("listener 4 saw \"%s\" where listener 3 saw \"%s\"", got, order[n]);
+            }
+        }
+        expect_quiet(&clients[k]);
+    }
+    for (int k = 0; k < SENDERS; k++) {
+        for (int n = 0; n < SENDERS * LINES_EACH; n++) {
+            if (order_from[n] == k)
+                continue;
+            char got[256];
+            if (next_line(&clients[k], got, sizeof got, IO_MS) < 0 ||
+                strcmp(got, order[n]) != 0) {
+                server_dump(&srv);
+                fail_msg("sender %d: expected \"%s\" (room order), got \"%s\"", k,
+                         order[n], got);
+            }
+        }
+        expect_quiet(&clients[k]);
+    }
+    stop_chat();
+}
+
+/* ---- a client that does not read ------------------------------------------------- */
+
+#define FLOOD_LINE 1000            /* bytes per line sent, "\n" included */
+#define FLOOD_ROUND 64             /* lines per round: 64 KB */
+/* The server's RSS may grow by a quarter of the flood, or half under a
+ * sanitizer, whose own bookkeeping (ASan's quarantine, TSan's shadow)
+ * grows with the traffic; a server that kept what the mute client does
+ * not read would grow by the flood less a few MB of kernel buffers. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define FLOOD_ROUNDS 512           /* 32 MB */
+#define RSS_BOUND_KB (16 * 1024)
+#else
+#define FLOOD_ROUNDS 256           /* 16 MB */
+#define RSS_BOUND_KB (4 * 1024)
+#endif
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static void test_slow_receiver(void **state)
+{
+    const struct model_cfg *m = *state;
+    start_chat(m, NULL); /* default high watermark: 256 KiB */
+    join(0);             /* the talker */
+    join(1);             /* a listener, who reads */
+    join(2);             /* never reads */
+    struct client *talker = &clients[0], *listener = &clients[1], *mute = &clients[2];
+    /* The kernel holds some of what the mute client does not read (the
+     * server's send buffer grows to a few MB): the flood is well beyond. */
+
+    long rss0 = rss_kb(srv.pid);
+    CHECK(&srv, rss0 > 0);
+    static char round[FLOOD_ROUND * FLOOD_LINE];
+    for (int i = 0; i < FLOOD_ROUND; i++) {
+        memset(round + i * FLOOD_LINE, 'a' + i % 26, FLOOD_LINE - 1);
+        round[i * FLOOD_LINE + FLOOD_LINE - 1] = '\n';
+    }
+    char left[64];
+    snprintf(left, sizeof left, "* user%" PRIu64 " has left", mute->id);
+    int saw_left = 0;
+    long rss_max = rss0;
+    for (int r = 0; r < FLOOD_ROUNDS; r++) {
+        CHECK(&srv, send_all(talker->fd, round, sizeof round) == 0);
+        /* The listener keeps up: it takes this round's lines before the
+         * next, so only the mute client falls behind. */
+        for (int i = 0; i < FLOOD_ROUND;) {
+            static char got[FLOOD_LINE + 64];
+            if (next_line(listener, got, sizeof got, IO_MS) < 0) {
+                server_dump(&srv);
+                fail_msg("round %d: the listener's line %d did not arrive", r, i);
+            }
+            if (strcmp(got, left) == 0) {
+                saw_left++;
+                continue;
+            }
+            CHECK(&srv, strlen(got) > FLOOD_LINE - 1 && got[strlen(got) - 1] == 'a' + i % 26);
+            i++;
+        }
+        if (r % 16 == 15) {
+            long kb = rss_kb(srv.pid);
+            if (kb > rss_max)
+                rss_max = kb;
+        }
+    }
+    /* The mute client was cut off, said so at INFO, and seen to leave. */
+    char needle[96];
+    snprintf(needle, sizeof needle, "closing 127.0.0.1:%u: not reading (", mute->port);
+    CHECK(&srv, server_wait_stderr(&srv, needle, IO_MS));
+    if (!saw_left)
+        expect_line(listener, left);
+    else
+        CHECK(&srv, saw_left == 1);
+    expect_line(talker, left);
+    fprintf(stderr, "test_chat: %s: server RSS %ld kB before a %d MB flood, "
+            "at most %ld kB during it\n", m->name, rss0, FLOOD_ROUNDS / 16, rss_max);
+    CHECK(&srv, rss_max - rss0 < RSS_BOUND_KB);
+
+    /* Its socket ends (EOF, or a reset once what the kernel held is read). */
+    char sink[65536];
+    long long end = now_ms() + IO_MS;
+    ssize_t n;
+    while ((n = recv(mute->fd, sink, sizeof sink, MSG_DONTWAIT)) != 0) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            break; /* ECONNRESET: the server closed with our input unread */
+        CHECK(&srv, now_ms() < end);
+        if (n < 0)
+            wait_readable(mute->fd, 100);
+    }
+    client_close(mute->fd);
+    mute->fd = -1;
+
+    /* The others keep chatting. */
+    say(talker, "still here\n");
+    char want[64];
+    snprintf(want, sizeof want, "<user%" PRIu64 "> still here", talker->id);
+    expect_line(listener, want);
+    say(listener, "me too\n");
+    snprintf(want, sizeof want, "<user%" PRIu64 "> me too", listener->id);
+    expect_line(talker, want);
+    stop_chat();
+}
+
+/* ---- iterative ---------------------------------------------------------------- */
+
+static void test_iterative(void **state)
+{
+    (void)state;
+    static const struct model_cfg it = {"iterative", "iterative", NULL};
+    start_chat(&it, NULL);
+    connect_client(0);
+    say(&clients[0], "hello\n");
+    expect_quiet(&clients[0]); /* alone: nothing back */
+
+    /* A second client waits in the backlog while the first is served:
+     * neither hears of the other. */
+    struct client *b = &clients[1];
+    b->off = b->len = 0;
+    b->fd = client_connect(&srv);
+    CHECK(&srv, b->fd >= 0);
+    b->port = local_port(b->fd);
+    say(b, "hi\n");
+    say(&clients[0], "anyone?\n");
+    expect_quiet(&clients[0]);
+    expect_quiet(b);
+    char needle[64];
+    snprintf(needle, sizeof needle, "open 127.0.0.1:%u ", b->port);
+    CHECK(&srv, strstr(srv.err, needle) == NULL);
+
+    /* The first leaves; the second is served, alone in turn. */
+    client_close(clients[0].fd);
+    clients[0].fd = -1;
+    CHECK(&srv, server_wait_stderr(&srv, needle, IO_MS));
+    say(b, "still alone\n");
+    expect_quiet(b);
+    stop_chat();
+}
+
+/* ---- refused by the models without shared memory --------------------------------- */
+
+static void refused_by(const char *model)
+{
+    if (model_serves_datagrams(model) < 0)
+        skip(); /* not built here */
+    const char *argv[] = {ioplex_bin(), "serve", "-m", model, "-S", "chat",
+                          "127.0.0.1", "0", NULL};
+    char out[4096], err[4096];
+    int code = run_cmd(argv, NULL, 0, out, sizeof out, NULL, err, sizeof err, IO_MS);
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "'%s'", model);
+    if (code != 2 || !strstr(err, "'chat'") || !strstr(err, quoted) || strchr(err, '\n') != strrchr(err, '\n'))
+        fail_msg("ioplex serve -m %s -S chat: exit %d, stderr \"%s\"; expected exit 2 "
+                 "and one line naming 'chat' and %s", model, code, err, quoted);
+}
+
+static void test_refused_fork(void **state)
+{
+    (void)state;
+    refused_by("fork");
+}
+
+static void test_refused_prefork(void **state)
+{
+    (void)state;
+    refused_by("prefork");
+}
+
+/* ---- the list --------------------------------------------------------------------- */
+
+int main(void)
+{
+    /* Under ASan, freed memory sits in a quarantine (256 MB by default),
+     * which would read as growth in the RSS check: keep it small for the
+     * servers started from here. Harmless without ASan. */
+    char asan[512];
+    const char *prev = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=4", prev ? prev : "",
+             prev && *prev ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+
+    enum { NCFG = sizeof configs / sizeof configs[0] };
+    static char names[3 * NCFG][64];
+    struct CMUnitTest tests[3 * NCFG + 3];
+    size_t n = 0;
+    static const struct {
+        const char *what;
+        CMUnitTestFunction fn;
+    } kinds[] = {
+        {"room", test_room},
+        {"concurrent", test_concurrent},
+        {"slow_receiver", test_slow_receiver},
+    };
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < NCFG; i++) {
+            snprintf(names[n], sizeof names[n], "%s/%s", kinds[k].what, configs[i].name);
+            tests[n] = (struct CMUnitTest){names[n], kinds[k].fn, NULL, harness_teardown,
+                                           (void *)&configs[i]};
+            n++;
+        }
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test_teardown(test_iterative, harness_teardown);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test_teardown(test_refused_fork, harness_teardown);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test_teardown(test_refused_prefork, harness_teardown);
+    return _cmocka_run_group_tests("chat", tests, n, NULL, NULL);
+}

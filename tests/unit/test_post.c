@@ -1,0 +1,343 @@
+/*
+ * iop_post() from a thread that is no part of the server (this test's
+ * main thread), with the server running in-process under each model that
+ * serves shared-state services:
+ *
+ *   ticks      1000 posts reach the client whole and in order
+ *   overflow   a client that does not read is closed once a post would
+ *              pass the high watermark: on_close gets -ENOBUFS and the
+ *              server reports "closing PEER: not reading (N bytes queued)"
+ *   purge      posts racing a client's close are dropped with it (ASan and
+ *              LSan see no use after free and no leak; TSan no race)
+ *
+ * The lifetime rule is kept as a service must keep it: connections are
+ * listed under a mutex, added in on_open, removed in on_close, and posted
+ * to only while holding it.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ioplex.h"
+
+#define WAIT_MS 10000
+
+/* ---- the service ------------------------------------------------------------ */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static iop_conn *members[8];
+static int nmembers, ncloses, last_close_err;
+static char reports[8192];
+static size_t reports_len;
+
+static void push_open(iop_conn *c)
+{
+    pthread_mutex_lock(&lock);
+    if (nmembers < 8)
+        members[nmembers++] = c;
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&lock);
+}
+
+static void push_close(iop_conn *c, int error)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < nmembers; i++)
+        if (members[i] == c)
+            members[i] = members[--nmembers];
+    ncloses++;
+    last_close_err = error;
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&lock);
+}
+
+static const struct iop_service push = {
+    .name = "push",
+    .framing = IOP_FRAMING_LINE,
+    .flags = IOP_SERVICE_SHARED_STATE,
+    .on_open = push_open,
+    .on_close = push_close,
+};
+
+static void report(void *ctx, enum iop_log level, const char *line)
+{
+    (void)ctx, (void)level;
+    pthread_mutex_lock(&lock);
+    size_t n = strlen(line);
+    if (reports_len + n + 2 < sizeof reports) {
+        memcpy(reports + reports_len, line, n);
+        reports_len += n;
+        reports[reports_len++] = '\n';
+        reports[reports_len] = '\0';
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+/* Wait, with lock held, until nmembers == n. Returns 0 on timeout. */
+static int wait_members(int n)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += WAIT_MS / 1000;
+    while (nmembers != n)
+        if (pthread_cond_timedwait(&changed, &lock, &end) == ETIMEDOUT)
+            return nmembers == n;
+    return 1;
+}
+
+/* ---- the server, in a thread of its own ------------------------------------------ */
+
+struct model_cfg {
+    const char *model;
+    unsigned workers;
+};
+
+static iop_server *server;
+static pthread_t server_thread;
+static int server_running;
+static unsigned short port;
+
+static void *run_server(void *arg)
+{
+    (void)arg;
+    iop_server_run(server);
+    return NULL;
+}
+
+static int model_built(const char *name)
+{
+    for (const struct iop_model_info *const *m = iop_models(); *m; m++)
+        if (strcmp((*m)->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static void start(const struct model_cfg *m, size_t high_water)
+{
+    if (!model_built(m->model))
+        skip();
+    nmembers = ncloses = last_close_err = 0;
+    reports_len = 0;
+    reports[0] = '\0';
+    struct iop_server_config cfg;
+    iop_server_config_init(&cfg);
+    assert_int_equal(iop_addr_parse(&cfg.addr, "tcp://127.0.0.1:0", IOP_TCP), 0);
+    cfg.service = &push;
+    cfg.model = m->model;
+    cfg.workers = m->workers;
+    cfg.high_water = high_water;
+    cfg.drain_ms = 2000;
+    cfg.report = report;
+    char err[IOP_ERR_LEN];
+    int r = iop_server_open(&server, &cfg, err);
+    if (r != 0)
+        fail_msg("iop_server_open(%s): %s", m->model, err);
+    const char *a = strrchr(iop_server_address(server), ':');
+    assert_non_null(a);
+    port = (unsigned short)atoi(a + 1);
+    assert_int_equal(pthread_create(&server_thread, NULL, run_server, NULL), 0);
+    server_running = 1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (server_running) {
+        iop_server_stop(server);
+        pthread_join(server_thread, NULL);
+        server_running = 0;
+    }
+    if (server) {
+        iop_server_close(server);
+        server = NULL;
+    }
+    return 0;
+}
+
+static int client(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* Close fd and wait until the server has closed its connection too. */
+static void close_client(int fd)
+{
+    close(fd);
+    pthread_mutex_lock(&lock);
+    int ok = wait_members(0);
+    pthread_mutex_unlock(&lock);
+    assert_true(ok);
+}
+
+/* Read exactly len bytes within WAIT_MS; says why not on stderr. */
+static int read_exact(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (got < len) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = ms >= WAIT_MS ? 0 : poll(&p, 1, (int)(WAIT_MS - ms));
+        if (r < 0 && errno == EINTR)
+            continue; /* a signal of the server's (aio's) taken by this thread */
+        if (r != 1) {
+            fprintf(stderr, "read_exact: %zu of %zu bytes, then %s\n", got, len,
+                    r == 0 ? "nothing until the timeout" : strerror(errno));
+            return -1;
+        }
+        ssize_t n = recv(fd, buf + got, len - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "read_exact: %zu of %zu bytes, then %s\n", got, len,
+                    n == 0 ? "end of stream" : strerror(errno));
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- the tests -------------------------------------------------------------------- */
+
+#define TICKS 1000
+
+static void test_ticks(void **state)
+{
+    start(*state, 0);
+    int fd = client();
+    static char expect[TICKS * 16];
+    size_t len = 0;
+    int joined, failed = 0;
+    /* No assertion with the lock held: the server's threads need it. */
+    pthread_mutex_lock(&lock);
+    joined = wait_members(1);
+    for (int i = 0; joined && i < TICKS; i++) {
+        char line[16];
+        int n = snprintf(line, sizeof line, "tick %d\n", i);
+        if (iop_post(members[0], line, (size_t)n) != 0)
+            failed++;
+        memcpy(expect + len, line, (size_t)n);
+        len += (size_t)n;
+    }
+    pthread_mutex_unlock(&lock);
+    assert_true(joined);
+    assert_int_equal(failed, 0);
+    static char got[TICKS * 16];
+    assert_int_equal(read_exact(fd, got, len), 0);
+    assert_memory_equal(got, expect, len);
+    close_client(fd);
+}
+
+static void test_overflow(void **state)
+{
+    start(*state, 64 * 1024);
+    int fd = client(); /* never reads */
+    pthread_mutex_lock(&lock);
+    int joined = wait_members(1);
+    pthread_mutex_unlock(&lock);
+    assert_true(joined);
+    static char line[1024];
+    memset(line, 'x', sizeof line - 1);
+    line[sizeof line - 1] = '\n';
+    /* The kernel takes a few MB first; 256 MB is far beyond. */
+    int gone = 0, failed = 0;
+    for (int i = 0; i < 256 * 1024 && !gone; i++) {
+        pthread_mutex_lock(&lock);
+        if (nmembers == 1)
+            failed += iop_post(members[0], line, sizeof line) != 0;
+        else
+            gone = 1;
+        pthread_mutex_unlock(&lock);
+        if (i % 1024 == 1023)
+            usleep(1000); /* let the owner drain */
+    }
+    pthread_mutex_lock(&lock);
+    int ok = wait_members(0);
+    int err = last_close_err, closes = ncloses;
+    int reported = strstr(reports, "not reading (") != NULL;
+    pthread_mutex_unlock(&lock);
+    close(fd);
+    assert_int_equal(failed, 0);
+    assert_true(ok);
+    assert_int_equal(closes, 1);
+    assert_int_equal(err, -ENOBUFS);
+    if (!reported)
+        fail_msg("no \"not reading\" report; reports:\n%s", reports);
+}
+
+static void test_purge(void **state)
+{
+    start(*state, 0);
+    for (int round = 0; round < 20; round++) {
+        int fd = client();
+        pthread_mutex_lock(&lock);
+        int joined = wait_members(1);
+        pthread_mutex_unlock(&lock);
+        assert_true(joined);
+        close(fd); /* the server closes it while posts keep coming */
+        for (int i = 0; i < 100000; i++) {
+            pthread_mutex_lock(&lock);
+            int open = nmembers == 1;
+            if (open)
+                iop_post(members[0], "late\n", 5);
+            pthread_mutex_unlock(&lock);
+            if (!open)
+                break;
+        }
+        pthread_mutex_lock(&lock);
+        int ok = wait_members(0);
+        pthread_mutex_unlock(&lock);
+        assert_true(ok);
+    }
+}
+
+static const struct model_cfg configs[] = {
+    {"iterative", 0}, {"thread", 0}, {"select", 0},
+    {"poll", 0},      {"epoll", 0},  {"epoll", 2},
+    {"pool", 0},      {"aio", 0},
+};
+
+int main(void)
+{
+    enum { NCFG = sizeof configs / sizeof configs[0] };
+    static const struct {
+        const char *what;
+        CMUnitTestFunction fn;
+    } kinds[] = {{"ticks", test_ticks}, {"overflow", test_overflow}, {"purge", test_purge}};
+    static char names[3 * NCFG][48];
+    struct CMUnitTest tests[3 * NCFG];
+    size_t n = 0;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < NCFG; i++) {
+            snprintf(names[n], sizeof names[n], "%s/%s%s", kinds[k].what, configs[i].model,
+                     configs[i].workers ? "-w2" : "");
+            tests[n] = (struct CMUnitTest){names[n], kinds[k].fn, NULL, teardown,
+                                           (void *)&configs[i]};
+            n++;
+        }
+    return _cmocka_run_group_tests("post", tests, n, NULL, NULL);
+}
