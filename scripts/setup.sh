@@ -1,10 +1,11 @@
 #!/bin/sh
 # Install the Debian packages the build, the tests and the demo need.
 # Runs apt-get as root; elsewhere it prints the exact command to run.
-# Only gcc, make and cmake are assumed to be there already.
+# Only gcc, make and cmake are assumed to be there already. liburing-dev
+# gives the uring model; without it that model is left out.
 set -eu
 
-PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq"
+PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq liburing-dev"
 
 missing=""
 for p in $PACKAGES; do

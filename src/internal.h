@@ -20,10 +20,17 @@
 
 struct iop__model {
     struct iop_model_info info;
-    const char *backend; /* the event-loop models: the readiness backend */
+    /* The event-loop models: the readiness backend ("io_uring" for uring).
+     * Non-NULL means the model runs its own loops: workers bind their own
+     * SO_REUSEPORT listeners, and datagrams go to run() too. */
+    const char *backend;
     /* Serve on s->listen_fd until s->stopping (or the first client with
      * `once`). Returns 0 or a negative errno. */
     int (*run)(iop_server *s);
+    /* Optional: can the model run here at all? Called by iop_server_open()
+     * before binding. Returns 0, or a negative errno and a sentence in err
+     * (IOP_ERR_LEN bytes). */
+    int (*check)(char *err);
 };
 
 extern const struct iop__model iop__model_iterative;
@@ -33,6 +40,9 @@ extern const struct iop__model iop__model_prefork, iop__model_pool,
     iop__model_aio;
 extern const struct iop__model iop__model_epoll, iop__model_kqueue,
     iop__model_poll, iop__model_select;
+#ifdef IOPLEX_HAVE_URING
+extern const struct iop__model iop__model_uring;
+#endif
 
 /* ---- sockets ------------------------------------------------------------ */
 

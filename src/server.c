@@ -33,6 +33,9 @@ static const struct iop__model *const models[] = {
 #ifdef __linux__
     &iop__model_epoll,
 #endif
+#ifdef IOPLEX_HAVE_URING
+    &iop__model_uring,
+#endif
 #ifdef IOP_HAVE_KQUEUE
     &iop__model_kqueue,
 #endif
@@ -121,6 +124,8 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
                  "(at most %u bytes)", MAX_FRAME_LIMIT);
         return -EINVAL;
     }
+    if (m->check && (r = m->check(err)) != 0)
+        return r; /* the model cannot run here (io_uring disabled, ...) */
 
     iop_server *s = calloc(1, sizeof *s);
     if (!s) {

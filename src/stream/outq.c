@@ -71,20 +71,18 @@ int iop_outq_append(struct iop_outq *q, const void *p, size_t n)
     return 0;
 }
 
-ssize_t iop_outq_write(struct iop_outq *q, int fd, int flags)
+int iop_outq_iov(const struct iop_outq *q, struct iovec *iov, int max)
 {
-    struct iovec iov[OUTQ_IOV];
     int n = 0;
-    for (struct iop_chunk *c = q->head; c && n < OUTQ_IOV; c = c->next)
+    for (struct iop_chunk *c = q->head; c && n < max; c = c->next)
         if (c->len > c->off)
             iov[n++] = (struct iovec){c->data + c->off, c->len - c->off};
-    if (n == 0)
-        return 0;
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
-    if (w < 0)
-        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    size_t left = (size_t)w;
+    return n;
+}
+
+void iop_outq_consume(struct iop_outq *q, size_t n)
+{
+    size_t left = n;
     q->bytes -= left;
     struct iop_chunk *c;
     while ((c = q->head) != NULL) {
@@ -99,6 +97,19 @@ ssize_t iop_outq_write(struct iop_outq *q, int fd, int flags)
             q->tail = NULL;
         free(c);
     }
+}
+
+ssize_t iop_outq_write(struct iop_outq *q, int fd, int flags)
+{
+    struct iovec iov[OUTQ_IOV];
+    int n = iop_outq_iov(q, iov, OUTQ_IOV);
+    if (n == 0)
+        return 0;
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
+    if (w < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    iop_outq_consume(q, (size_t)w);
     return w;
 }
 

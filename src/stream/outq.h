@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 struct iop_chunk;
+struct iovec;
 
 struct iop_outq {
     struct iop_chunk *head, *tail;
@@ -23,6 +24,13 @@ int iop_outq_reserve(struct iop_outq *q, size_t n);
 /* One sendmsg(); returns bytes written or a negative errno (-EAGAIN when
  * the socket is full). flags are added to MSG_NOSIGNAL. */
 ssize_t iop_outq_write(struct iop_outq *q, int fd, int flags);
+/* The same in two halves, for a writer that is not a sendmsg() call (an
+ * io_uring send): the unwritten bytes as at most max iovecs (the count is
+ * returned; the memory stays put until consumed, whatever is appended
+ * meanwhile), and then the n bytes that were written, dropped and their
+ * chunks freed. */
+int iop_outq_iov(const struct iop_outq *q, struct iovec *iov, int max);
+void iop_outq_consume(struct iop_outq *q, size_t n);
 void iop_outq_free(struct iop_outq *q);
 
 #endif

@@ -1,0 +1,803 @@
+/*
+ * uring: the completion-based model, on io_uring (liburing). Not readiness
+ * emulated: the kernel does the accepts, receives and sends, and the loop
+ * only reacts to what has been done. The connection's half is in
+ * uring_conn.c; uring.h has what the two share.
+ *
+ * The flow. Each worker owns one ring and runs one loop:
+ *     publish returned buffers; io_uring_submit_and_wait(1)  -- one syscall
+ *     take a batch of CQEs, copy them out, advance the CQ, handle each
+ * Handling a CQE prepares SQEs (a send of the queued output, a recv
+ * armed again, a cancel), and they all go to the kernel with the next
+ * wait: a batch of 100 echoes costs one io_uring_enter(), where the
+ * readiness loop costs a recv() and a sendmsg() each.
+ *
+ * user_data (uring.h): a value below UOP_LIMIT is one of the worker's own
+ * operations (accept, the stop poll, the sweep, drain and resume timeouts,
+ * datagram recvmsg, and UOP_IGNORE for cancellations); anything else is a
+ * struct uconn pointer with COP_RECV or COP_SEND in its three low bits.
+ * Stale completions after a close: each connection counts its operations
+ * in flight (a multishot one until its CQE without IORING_CQE_F_MORE). A
+ * close marks it dead, cancels what is in flight (IORING_OP_ASYNC_CANCEL
+ * by user_data) and parks it on the `dying` list; the completion that
+ * brings the count to zero closes the descriptor and frees it. Nothing can
+ * complete on freed memory, and the descriptor number is not reused while
+ * an operation names it.
+ *
+ * Accept: io_uring_prep_multishot_accept (no address: with many
+ * completions in one batch a shared address buffer would be overwritten,
+ * so getpeername() is asked instead), armed again whenever a CQE comes
+ * without IORING_CQE_F_MORE. Accepted sockets stay blocking: io_uring
+ * never blocks on them, and the few synchronous calls use MSG_DONTWAIT.
+ * EMFILE/ENFILE/ENOBUFS/ENOMEM end the multishot accept: it is reported
+ * once and armed again after ACCEPT_PAUSE_MS, or as soon as a connection
+ * closes (nginx's pause). --max-conns accepts and closes beyond the limit;
+ * --once cancels the accept after the first client and closes anything
+ * the kernel had already accepted.
+ *
+ * Receive: provided buffers, one group per worker, and one
+ * io_uring_prep_recv_multishot with IOSQE_BUFFER_SELECT per connection:
+ * the kernel picks a buffer only when bytes arrive, so an idle
+ * connection holds no buffer (a readiness loop's trick, without the
+ * readiness). A CQE carries IORING_CQE_F_BUFFER and the buffer id; the
+ * bytes are framed and dispatched straight from the buffer (whole frames
+ * are never copied, as from evconn's scratch buffer) and the buffer goes
+ * back (io_uring_buf_ring_add; the ring's tail is published once per
+ * batch). The ring is incremental where the kernel has it (Linux 6.12,
+ * IOU_PBUF_RING_INC: URING_INC_COUNT buffers of 32 KiB, each recv taking
+ * only the bytes it needs, at an offset the worker tracks per buffer;
+ * the buffer goes back when a CQE comes without IORING_CQE_F_BUF_MORE),
+ * else classic (URING_BUF_COUNT buffers of 4 KiB, one per CQE). Both are
+ * 1 MiB per worker, which is also the most a recv can read past the
+ * high watermark before its cancellation lands. -ENOBUFS (the ring ran
+ * dry within one batch) ends the recv; it is simply armed again.
+ *
+ * Send: at most one send in flight per connection, over the output queue
+ * as it is: IORING_OP_SEND for one chunk, IORING_OP_SENDMSG with an iovec
+ * over up to URING_SEND_IOV chunks otherwise, MSG_NOSIGNAL always. The
+ * chunks do not move while the send is in flight (appending never moves
+ * queued bytes); the completion drops what was written
+ * (iop_outq_consume) and a partial send simply continues with the rest.
+ *
+ * The same rules as evconn.c: at or above the high watermark of queued
+ * output the recv is cancelled (what it had already read still arrives
+ * and is delivered) and not armed again until the output is at or below
+ * the low watermark; producers (on_drain) are asked for more while the
+ * output is at or below the low watermark, at most PRODUCE_ROUNDS times
+ * per completion; lingering close: once the last send has completed with
+ * CLOSING set and the peer not at EOF, shutdown(SHUT_WR), then a recv
+ * discards input until EOF or 2 s; idle timeout: one IORING_OP_TIMEOUT
+ * (every idle/4 ms, at most 250 ms) sweeps an LRU list from its head.
+ *
+ * Graceful stop: every worker has an IORING_OP_POLL_ADD on the stop pipe
+ * (readable forever once written). Then: the accept is cancelled (and a
+ * worker's own SO_REUSEPORT listener closed, as in evloop.c); each
+ * connection's recv is cancelled and, once it has ended, what the socket
+ * still holds is read synchronously, so the input keeps its order; the
+ * last partial line is answered (iop__conn_eof), the output flushed, the
+ * connection closed. An IORING_OP_TIMEOUT of drain_ms closes whatever is
+ * left; the loop ends when no connection (and so no operation of one)
+ * remains. The worker's own operations are then cancelled and reaped
+ * (bounded) before the ring goes.
+ *
+ * Datagrams (UDP, Unix datagram) are served: one IORING_OP_RECVMSG (with
+ * MSG_TRUNC, so an oversized datagram shows its real length and is
+ * dropped with a report) in flight per worker into the worker's scratch
+ * buffer; on_datagram answers with iop_peer_send() (a plain sendto()).
+ * Simple, and correct; not tuned.
+ *
+ * Workers (-w N): N threads, each with its own ring and, for TCP and UDP,
+ * its own SO_REUSEPORT listener (as evloop.c); Unix sockets share one
+ * listener, each ring with its own accept on it. Each ring is created
+ * with IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (completion
+ * work runs only when the worker waits, never interrupting it), falling
+ * back to COOP_TASKRUN and then to no flags on older kernels.
+ *
+ * Fallbacks, each taken on -EINVAL from the kernel: no incremental ring
+ * (before 6.12): the classic ring; no buffer ring at all (before 5.19):
+ * the same buffers given with IORING_OP_PROVIDE_BUFFERS (5.7), one SQE
+ * per buffer returned; a multishot accept or recv whose first completion
+ * is -EINVAL (before 5.19 / 6.0): single-shot accept / recv, one SQE per
+ * accept or receive, armed again after each. What a worker uses is
+ * reported at debug level (-v) when it starts. On the kernel this was
+ * written on (6.18) everything is there: multishot accept, multishot
+ * recv, the incremental buffer ring, DEFER_TASKRUN.
+ *
+ * If io_uring cannot be used at all (ENOSYS on an old kernel, EPERM from
+ * sysctl kernel.io_uring_disabled or a seccomp filter, ENOMEM from a low
+ * RLIMIT_MEMLOCK), iop_server_open() fails before binding with
+ * "io_uring is not available here: <reason>" (the model's check hook).
+ *
+ * Test hooks, environment variables read when a server opens / a worker
+ * starts:
+ *   IOPLEX_URING_DISABLE=1     the check fails as if io_uring were missing
+ *                              (ENOSYS), so the error path can be tested.
+ *   IOPLEX_URING_FALLBACK=N    take the fallbacks above as an older kernel
+ *                              would: 1 no incremental ring, 2 also
+ *                              single-shot accept and recv, 3 also no buffer
+ *                              ring (IORING_OP_PROVIDE_BUFFERS).
+ */
+#define _GNU_SOURCE
+#include "uring.h"
+
+#ifdef IOPLEX_HAVE_URING
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SQ_ENTRIES 256
+#define CQ_ENTRIES 4096
+#define CQE_BATCH 128
+#define ACCEPT_PAUSE_MS 100
+#define EXIT_REAP_MS 1000   /* bound on reaping the worker's own operations */
+#define DRAIN_GRACE_MS 2000 /* after drain_ms: cancellations must be done by then */
+#define HIGH_WATER_DEFAULT (256 * 1024)
+
+_Static_assert(alignof(max_align_t) >= 8, "user_data keeps the op in 3 low bits");
+_Static_assert((URING_BUF_COUNT & (URING_BUF_COUNT - 1)) == 0 &&
+                   (URING_INC_COUNT & (URING_INC_COUNT - 1)) == 0, "powers of two");
+
+/* ---- the check: can io_uring be used here at all? ------------------------------ */
+
+static int uring_check(char *err)
+{
+    int r;
+    const char *why = "";
+    const char *off = getenv("IOPLEX_URING_DISABLE"); /* test hook */
+    if (off && *off && strcmp(off, "0") != 0) {
+        r = -ENOSYS;
+        why = " (IOPLEX_URING_DISABLE is set)";
+    } else {
+        struct io_uring ring;
+        r = io_uring_queue_init(2, &ring, 0);
+        if (r == 0) {
+            io_uring_queue_exit(&ring);
+            return 0;
+        }
+        if (r == -EPERM)
+            why = " (sysctl kernel.io_uring_disabled, or a seccomp filter)";
+        else if (r == -ENOSYS)
+            why = " (the kernel has no io_uring)";
+        else if (r == -ENOMEM)
+            why = " (RLIMIT_MEMLOCK too low?)";
+    }
+    snprintf(err, IOP_ERR_LEN, "io_uring is not available here: %s%s; use -m epoll",
+             strerror(-r), why);
+    return -ENOSYS; /* "cannot run here": a system error, whatever the cause */
+}
+
+/* ---- SQEs ------------------------------------------------------------------------ */
+
+struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    for (int i = 0; !sqe && !w->broken && i < 1000; i++) {
+        /* The SQ is full: hand what is there to the kernel. */
+        int r = io_uring_submit(&w->ring);
+        if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+            w->broken = r;
+        sqe = io_uring_get_sqe(&w->ring);
+    }
+    if (!sqe) {
+        /* The ring is broken: the operation goes nowhere, and the loop
+         * ends with the error (what is left is freed at the exit). */
+        if (!w->broken)
+            w->broken = -EBUSY;
+        sqe = &w->sink;
+    }
+    io_uring_sqe_set_data64(sqe, user_data);
+    return sqe;
+}
+
+void uring_cancel(struct uworker *w, uint64_t user_data)
+{
+    io_uring_prep_cancel64(uring_sqe(w, UOP_IGNORE), user_data, 0);
+}
+
+static void arm_timeout(struct uworker *w, unsigned op, struct __kernel_timespec *ts,
+                        uint64_t ms)
+{
+    ts->tv_sec = (long long)(ms / 1000);
+    ts->tv_nsec = (long long)(ms % 1000) * 1000000;
+    io_uring_prep_timeout(uring_sqe(w, op), ts, 0, 0);
+}
+
+/* ---- the ring and its buffers ------------------------------------------------------ */
+
+static int ring_init(struct uworker *w, const char **mode)
+{
+    static const struct {
+        unsigned flags;
+        const char *name;
+    } tries[] = {
+        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+             IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE, "DEFER_TASKRUN"},
+        {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE,
+         "COOP_TASKRUN"},
+        {IORING_SETUP_CQSIZE, "plain"},
+        {0, "plain, small CQ"},
+    };
+    int r = -EINVAL;
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        p.flags = tries[i].flags;
+        p.cq_entries = CQ_ENTRIES;
+        r = io_uring_queue_init_params(SQ_ENTRIES, &w->ring, &p);
+        if (r == 0) {
+            *mode = tries[i].name;
+            w->ring_ok = 1;
+            return 0;
+        }
+        if (r != -EINVAL)
+            break;
+    }
+    return r;
+}
+
+#ifndef IOU_PBUF_RING_INC /* liburing before 2.8 */
+#define IOU_PBUF_RING_INC 2
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4)
+#endif
+
+/* Register a ring of count buffers of size bytes; inc: incremental. */
+static int bufring_try(struct uworker *w, unsigned count, unsigned size, int inc)
+{
+    size_t bytes = count * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (unsigned long)(uintptr_t)mem;
+    reg.ring_entries = count;
+    reg.bgid = URING_BGID;
+    reg.pad = inc ? IOU_PBUF_RING_INC : 0; /* the flags field of newer headers */
+    int r = -ENOMEM;
+    w->bufs = malloc((size_t)count * size);
+    w->buf_off = calloc(count, sizeof *w->buf_off);
+    if (w->bufs && w->buf_off)
+        r = io_uring_register_buf_ring(&w->ring, &reg, 0);
+    if (r != 0) {
+        free(w->bufs);
+        free(w->buf_off);
+        w->bufs = NULL;
+        w->buf_off = NULL;
+        munmap(mem, bytes);
+        return r;
+    }
+    w->br = mem;
+    w->br_bytes = bytes;
+    w->buf_count = count;
+    w->buf_size = size;
+    w->inc = inc;
+    io_uring_buf_ring_init(w->br);
+    int mask = io_uring_buf_ring_mask(count);
+    for (unsigned i = 0; i < count; i++)
+        io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * size, size, (unsigned short)i,
+                              mask, (int)i);
+    io_uring_buf_ring_advance(w->br, (int)count);
+    return 0;
+}
+
+/* No ring (before 5.19): the same buffers, given the old way. Done before
+ * anything else is in flight, so the one CQE to wait for is its own. */
+static int bufs_provide(struct uworker *w)
+{
+    w->buf_count = URING_BUF_COUNT;
+    w->buf_size = URING_BUF_SIZE;
+    if (!(w->bufs = malloc((size_t)w->buf_count * w->buf_size)))
+        return -ENOMEM;
+    struct io_uring_sqe *sqe = uring_sqe(w, UOP_IGNORE);
+    io_uring_prep_provide_buffers(sqe, w->bufs, (int)w->buf_size, (int)w->buf_count,
+                                  URING_BGID, 0);
+    struct io_uring_cqe *cqe;
+    int r = io_uring_submit_and_wait(&w->ring, 1);
+    if (r >= 0)
+        r = io_uring_peek_cqe(&w->ring, &cqe);
+    if (r == 0) {
+        r = cqe->res < 0 ? cqe->res : 0;
+        io_uring_cqe_seen(&w->ring, cqe);
+    }
+    return r;
+}
+
+static int bufs_setup(struct uworker *w, int fallback)
+{
+    if (fallback < 1 && bufring_try(w, URING_INC_COUNT, URING_INC_SIZE, 1) == 0)
+        return 0;
+    if (fallback < 3 && bufring_try(w, URING_BUF_COUNT, URING_BUF_SIZE, 0) == 0)
+        return 0;
+    int r = bufs_provide(w);
+    if (r != 0)
+        iop_report(w->s, IOP_LOG_ERROR, "io_uring: cannot provide receive buffers: %s "
+                   "(Linux 5.7 or later is needed)", strerror(-r));
+    return r;
+}
+
+/* Where a recv CQE's bytes are. *ret is set to the buffer id if this CQE
+ * ends the application's use of it (return it after use), else -1. */
+const char *uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned flags,
+                           int *ret)
+{
+    char *base = w->bufs + (size_t)bid * w->buf_size;
+    *ret = (int)bid;
+    if (!w->inc)
+        return base;
+    /* Incremental: this recv's bytes follow the previous ones in the same
+     * buffer; the kernel goes on filling it while BUF_MORE is set. */
+    const char *p = base + w->buf_off[bid];
+    if (res > 0)
+        w->buf_off[bid] += (unsigned)res;
+    if (flags & IORING_CQE_F_BUF_MORE)
+        *ret = -1;
+    return p;
+}
+
+void uring_buf_return(struct uworker *w, unsigned bid)
+{
+    if (!w->br) {
+        io_uring_prep_provide_buffers(uring_sqe(w, UOP_IGNORE),
+                                      w->bufs + (size_t)bid * w->buf_size,
+                                      (int)w->buf_size, 1, URING_BGID, (int)bid);
+        return;
+    }
+    w->buf_off[bid] = 0;
+    io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->buf_size, w->buf_size,
+                          (unsigned short)bid, io_uring_buf_ring_mask(w->buf_count),
+                          w->buf_pending++);
+}
+
+static void bufs_publish(struct uworker *w)
+{
+    if (w->buf_pending) {
+        io_uring_buf_ring_advance(w->br, w->buf_pending);
+        w->buf_pending = 0;
+    }
+}
+
+/* ---- accepting -------------------------------------------------------------------- */
+
+static void arm_accept(struct uworker *w)
+{
+    iop_server *s = w->s;
+    if (w->accept_on || w->stopping || w->accept_paused || (s->cfg.once && w->accepted))
+        return;
+    struct io_uring_sqe *sqe = uring_sqe(w, UOP_ACCEPT);
+    if (w->ms_accept) {
+        io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    } else {
+        w->acc_len = sizeof w->acc_addr;
+        io_uring_prep_accept(sqe, w->listen_fd, (struct sockaddr *)&w->acc_addr,
+                             &w->acc_len, SOCK_CLOEXEC);
+    }
+    w->accept_on = 1;
+}
+
+static void cancel_accept(struct uworker *w)
+{
+    if (w->accept_on && !w->accept_cancel) {
+        uring_cancel(w, UOP_ACCEPT);
+        w->accept_cancel = 1;
+    }
+}
+
+static void pause_accept(struct uworker *w, int err)
+{
+    if (err != w->last_err)
+        iop_report(w->s, IOP_LOG_ERROR, "accept: %s; pausing new connections "
+                   "until a descriptor is free", iop_strerror(err));
+    w->last_err = err;
+    w->accept_paused = 1;
+    cancel_accept(w);
+    if (!w->resume_on) {
+        arm_timeout(w, UOP_RESUME, &w->resume_ts, ACCEPT_PAUSE_MS);
+        w->resume_on = 1;
+    }
+}
+
+static void resume_accept(struct uworker *w)
+{
+    if (!w->accept_paused || w->stopping)
+        return;
+    w->accept_paused = 0;
+    arm_accept(w);
+}
+
+void uring_conn_closed(struct uworker *w)
+{
+    iop_server *s = w->s;
+    atomic_fetch_sub(&s->live_conns, 1);
+    resume_accept(w); /* a descriptor was just freed */
+    if (s->cfg.once && w->accepted && atomic_load(&s->live_conns) == 0)
+        iop_server_stop(s);
+}
+
+static void take(struct uworker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
+{
+    iop_server *s = w->s;
+    unsigned max = s->cfg.max_conns;
+    if (max && atomic_load(&s->live_conns) >= max) {
+        iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients already "
+                   "(--max-conns)", max);
+        close(fd);
+        return;
+    }
+    if (s->cfg.addr.transport == IOP_TCP) {
+        int one = 1; /* replies are small and latency matters */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    atomic_fetch_add(&s->live_conns, 1);
+    w->accepted = 1;
+    if (s->cfg.once) /* the first client only */
+        cancel_accept(w);
+    uring_conn_open(w, fd, peer, len);
+}
+
+static void on_accept(struct uworker *w, int res, unsigned flags)
+{
+    iop_server *s = w->s;
+    if (!(flags & IORING_CQE_F_MORE)) {
+        w->accept_on = 0;
+        w->accept_cancel = 0;
+    }
+    if (res >= 0) {
+        if (w->ms_accept)
+            w->accept_proven = 1;
+        if (w->stopping || (s->cfg.once && w->accepted)) {
+            close(res); /* accepted before the cancel took effect */
+            return;
+        }
+        if (w->last_err == -EMFILE || w->last_err == -ENFILE) {
+            iop_report(s, IOP_LOG_INFO, "accept: recovered");
+            w->last_err = 0;
+        }
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        if (w->ms_accept) {
+            if (getpeername(res, (struct sockaddr *)&peer, &len) != 0)
+                len = 0;
+        } else {
+            peer = w->acc_addr;
+            len = w->acc_len;
+        }
+        take(w, res, &peer, len);
+    } else if (res == -EINVAL && w->ms_accept && !w->accept_proven) {
+        w->ms_accept = 0;
+        iop_report(s, IOP_LOG_INFO, "uring: no multishot accept on this kernel; "
+                   "using single-shot accept");
+    } else if (res == -ECANCELED || res == -EINTR || res == -ECONNABORTED ||
+               res == -EPROTO || res == -EAGAIN) {
+        /* nothing to do (armed again below unless stopping or paused) */
+    } else {
+        pause_accept(w, res); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
+    }
+    arm_accept(w);
+}
+
+/* ---- datagrams ------------------------------------------------------------------- */
+
+static void arm_dgram(struct uworker *w)
+{
+    if (w->dgram_on || w->stopping)
+        return;
+    w->diov.iov_base = w->scratch;
+    w->diov.iov_len = URING_SCRATCH;
+    memset(&w->dmsg, 0, sizeof w->dmsg);
+    w->dmsg.msg_name = &w->daddr;
+    w->dmsg.msg_namelen = sizeof w->daddr;
+    w->dmsg.msg_iov = &w->diov;
+    w->dmsg.msg_iovlen = 1;
+    io_uring_prep_recvmsg(uring_sqe(w, UOP_DGRAM), w->listen_fd, &w->dmsg, MSG_TRUNC);
+    w->dgram_on = 1;
+}
+
+static void on_dgram(struct uworker *w, int res)
+{
+    iop_server *s = w->s;
+    w->dgram_on = 0;
+    if (res == -ECANCELED)
+        return;
+    if (res >= 0 && (res > URING_SCRATCH || (w->dmsg.msg_flags & MSG_TRUNC))) {
+        iop_report(s, IOP_LOG_INFO, "dropped a datagram longer than %d bytes",
+                   URING_SCRATCH);
+    } else if (res >= 0) {
+        struct iop_peer p = {.server = s, .fd = w->listen_fd};
+        memcpy(&p.addr, &w->daddr, sizeof p.addr);
+        p.addrlen = w->dmsg.msg_namelen;
+        s->svc->on_datagram(&p, w->scratch, (size_t)res);
+        if (s->cfg.once) {
+            iop_server_stop(s);
+            return;
+        }
+    } /* else an ICMP error on UDP: nothing to do */
+    arm_dgram(w);
+}
+
+/* ---- stopping --------------------------------------------------------------------- */
+
+static void on_stop(struct uworker *w)
+{
+    w->stopping = 1;
+    w->accept_paused = 0;
+    cancel_accept(w);
+    if (w->dgram_on)
+        uring_cancel(w, UOP_DGRAM);
+    if (w->owns_listener && w->listen_fd >= 0) {
+        /* Connections still in its queue are reset now rather than left
+         * to wait (the operations hold the socket until they end). */
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    if (w->nconns == 0)
+        return;
+    arm_timeout(w, UOP_DRAIN, &w->drain_ts, (uint64_t)w->s->cfg.drain_ms);
+    w->drain_on = 1;
+    uring_conns_stop(w);
+}
+
+static void on_drain_expired(struct uworker *w)
+{
+    if (w->drain_fired++ == 0) {
+        size_t busy = 0;
+        for (iop_conn *c = w->active.head; c; c = c->next)
+            busy++;
+        for (iop_conn *c = w->lingering.head; c; c = c->next)
+            busy++;
+        if (busy > 0)
+            iop_report(w->s, IOP_LOG_INFO, "%zu connections still busy after %d ms; "
+                       "closing them", busy, w->s->cfg.drain_ms);
+        while (w->active.head)
+            uring_conn_close(w, (struct uconn *)w->active.head, -ECANCELED);
+        while (w->lingering.head)
+            uring_conn_close(w, (struct uconn *)w->lingering.head, 0);
+        if (w->nconns > 0) { /* cancellations on their way: a last bound */
+            arm_timeout(w, UOP_DRAIN, &w->drain_ts, DRAIN_GRACE_MS);
+            w->drain_on = 1;
+        }
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+static void handle(struct uworker *w, uint64_t ud, int res, unsigned flags)
+{
+    if (ud >= UOP_LIMIT) {
+        struct uconn *u = (struct uconn *)(uintptr_t)(ud & ~(uint64_t)COP_MASK);
+        uring_conn_cqe(w, u, (unsigned)(ud & COP_MASK), res, flags);
+        return;
+    }
+    switch (ud) {
+    case UOP_ACCEPT:
+        on_accept(w, res, flags);
+        break;
+    case UOP_STOP:
+        w->stop_on = 0;
+        if (res != -ECANCELED && !w->stopping)
+            on_stop(w);
+        break;
+    case UOP_SWEEP:
+        w->sweep_on = 0;
+        if (res != -ECANCELED)
+            uring_sweep(w);
+        break;
+    case UOP_DRAIN:
+        w->drain_on = 0;
+        if (res != -ECANCELED)
+            on_drain_expired(w);
+        break;
+    case UOP_RESUME:
+        w->resume_on = 0;
+        if (res != -ECANCELED)
+            resume_accept(w);
+        break;
+    case UOP_DGRAM:
+        on_dgram(w, res);
+        break;
+    default: /* UOP_IGNORE */
+        break;
+    }
+}
+
+/* Wait for completions (at most timeout_ms if >= 0) and handle them.
+ * Returns 0 or a negative errno from the ring. */
+static int turn(struct uworker *w, int timeout_ms)
+{
+    if (w->br)
+        bufs_publish(w);
+    int r;
+    if (timeout_ms >= 0) {
+        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                       .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        struct io_uring_cqe *cqe;
+        r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+    } else {
+        r = io_uring_submit_and_wait(&w->ring, 1);
+    }
+    if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY)
+        return r;
+    w->now = iop__now_ms();
+    for (;;) {
+        struct io_uring_cqe *cqes[CQE_BATCH];
+        unsigned n = io_uring_peek_batch_cqe(&w->ring, cqes, CQE_BATCH);
+        if (n == 0)
+            return 0;
+        struct {
+            uint64_t ud;
+            int res;
+            unsigned flags;
+        } got[CQE_BATCH];
+        for (unsigned i = 0; i < n; i++) {
+            got[i].ud = cqes[i]->user_data;
+            got[i].res = cqes[i]->res;
+            got[i].flags = cqes[i]->flags;
+        }
+        io_uring_cq_advance(&w->ring, n);
+        for (unsigned i = 0; i < n; i++)
+            handle(w, got[i].ud, got[i].res, got[i].flags);
+        if (n < CQE_BATCH)
+            return 0;
+    }
+}
+
+static int own_listener(struct uworker *w)
+{
+    char err[IOP_ERR_LEN];
+    int r = iop__listen(&w->s->bound, w->s->cfg.backlog, IOP__LISTEN_REUSEPORT,
+                        &w->listen_fd, NULL, err);
+    if (r != 0) {
+        iop_report(w->s, IOP_LOG_ERROR, "worker listener: %s", err);
+        return r;
+    }
+    w->owns_listener = 1;
+    return 0;
+}
+
+static int worker_ops_on(const struct uworker *w)
+{
+    return w->accept_on || w->stop_on || w->sweep_on || w->drain_on || w->resume_on ||
+           w->dgram_on;
+}
+
+/* Cancel the worker's own operations and reap them, bounded. */
+static void worker_quiesce(struct uworker *w)
+{
+    w->stopping = 1;
+    static const unsigned ops[] = {UOP_ACCEPT, UOP_STOP, UOP_SWEEP, UOP_DRAIN,
+                                   UOP_RESUME, UOP_DGRAM};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        uring_cancel(w, ops[i]);
+    uint64_t until = iop__now_ms() + EXIT_REAP_MS;
+    while ((worker_ops_on(w) || w->nconns > 0) && iop__now_ms() < until)
+        if (turn(w, 100) != 0)
+            break;
+}
+
+static void *worker_main(void *arg)
+{
+    struct uworker *w = arg;
+    iop_server *s = w->s;
+    const char *mode = "";
+    w->high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
+    w->low_water = s->cfg.low_water ? s->cfg.low_water : w->high_water / 4;
+    w->dgram = !iop_transport_is_stream(s->cfg.addr.transport);
+    const char *fb = getenv("IOPLEX_URING_FALLBACK"); /* test hook */
+    int fallback = fb ? atoi(fb) : 0;
+    w->ms_accept = w->ms_recv = fallback < 2;
+    int r = ring_init(w, &mode);
+    if (r != 0)
+        iop_report(s, IOP_LOG_ERROR, "io_uring: %s", strerror(-r));
+    if (r == 0 && !(w->scratch = malloc(URING_SCRATCH)))
+        r = -ENOMEM;
+    if (r == 0 && !w->dgram)
+        r = bufs_setup(w, fallback);
+    if (!w->br)
+        w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
+    if (r == 0 && w->listen_fd < 0)
+        r = own_listener(w);
+    if (r == 0) {
+        char bufs[96];
+        snprintf(bufs, sizeof bufs, " from %s (%u x %u bytes)",
+                 w->inc ? "an incremental buffer ring" : w->br ? "a buffer ring"
+                 : "provided buffers (no ring)", w->buf_count, w->buf_size);
+        iop_report(s, IOP_LOG_DEBUG, "uring worker: ring %s; %s accept; %s recv%s",
+                   mode, w->ms_accept ? "multishot" : "single-shot",
+                   w->ms_recv ? "multishot" : "single-shot",
+                   w->dgram ? "msg (datagrams)" : bufs);
+        w->now = iop__now_ms();
+        io_uring_prep_poll_add(uring_sqe(w, UOP_STOP), s->stop_pipe[0], POLLIN);
+        w->stop_on = 1;
+        if (w->dgram)
+            arm_dgram(w);
+        else
+            arm_accept(w);
+        while (!(w->stopping && w->nconns == 0) && w->drain_fired < 2) {
+            r = w->broken ? w->broken : turn(w, -1);
+            if (r != 0) {
+                iop_report(s, IOP_LOG_ERROR, "io_uring_enter: %s", strerror(-r));
+                break;
+            }
+        }
+        if (w->drain_fired >= 2 && w->nconns > 0)
+            iop_report(s, IOP_LOG_ERROR, "uring: %zu connections did not finish "
+                       "their cancellations", w->nconns);
+    }
+    if (w->ring_ok) {
+        if (r == 0 && !w->broken)
+            worker_quiesce(w);
+        if (w->br)
+            io_uring_unregister_buf_ring(&w->ring, URING_BGID);
+        io_uring_queue_exit(&w->ring);
+    }
+    /* Whatever is left had an operation the ring took with it. */
+    while (w->active.head)
+        uring_conn_close(w, (struct uconn *)w->active.head, -ECANCELED);
+    while (w->lingering.head)
+        uring_conn_close(w, (struct uconn *)w->lingering.head, 0);
+    uring_conns_free_all(w);
+    if (w->br)
+        munmap(w->br, w->br_bytes);
+    free(w->bufs);
+    free(w->buf_off);
+    free(w->scratch);
+    if (w->owns_listener && w->listen_fd >= 0)
+        close(w->listen_fd);
+    w->result = r;
+    if (r != 0)
+        iop_server_stop(s); /* one worker failing stops the others */
+    return NULL;
+}
+
+static int run_uring(iop_server *s)
+{
+    unsigned n = s->cfg.workers ? s->cfg.workers : 1;
+    struct uworker *ws = calloc(n, sizeof *ws);
+    if (!ws)
+        return -ENOMEM;
+    int shared = n == 1 || iop_transport_is_unix(s->cfg.addr.transport);
+    for (unsigned i = 0; i < n; i++) {
+        ws[i].s = s;
+        ws[i].listen_fd = (i == 0 || shared) ? s->listen_fd : -1;
+    }
+    unsigned started = 1;
+    for (; started < n; started++) {
+        int e = pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]);
+        if (e != 0) {
+            iop_report(s, IOP_LOG_ERROR, "cannot start worker %u: %s", started, strerror(e));
+            iop_server_stop(s);
+            break;
+        }
+    }
+    worker_main(&ws[0]); /* the calling thread is worker 0 */
+    int r = ws[0].result;
+    for (unsigned i = 1; i < started; i++) {
+        pthread_join(ws[i].thread, NULL);
+        if (r == 0)
+            r = ws[i].result;
+    }
+    free(ws);
+    return r;
+}
+
+const struct iop__model iop__model_uring = {
+    .info = {.name = "uring",
+             .summary = "one process, io_uring completions: multishot accept and recv, "
+                        "provided buffers (-w N: N rings)",
+             .datagram = 1,
+             .shared_state = 1},
+    .backend = "io_uring",
+    .run = run_uring,
+    .check = uring_check,
+};
+
+#endif /* IOPLEX_HAVE_URING */
