@@ -28,9 +28,9 @@
  *    request would wait for one of them to speak. aio_init() is called
  *    with room for two threads per connection (threads are made on
  *    demand and leave after a second idle), and connections are limited
- *    to --max-conns, or AIO_CONNS_DEFAULT without it; beyond that a new
- *    connection is accepted and closed. (aio_init() only counts before
- *    the process's first asynchronous request.)
+ *    to --max-conns (at most AIO_CONNS_MAX), or AIO_CONNS_DEFAULT without
+ *    it; beyond that a new connection is accepted and closed. (aio_init()
+ *    only counts before the process's first asynchronous request.)
  *  - The helper threads block every signal, so a write to a vanished
  *    peer leaves its SIGPIPE pending on that thread, harmlessly.
  *
@@ -51,7 +51,10 @@
  * delivery into a wake-up (a pipe) and a scan of all outstanding
  * requests; and real-time signals are limited per user (RLIMIT_SIGPENDING;
  * a notification glibc cannot queue is lost), so outstanding requests
- * are also scanned once every SCAN_MS, O(n).
+ * are also scanned once every SCAN_MS, O(n). The signal is process-wide:
+ * run one aio server per process (a second one works, but each may read
+ * the other's notifications, and their owner then finds those completions
+ * only by its scan, up to SCAN_MS late).
  *
  * Closing. A connection's memory (its buffer and the aiocbs glibc writes
  * into) is freed only when none of its requests is outstanding: a
@@ -104,6 +107,7 @@
 #define TEARDOWN_MS 2000
 #define HIGH_WATER_DEFAULT (256 * 1024)
 #define AIO_CONNS_DEFAULT 1024
+#define AIO_CONNS_MAX 16384
 #define SIGINFO_BATCH 64
 
 enum { OP_READ, OP_WRITE };
@@ -694,14 +698,15 @@ static int set_nonblocking(int fd)
 static int run_aio(iop_server *s)
 {
     struct aloop L = {.s = s, .sfd = -1, .hint = {-1, -1}};
-    L.cap = s->cfg.max_conns ? s->cfg.max_conns : AIO_CONNS_DEFAULT;
+    L.cap = !s->cfg.max_conns ? AIO_CONNS_DEFAULT
+          : s->cfg.max_conns < AIO_CONNS_MAX ? s->cfg.max_conns : AIO_CONNS_MAX;
     L.high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
     L.low_water = s->cfg.low_water ? s->cfg.low_water : L.high_water / 4;
 
     /* Two helper threads per connection at most: its read and its write. */
     struct aioinit ai;
     memset(&ai, 0, sizeof ai);
-    ai.aio_threads = L.cap > 16384 ? 32768 : (int)L.cap * 2 + 2;
+    ai.aio_threads = (int)L.cap * 2 + 2;
     ai.aio_num = 64;
     ai.aio_idle_time = 1;
     aio_init(&ai);

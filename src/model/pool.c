@@ -30,8 +30,9 @@
  * never touched), so 16 idle threads cost next to nothing.
  *
  * The queue holds up to max(QUEUE_MIN, 4 N) descriptors, or --max-conns if
- * given. When it is full the main thread stops accepting until a worker
- * takes one (a pipe wakes it, only when it is actually waiting).
+ * given (its memory grows with use). When it is full the main thread stops
+ * accepting until a worker takes one (a pipe wakes it, only when it is
+ * actually waiting).
  *
  * Stop: the main thread stops accepting and shuts the reading side of
  * every connection, queued or in service (the registry of
@@ -73,8 +74,8 @@ struct pool {
     struct iop__registry reg; /* every connection accepted and not closed */
     pthread_mutex_t lock;     /* the queue and the flags below */
     pthread_cond_t nonempty;
-    struct item *q;
-    size_t head, count, cap;
+    struct item *q;           /* a ring of `alloc` items, grown up to cap */
+    size_t head, count, alloc, cap;
     int closing;              /* workers exit once the queue is empty */
     int acceptor_waiting;     /* the main thread waits for a free slot */
     int wake[2];              /* a worker wakes it through this pipe */
@@ -97,7 +98,7 @@ static void *worker(void *arg)
         if (p->count == 0)
             break;
         struct item it = p->q[p->head];
-        p->head = (p->head + 1) % p->cap;
+        p->head = (p->head + 1) % p->alloc;
         p->count--;
         if (p->acceptor_waiting) {
             p->acceptor_waiting = 0;
@@ -135,13 +136,30 @@ static int wait_for_room(struct pool *p)
     return 0;
 }
 
-static void enqueue(struct pool *p, const struct item *it)
+static int enqueue(struct pool *p, const struct item *it)
 {
     pthread_mutex_lock(&p->lock);
-    p->q[(p->head + p->count) % p->cap] = *it;
+    if (p->count == p->alloc) { /* below cap: wait_for_room() saw to it */
+        size_t n = p->alloc ? p->alloc * 2 : QUEUE_MIN;
+        if (n > p->cap)
+            n = p->cap;
+        struct item *q = malloc(n * sizeof *q);
+        if (!q) {
+            pthread_mutex_unlock(&p->lock);
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < p->count; i++)
+            q[i] = p->q[(p->head + i) % p->alloc];
+        free(p->q);
+        p->q = q;
+        p->head = 0;
+        p->alloc = n;
+    }
+    p->q[(p->head + p->count) % p->alloc] = *it;
     p->count++;
     pthread_cond_signal(&p->nonempty);
     pthread_mutex_unlock(&p->lock);
+    return 0;
 }
 
 /* Accept until stopped (or the first client, with --once). */
@@ -167,12 +185,14 @@ static void accept_loop(struct pool *p)
             close(it.fd);
             continue;
         }
-        if (iop__registry_add(&p->reg, it.fd) != 0) {
+        int r = iop__registry_add(&p->reg, it.fd);
+        if (r == 0 && (r = enqueue(p, &it)) != 0)
+            iop__registry_remove(&p->reg, it.fd);
+        if (r != 0) {
             iop_report(s, IOP_LOG_ERROR, "out of memory; closing the new connection");
             close(it.fd);
             continue;
         }
-        enqueue(p, &it);
         served = 1;
     }
 }
@@ -206,8 +226,7 @@ static int run_pool(iop_server *s)
     if (r != 0)
         return r;
     pthread_t *threads = calloc(n, sizeof *threads);
-    p.q = calloc(p.cap, sizeof *p.q);
-    if (!threads || !p.q) {
+    if (!threads) {
         r = -ENOMEM;
         goto out;
     }
