@@ -405,6 +405,9 @@ static struct bench_counters minus(const struct bench_counters *a,
     d.connects -= b->connects;
     d.late -= b->late;
     d.idle_closes -= b->idle_closes;
+    d.all_answered -= b->all_answered;
+    d.all_sent -= b->all_sent;
+    d.all_recv -= b->all_recv;
     for (int k = 0; k < ERR_KINDS; k++)
         d.errors[k] -= b->errors[k];
     return d;
@@ -680,7 +683,7 @@ int cmd_bench(int argc, char **argv)
             struct bench_counters d = minus(&cur, &L.tick);
             bench_report_progress(stderr, (double)(now - sh.t_start) / NS, 1.0, &d,
                                   bench_error_total(&cur), cur.open_now,
-                                  now < sh.t_measure);
+                                  now <= sh.t_measure);
             L.tick = cur;
             next_tick += NS;
         }

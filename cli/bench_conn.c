@@ -30,12 +30,14 @@ static inline size_t min_sz(uint64_t a, uint64_t b)
 
 static void add_sent(struct wctx *w, size_t n)
 {
+    w->bw->c.all_sent += n;
     if (w->measuring)
         w->bw->c.bytes_sent += n;
 }
 
 static void add_recv(struct wctx *w, size_t n)
 {
+    w->bw->c.all_recv += n;
     if (w->measuring)
         w->bw->c.bytes_recv += n;
 }

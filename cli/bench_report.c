@@ -47,6 +47,9 @@ void bench_add_counters(struct bench_counters *sum, const struct bench_counters 
     sum->late += c->late;
     sum->idle_closes += c->idle_closes;
     sum->unfinished += c->unfinished;
+    sum->all_answered += c->all_answered;
+    sum->all_sent += c->all_sent;
+    sum->all_recv += c->all_recv;
     sum->open_now += c->open_now;
     for (int k = 0; k < ERR_KINDS; k++) {
         sum->errors[k] += c->errors[k];
@@ -232,10 +235,10 @@ void bench_report_human(FILE *f, const struct bench_result *r)
         }
     }
     if (c->unfinished && cfg->mode != MODE_STREAM)
-        fprintf(f, "  note: %" PRIu64 " %s still waiting for %s answer when the run "
-                   "ended (not counted).\n", c->unfinished,
-                plural(c->unfinished, "message was", "messages were"),
-                plural(c->unfinished, "its", "their"));
+        fprintf(f, "  note: %" PRIu64 " %s in flight at the end, not counted.\n",
+                c->unfinished, cfg->mode == MODE_CONNECT
+                                   ? plural(c->unfinished, "request", "requests")
+                                   : plural(c->unfinished, "message", "messages"));
     if (c->late)
         fprintf(f, "  note: %" PRIu64 " %s after %s message had timed out (not counted).\n",
                 c->late, plural(c->late, "answer came", "answers came"),
@@ -409,9 +412,9 @@ void bench_report_progress(FILE *f, double t_s, double len_s,
 {
     fprintf(f, "\r\033[K[%5.1f s%s] %10.0f msg/s %9.2f MB/s out %9.2f MB/s in  "
                "%" PRIu64 " open  %" PRIu64 " errors",
-            t_s, warmup ? " warm-up" : "", per_sec((double)d->messages, len_s),
-            per_sec((double)d->bytes_sent, len_s) / 1e6,
-            per_sec((double)d->bytes_recv, len_s) / 1e6, open_now, errors);
+            t_s, warmup ? " warm-up" : "", per_sec((double)d->all_answered, len_s),
+            per_sec((double)d->all_sent, len_s) / 1e6,
+            per_sec((double)d->all_recv, len_s) / 1e6, open_now, errors);
     fflush(f);
 }
 

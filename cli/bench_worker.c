@@ -113,8 +113,10 @@ int worker_claim(struct wctx *w, int64_t intended, uint8_t *measured)
 void worker_resolve(struct wctx *w, struct bconn *c, struct bslot *s, int ok,
                     int64_t when)
 {
-    if (ok)
+    if (ok) {
         c->fails = 0;
+        w->bw->c.all_answered++;
+    }
     if (!s->measured)
         return;
     s->measured = 0;
