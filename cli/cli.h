@@ -41,5 +41,6 @@ long long cli_parse_number(const char *s, long long min, long long max);
 int cmd_serve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 #endif

@@ -1,4 +1,4 @@
-/* ioplex: serve, connect, bench (and, later, compare). */
+/* ioplex: serve, connect, bench, compare. */
 #include "cli.h"
 
 #include <signal.h>
@@ -14,6 +14,7 @@ static void usage(FILE *f)
             "  serve    serve a built-in service under a chosen model\n"
             "  connect  connect to a server, like netcat\n"
             "  bench    load a server and measure it (any server, not only ioplex)\n"
+            "  compare  run every model side by side and tabulate (and plot) them\n"
             "\n"
             "ioplex COMMAND --help describes each command.\n"
             "ioplex --version prints the version.\n\n" EXIT_CODES_HELP);
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
         return cmd_connect(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "compare") == 0)
+        return cmd_compare(argc - 1, argv + 1);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("ioplex %s\n", IOPLEX_VERSION);
         return EXIT_OK;

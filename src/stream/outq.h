@@ -2,7 +2,8 @@
  * A connection's output queue: a list of chunks written with one
  * sendmsg() (a writev with MSG_NOSIGNAL) of up to OUTQ_IOV of them.
  * Appending never moves what is queued, and memory goes back chunk by
- * chunk as the peer takes it. An empty queue holds no memory.
+ * chunk as the peer takes it. An empty queue holds no memory. Chunks are
+ * all CHUNK_SIZE (16 KiB) and recycled through a per-thread cache.
  */
 #ifndef IOP_OUTQ_H
 #define IOP_OUTQ_H
