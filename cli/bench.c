@@ -87,7 +87,8 @@ static void usage(FILE *f)
             "Errors are counted by kind (refused, reset, timed out, short read,\n"
             "mismatch, descriptor limit, other) and explained in the summary. The\n"
             "run stops at the duration (or -n), and in any case a few seconds past it.\n"
-            "Exit 1 if no message was answered; 4 if every connection was refused.\n\n"
+            "If no message got through the exit code says why: 4 refused, 5 timed\n"
+            "out, 1 anything else.\n\n"
             EXIT_CODES_HELP);
 }
 

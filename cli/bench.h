@@ -3,7 +3,9 @@
  *
  *   bench.c         options, set-up, threads, the run's clock, exit code
  *   bench_worker.c  one thread's epoll loop: connections, timers, errors
- *   bench_conn.c    the bytes on a connection: patterns, messages, checks
+ *   bench_conn.c    the bytes on an open connection, per mode, and checks
+ *   bench_conn.h    what those two share (the connection, the thread)
+ *   bench_pattern.c the bytes sent: a pattern per message, regenerated to check
  *   bench_report.c  the summary, JSON, JSON Lines intervals, hgrm file
  */
 #ifndef IOPLEX_BENCH_H

@@ -35,6 +35,9 @@
 #include <cmocka.h>
 
 #define RUN_TIMEOUT_MS 60000 /* a run that should take a second or two */
+/* Runs that must see no error wait long for answers: a loaded machine can
+ * stall a process for a second, and that is not the server's fault. */
+#define SLACK "--timeout", "10"
 #define OUT_CAP 65536
 
 /* ---- running ioplex bench and jq ----------------------------------------- */
@@ -350,7 +353,7 @@ static void test_pingpong_counts(void **state)
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
     struct result r;
-    bench(&r, "-c", "4", "-P", "2", "-s", "16-1024", "-n", "2000", "--warmup", "0",
+    bench(&r, "-c", "4", "-P", "2", "-s", "16-1024", "-n", "2000", "--warmup", "0", SLACK,
           "--json", s.address, NULL);
     expect_json_ok("pingpong -n 2000", &r);
     expect_all(r.out, ".messages == 2000", ".messages_failed == 0", ".errors.total == 0",
@@ -363,7 +366,7 @@ static void test_pingpong_counts(void **state)
                LATENCY_OK, NULL);
 
     /* Two threads, each its own loop: the same total. */
-    bench(&r, "-c", "6", "-t", "2", "-s", "100", "-n", "3000", "--warmup", "0", "--json",
+    bench(&r, "-c", "6", "-t", "2", "-s", "100", "-n", "3000", "--warmup", "0", SLACK, "--json",
           s.address, NULL);
     expect_json_ok("pingpong -t 2", &r);
     expect_all(r.out, ".messages == 3000", ".errors.total == 0", ".threads == 2",
@@ -378,7 +381,7 @@ static void test_pingpong_human(void **state)
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
     struct result r;
-    bench(&r, "-c", "2", "-n", "500", "--warmup", "0", s.address, NULL);
+    bench(&r, "-c", "2", "-n", "500", "--warmup", "0", SLACK, s.address, NULL);
     if (r.code != 0 || !strstr(r.out, "500 answered") || !strstr(r.out, "p99.9 ") ||
         !strstr(r.out, "MB/s") || !strstr(r.out, "errors       none") ||
         !(strstr(r.out, " us") || strstr(r.out, " ms"))) {
@@ -401,7 +404,7 @@ static void test_framing(void **state)
                                        "127.0.0.1", "0", NULL), 0);
         struct result r;
         bench(&r, "--framing", kinds[i], "-c", "3", "-P", "3", "-s", "1-2000", "-n",
-              "1500", "--warmup", "0", "--json", s.address, NULL);
+              "1500", "--warmup", "0", SLACK, "--json", s.address, NULL);
         expect_json_ok(kinds[i], &r);
         char framing[64];
         snprintf(framing, sizeof framing, ".framing == \"%s\"", kinds[i]);
@@ -444,7 +447,8 @@ static void test_unix(void **state)
     assert_non_null(harness_tmp_path(path, sizeof path, "bench"));
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "-U", path, NULL), 0);
     struct result r;
-    bench(&r, "-U", path, "-c", "2", "-P", "4", "-n", "1000", "--warmup", "0", "--json", NULL);
+    bench(&r, "-U", path, "-c", "2", "-P", "4", "-n", "1000", "--warmup", "0", SLACK, "--json",
+          NULL);
     expect_json_ok("unix", &r);
     expect_all(r.out, ".messages == 1000", ".errors.total == 0", ".transport == \"unix\"",
                NULL);
@@ -459,7 +463,8 @@ static void test_stream_mode(void **state)
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
     struct result r;
-    bench(&r, "-m", "stream", "-c", "2", "-d", "0.5", "--warmup", "0", "--json", s.address, NULL);
+    bench(&r, "-m", "stream", "-c", "2", "-d", "0.5", "--warmup", "0", SLACK, "--json", s.address,
+          NULL);
     expect_json_ok("stream to echo", &r);
     expect_all(r.out, ".latency_ms == null", ".messages == null", ".messages_per_s == null",
                ".bytes_sent > 0", ".bytes_received > 0", ".mb_per_s_sent > 0",
@@ -467,7 +472,8 @@ static void test_stream_mode(void **state)
     server_stop(&s, 0);
 
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "discard", "127.0.0.1", "0", NULL), 0);
-    bench(&r, "-m", "stream", "-s", "4k", "-d", "0.5", "--warmup", "0", "--json", s.address, NULL);
+    bench(&r, "-m", "stream", "-s", "4k", "-d", "0.5", "--warmup", "0", SLACK, "--json",
+          s.address, NULL);
     expect_json_ok("stream to discard", &r);
     expect_all(r.out, ".bytes_sent > 0", ".bytes_received == 0", ".mb_per_s_received == 0",
                ".errors.total == 0", ".size_max == 4096", NULL);
@@ -498,7 +504,7 @@ static void test_connect_mode(void **state)
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "bytes", "127.0.0.1", "0", NULL), 0);
     struct result r;
-    bench(&r, "-m", "connect", "-c", "4", "-s", "1000", "-n", "300", "--warmup", "0",
+    bench(&r, "-m", "connect", "-c", "4", "-s", "1000", "-n", "300", "--warmup", "0", SLACK,
           "--json", s.address, NULL);
     expect_json_ok("connect", &r);
     expect_all(r.out, ".messages == 300", ".messages_failed == 0", ".errors.total == 0",
@@ -589,8 +595,12 @@ static void test_intervals(void **state)
     size_t len = fread(lines, 1, sizeof lines - 1, f);
     fclose(f);
     lines[len] = '\0';
+    /* Four of 0.25 s, give or take the last; fewer only if this process
+     * was starved past the end (the rest then goes into the last line). */
     int n = count_lines(lines);
-    assert_true(n >= 3 && n <= 6); /* four of 0.25 s, give or take the last */
+    assert_true(n >= 1 && n <= 6);
+    expect_jq(lines, "[., inputs] | (.[:-1] | all(.t_s * 4 | . == floor)) and "
+                     "(map(.t_s) | . == sort) and (.[-1].t_s == 1)");
     /* Each line alone is an object (jq fails on a bad line), and their
      * messages add up to the run's. */
     char total[64], filter[128];
@@ -602,8 +612,10 @@ static void test_intervals(void **state)
     snprintf(lines_filter, sizeof lines_filter, "[., inputs] | length == %s", count);
     /* (the filters read all the lines; one jq run each) */
     expect_jq(lines, lines_filter);
+    /* An interval without an answer (a loaded machine can stall that long)
+     * has no latency: null, not zeros. */
     expect_jq(lines, "[., inputs] | all(type == \"object\" and (.t_s | type) == \"number\" "
-                     "and (.latency_ms | type) == \"object\")");
+                     "and ((.latency_ms | type) == \"object\") == (.messages > 0))");
     expect_jq(lines, filter);
     /* Intervals go to stderr without --interval-file. */
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
@@ -616,16 +628,19 @@ static void test_intervals(void **state)
 
 /* ---- errors, counted and explained ------------------------------------------ */
 
-/* Run against a misbehaving server: -c 1 -n 3, every message fails. */
+/* Run against a misbehaving server: -c 1 -n 3, every message fails. A
+ * short --timeout only where the timeout is what is tested; elsewhere a
+ * stall of the machine must not turn into one. */
 static void against_bad(struct result *r, enum misbehaviour how, int json)
 {
     char port[16];
     port_str(port, sizeof port, bad_server_start(how, 64));
+    const char *timeout = how == STALLS ? "0.3" : "10";
     if (json)
-        bench(r, "-c", "1", "-n", "3", "-s", "64", "--warmup", "0", "--timeout", "0.3",
+        bench(r, "-c", "1", "-n", "3", "-s", "64", "--warmup", "0", "--timeout", timeout,
               "--json", "127.0.0.1", port, NULL);
     else
-        bench(r, "-c", "1", "-n", "3", "-s", "64", "--warmup", "0", "--timeout", "0.3",
+        bench(r, "-c", "1", "-n", "3", "-s", "64", "--warmup", "0", "--timeout", timeout,
               "127.0.0.1", port, NULL);
     bad_server_stop();
     assert_true(r->ms < 30000);
