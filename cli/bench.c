@@ -69,7 +69,8 @@ static void usage(FILE *f)
             "      --warmup SECS     run this long first, not measured (1)\n"
             "  -n, --count N         stop after N messages, answered or failed\n"
             "  -s, --size N|MIN-MAX  message bytes, or a random size per message\n"
-            "                        (64; stream: bytes per write, 64k); k, m suffixes\n"
+            "                        (64; stream: bytes per write, 64k by default and\n"
+            "                        at most); k and m suffixes\n"
             "  -P, --pipeline N      messages in flight per connection (1)\n"
             "  -R, --rate N          messages per second in all (rate mode)\n"
             "      --framing KIND    raw, line or len32 (raw); the echo must match\n"
@@ -247,7 +248,7 @@ static int check_fit(struct bench_cfg *cfg, const struct given *g)
         cfg->size_min = cfg->size_max = BENCH_IO_BUF;
     uint32_t max = !cfg->stream ? BENCH_DGRAM_MAX
                    : m == MODE_CONNECT ? BYTES_MAX
-                   : m == MODE_STREAM ? 1u << 20 : STREAM_MSG_MAX;
+                   : m == MODE_STREAM ? BENCH_IO_BUF : STREAM_MSG_MAX;
     if (cfg->size_max > max) {
         cli_error(CMD, "-s: at most %u bytes %s", max,
                   !cfg->stream ? "in a datagram" : m == MODE_STREAM ? "per write"

@@ -297,7 +297,7 @@ static void dgram_read(struct wctx *w, struct bconn *c)
 
 static void bulk_write(struct wctx *w, struct bconn *c)
 {
-    size_t chunk = w->cfg->size_max < BENCH_IO_BUF ? w->cfg->size_max : BENCH_IO_BUF;
+    size_t chunk = w->cfg->size_max; /* at most BENCH_IO_BUF (checked at start) */
     /* A few writes, then let the other connections have a turn. */
     for (int i = 0; i < 4; i++) {
         ssize_t r = send(c->fd, stream_bytes(c->s_key, c->s_tx), chunk, MSG_NOSIGNAL);
@@ -318,8 +318,7 @@ static void bulk_write(struct wctx *w, struct bconn *c)
 
 static void bulk_read(struct wctx *w, struct bconn *c)
 {
-    size_t cap = w->bufsz < BENCH_IO_BUF ? w->bufsz : BENCH_IO_BUF;
-    ssize_t r = recv(c->fd, w->rxbuf, cap, 0);
+    ssize_t r = recv(c->fd, w->rxbuf, w->bufsz, 0);
     if (r < 0) {
         if (errno != EAGAIN && errno != EINTR)
             io_failed(w, c, errno);

@@ -416,8 +416,6 @@ static int setup(struct wctx *w, struct bench_worker *bw)
     w->n = cfg->conns / cfg->threads + (bw->index < cfg->conns % cfg->threads);
     uint32_t cap = cfg->mode == MODE_PINGPONG || cfg->mode == MODE_RATE ? cfg->pipeline : 1;
     w->bufsz = BENCH_IO_BUF;
-    if (cfg->mode == MODE_STREAM && cfg->size_max > w->bufsz)
-        w->bufsz = cfg->size_max;
     w->conns = calloc(w->n, sizeof *w->conns);
     struct bslot *slots = calloc((size_t)w->n * cap, sizeof *slots);
     w->txbuf = malloc(w->bufsz);
