@@ -122,6 +122,8 @@
 
 #ifdef IOPLEX_HAVE_URING
 
+#include "stream/mailbox.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -524,6 +526,30 @@ static void on_dgram(struct uworker *w, int res)
     arm_dgram(w);
 }
 
+/* ---- posts from other threads (iop_post) ------------------------------------------ */
+
+static void arm_mail(struct uworker *w)
+{
+    if (w->mail_on || !w->mbox)
+        return;
+    io_uring_prep_poll_add(uring_sqe(w, UOP_MAIL), iop__mailbox_fd(w->mbox), POLLIN);
+    w->mail_on = 1;
+}
+
+static int open_mailbox(struct uworker *w)
+{
+    if (!(w->mbox = malloc(sizeof *w->mbox)))
+        return -ENOMEM;
+    int r = iop__mailbox_init(w->mbox, w->s, uring_kick, w); /* this thread owns it */
+    if (r != 0) {
+        free(w->mbox);
+        w->mbox = NULL;
+        return r;
+    }
+    arm_mail(w);
+    return 0;
+}
+
 /* ---- stopping --------------------------------------------------------------------- */
 
 static void on_stop(struct uworker *w)
@@ -604,6 +630,13 @@ static void handle(struct uworker *w, uint64_t ud, int res, unsigned flags)
     case UOP_DGRAM:
         on_dgram(w, res);
         break;
+    case UOP_MAIL:
+        w->mail_on = 0;
+        if (res != -ECANCELED) {
+            iop__mailbox_drain(w->mbox);
+            arm_mail(w);
+        }
+        break;
     default: /* UOP_IGNORE */
         break;
     }
@@ -645,6 +678,8 @@ static int turn(struct uworker *w, int timeout_ms)
         io_uring_cq_advance(&w->ring, n);
         for (unsigned i = 0; i < n; i++)
             handle(w, got[i].ud, got[i].res, got[i].flags);
+        if (w->nkicked)
+            uring_run_kicked(w);
         if (n < CQE_BATCH)
             return 0;
     }
@@ -666,7 +701,7 @@ static int own_listener(struct uworker *w)
 static int worker_ops_on(const struct uworker *w)
 {
     return w->accept_on || w->stop_on || w->sweep_on || w->drain_on || w->resume_on ||
-           w->dgram_on;
+           w->dgram_on || w->mail_on;
 }
 
 /* Cancel the worker's own operations and reap them, bounded. */
@@ -674,7 +709,7 @@ static void worker_quiesce(struct uworker *w)
 {
     w->stopping = 1;
     static const unsigned ops[] = {UOP_ACCEPT, UOP_STOP, UOP_SWEEP, UOP_DRAIN,
-                                   UOP_RESUME, UOP_DGRAM};
+                                   UOP_RESUME, UOP_DGRAM, UOP_MAIL};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         uring_cancel(w, ops[i]);
     uint64_t until = iop__now_ms() + EXIT_REAP_MS;
@@ -703,6 +738,8 @@ static void *worker_main(void *arg)
         r = bufs_setup(w, fallback);
     if (!w->br)
         w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
+    if (r == 0 && (s->svc->flags & IOP_SERVICE_SHARED_STATE))
+        r = open_mailbox(w);
     if (r == 0 && w->listen_fd < 0)
         r = own_listener(w);
     if (r == 0) {
@@ -745,6 +782,11 @@ static void *worker_main(void *arg)
     while (w->lingering.head)
         uring_conn_close(w, (struct uconn *)w->lingering.head, 0);
     uring_conns_free_all(w);
+    if (w->mbox) {
+        iop__mailbox_destroy(w->mbox);
+        free(w->mbox);
+    }
+    free(w->kicked);
     if (w->br)
         munmap(w->br, w->br_bytes);
     free(w->bufs);

@@ -44,6 +44,7 @@ enum {
     UOP_DRAIN,      /* the end of a graceful stop */
     UOP_RESUME,     /* accepting again after EMFILE */
     UOP_DGRAM,      /* recvmsg on a datagram socket */
+    UOP_MAIL,       /* poll on the mailbox's eventfd (iop_post) */
     UOP_LIMIT = 16,
 };
 enum { COP_RECV = 1, COP_SEND = 2, COP_MASK = 7 };
@@ -100,6 +101,13 @@ struct uworker {
     struct iovec diov;
     struct sockaddr_storage daddr;
     char *scratch;
+    /* IOP_SERVICE_SHARED_STATE: iop_post() from other threads lands in
+     * the mailbox; connections given output outside their own completions
+     * are "kicked" and settled at the end of the batch. */
+    struct iop__mailbox *mbox;
+    int mail_on;
+    struct uconn **kicked;
+    size_t nkicked, kickcap;
     struct ulist active, lingering, dying;
     size_t nconns;          /* allocated, not yet freed */
     size_t high_water, low_water;
@@ -131,6 +139,9 @@ void uring_sweep(struct uworker *w);
 void uring_arm_sweep(struct uworker *w);
 /* Free what is left after the ring is gone (ops abandoned at a forced exit). */
 void uring_conns_free_all(struct uworker *w);
+/* The mailbox's hook, and the settling of what it kicked. */
+void uring_kick(iop_conn *c, void *arg);
+void uring_run_kicked(struct uworker *w);
 
 static inline uint64_t uring_ud(struct uconn *u, unsigned op)
 {

@@ -16,6 +16,8 @@
 
 #ifdef IOPLEX_HAVE_URING
 
+#include "stream/mailbox.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +100,14 @@ void uring_conn_close(struct uworker *w, struct uconn *u, int err)
         iop_report(w->s, IOP_LOG_DEBUG, "connection %s: %s",
                    iop_conn_peer_name(c), iop_strerror(err));
     notify_close(c, err);
+    if (w->mbox) /* on_close has returned: nothing can be posted to c now */
+        iop__mailbox_purge(w->mbox, c);
+    if (c->flags & IOP__CONN_KICKED) {
+        for (size_t i = 0; i < w->nkicked; i++)
+            if (w->kicked[i] == u)
+                w->kicked[i] = NULL;
+        c->flags &= ~IOP__CONN_KICKED;
+    }
     list_remove((c->flags & IOP__CONN_LINGER) ? &w->lingering : &w->active, c);
     u->dead = 1;
     list_append(&w->dying, c);
@@ -244,8 +254,9 @@ static int take_input(struct uworker *w, struct uconn *u, const char *data, size
 
 static void peer_eof(iop_conn *c)
 {
-    c->flags |= IOP__CONN_PEER_EOF | IOP__CONN_CLOSING;
-    iop__conn_eof(c);
+    c->flags |= IOP__CONN_PEER_EOF;
+    iop__conn_eof(c); /* a last line without "\n": before CLOSING, which skips it */
+    c->flags |= IOP__CONN_CLOSING;
 }
 
 /* Stopping: answer what has arrived (read synchronously, now that no recv
@@ -385,6 +396,7 @@ void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *p
     iop_conn *c = &u->c;
     iop__conn_init(c, w->s, fd, peer, len);
     c->owner = w;
+    c->mbox = w->mbox;
     c->last_active = w->now;
     w->nconns++;
     list_append(&w->active, c);
@@ -444,6 +456,47 @@ void uring_sweep(struct uworker *w)
         uring_conn_close(w, of(w->active.head), -ETIMEDOUT);
     }
     uring_arm_sweep(w);
+}
+
+/* ---- posts (iop_post) ------------------------------------------------------------------ */
+
+/* The mailbox's hook: c got output outside its own completions, maybe
+ * inside another connection's callback with the service's lock held, so
+ * only note it; uring_run_kicked() settles it at the end of the batch. */
+void uring_kick(iop_conn *c, void *arg)
+{
+    struct uworker *w = arg;
+    if (c->flags & IOP__CONN_KICKED)
+        return;
+    if (w->nkicked == w->kickcap) {
+        size_t cap = w->kickcap ? w->kickcap * 2 : 16;
+        struct uconn **k = realloc(w->kicked, cap * sizeof *k);
+        if (!k)
+            return; /* written at the connection's next completion instead */
+        w->kicked = k;
+        w->kickcap = cap;
+    }
+    w->kicked[w->nkicked++] = of(c);
+    c->flags |= IOP__CONN_KICKED;
+}
+
+void uring_run_kicked(struct uworker *w)
+{
+    while (w->nkicked > 0) { /* settling may close, and closing may kick more */
+        struct uconn *u = w->kicked[--w->nkicked];
+        if (!u)
+            continue;
+        iop_conn *c = &u->c;
+        c->flags &= ~IOP__CONN_KICKED;
+        if (u->dead || (c->flags & IOP__CONN_LINGER))
+            continue;
+        if (c->flags & IOP__CONN_OVERFLOW) {
+            iop__mailbox_report_overflow(c);
+            uring_conn_close(w, u, -ENOBUFS);
+        } else {
+            settle(w, u);
+        }
+    }
 }
 
 void uring_conns_free_all(struct uworker *w)

@@ -65,6 +65,8 @@ static const struct model_cfg configs[] = {
     {"epoll-w2", "epoll", "2"},
     {"pool", "pool", NULL},  /* blocking path on a pool's threads */
     {"aio", "aio", NULL},
+    {"uring", "uring", NULL}, /* skipped where liburing was not found */
+    {"uring-w2", "uring", "2"},
 };
 
 /* ---- clients with a buffered line reader ------------------------------------ */
