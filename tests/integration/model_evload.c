@@ -712,11 +712,12 @@ static void emfile(void **state)
         CHECK(&s, send(fd[i], msg[i], strlen(msg[i]), MSG_NOSIGNAL) == (ssize_t)strlen(msg[i]));
     }
 
-    /* Collect answers for a while: those accepted answer at once. */
+    /* Collect answers: those accepted answer at once. Until 300 ms pass
+     * without a new one (at most 3 s). */
     int nserved = 0;
     struct pollfd pfs[EMFILE_CLIENTS];
-    long long until = now_ms() + 1500;
-    while (now_ms() < until) {
+    long long until = now_ms() + 3000, last_new = now_ms();
+    while (now_ms() < until && (nserved == 0 || now_ms() - last_new < 300)) {
         int n = 0, idx[EMFILE_CLIENTS];
         for (int i = 0; i < EMFILE_CLIENTS; i++)
             if (!served[i]) {
@@ -733,6 +734,7 @@ static void emfile(void **state)
                 CHECK(&s, got == (ssize_t)strlen(msg[i]) && memcmp(buf, msg[i], (size_t)got) == 0);
                 served[i] = 1;
                 nserved++;
+                last_new = now_ms();
             }
     }
     fprintf(stderr, "emfile: %d descriptors open at start, %d of %d clients served "
@@ -807,8 +809,8 @@ static void idle_timeout(void **state)
     int active = client_connect(&s);
     CHECK(&s, silent >= 0 && active >= 0);
     long long t0 = now_ms(), closed_at = -1;
-    /* 3 s: the active client sends every 200 ms; watch the silent one. */
-    while (now_ms() - t0 < 3000) {
+    /* 2.5 s: the active client sends every 200 ms; watch the silent one. */
+    while (now_ms() - t0 < 2500) {
         CHECK(&s, echo_once(active, 1 + rng_next(&sd) % 64, &sd));
         if (closed_at < 0 && wait_readable(silent, 200) == 1) {
             closed_at = now_ms();

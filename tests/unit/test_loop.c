@@ -572,8 +572,8 @@ static void wake_from_thread(void **state)
     for (int round = 0; round < 3; round++) {
         struct waker w = {.l = f->l, .delay_ms = 100};
         pthread_t t;
+        uint64_t t0 = iop__now_ms(); /* before the thread starts counting */
         assert_int_equal(pthread_create(&t, NULL, waker_main, &w), 0);
-        uint64_t t0 = iop__now_ms();
         int r = iop__loop_run(f->l); /* no guard: that is the point */
         atomic_store(&w.returned, 1);
         uint64_t took = iop__now_ms() - t0;
