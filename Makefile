@@ -3,7 +3,8 @@
 #   make        build (warnings are errors)
 #   make test   the whole suite, then again under ASan + UBSan, then the
 #               threaded parts under TSan
-#   make demo   the course's exchange over every transport
+#   make demo   every model side by side (ioplex compare --quick), then the
+#               course's exchange over every transport
 #   make bench  the benchmarks (bench/; never part of the tests)
 
 JOBS ?= 2
@@ -53,6 +54,7 @@ test-tsan: setup build-tsan/CMakeCache.txt
 test: test-normal test-asan test-tsan
 
 demo: build
+	build/ioplex compare --quick --out compare-out
 	sh scripts/demo.sh build/ioplex
 
 bench: setup

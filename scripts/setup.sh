@@ -5,7 +5,7 @@
 # gives the uring model; without it that model is left out.
 set -eu
 
-PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq liburing-dev"
+PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq liburing-dev gnuplot-nox"
 
 missing=""
 for p in $PACKAGES; do
