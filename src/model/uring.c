@@ -2,7 +2,8 @@
  * uring: the completion-based model, on io_uring (liburing). Not readiness
  * emulated: the kernel does the accepts, receives and sends, and the loop
  * only reacts to what has been done. The connection's half is in
- * uring_conn.c; uring.h has what the two share.
+ * uring_conn.c, the receive buffers in uring_buf.c; uring.h has what they
+ * share.
  *
  * The flow. Each worker owns one ring and runs one loop:
  *     publish returned buffers; io_uring_submit_and_wait(1)  -- one syscall
@@ -131,7 +132,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -144,8 +144,6 @@
 #define HIGH_WATER_DEFAULT (256 * 1024)
 
 _Static_assert(alignof(max_align_t) >= 8, "user_data keeps the op in 3 low bits");
-_Static_assert((URING_BUF_COUNT & (URING_BUF_COUNT - 1)) == 0 &&
-                   (URING_INC_COUNT & (URING_INC_COUNT - 1)) == 0, "powers of two");
 
 /* ---- the check: can io_uring be used here at all? ------------------------------ */
 
@@ -212,7 +210,7 @@ static void arm_timeout(struct uworker *w, unsigned op, struct __kernel_timespec
     io_uring_prep_timeout(uring_sqe(w, op), ts, 0, 0);
 }
 
-/* ---- the ring and its buffers ------------------------------------------------------ */
+/* ---- the ring ---------------------------------------------------------------------- */
 
 static int ring_init(struct uworker *w, const char **mode)
 {
@@ -243,129 +241,6 @@ static int ring_init(struct uworker *w, const char **mode)
             break;
     }
     return r;
-}
-
-#ifndef IOU_PBUF_RING_INC /* liburing before 2.8 */
-#define IOU_PBUF_RING_INC 2
-#endif
-#ifndef IORING_CQE_F_BUF_MORE
-#define IORING_CQE_F_BUF_MORE (1U << 4)
-#endif
-
-/* Register a ring of count buffers of size bytes; inc: incremental. */
-static int bufring_try(struct uworker *w, unsigned count, unsigned size, int inc)
-{
-    size_t bytes = count * sizeof(struct io_uring_buf);
-    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED)
-        return -errno;
-    struct io_uring_buf_reg reg;
-    memset(&reg, 0, sizeof reg);
-    reg.ring_addr = (unsigned long)(uintptr_t)mem;
-    reg.ring_entries = count;
-    reg.bgid = URING_BGID;
-    reg.pad = inc ? IOU_PBUF_RING_INC : 0; /* the flags field of newer headers */
-    int r = -ENOMEM;
-    w->bufs = malloc((size_t)count * size);
-    w->buf_off = calloc(count, sizeof *w->buf_off);
-    if (w->bufs && w->buf_off)
-        r = io_uring_register_buf_ring(&w->ring, &reg, 0);
-    if (r != 0) {
-        free(w->bufs);
-        free(w->buf_off);
-        w->bufs = NULL;
-        w->buf_off = NULL;
-        munmap(mem, bytes);
-        return r;
-    }
-    w->br = mem;
-    w->br_bytes = bytes;
-    w->buf_count = count;
-    w->buf_size = size;
-    w->inc = inc;
-    io_uring_buf_ring_init(w->br);
-    int mask = io_uring_buf_ring_mask(count);
-    for (unsigned i = 0; i < count; i++)
-        io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * size, size, (unsigned short)i,
-                              mask, (int)i);
-    io_uring_buf_ring_advance(w->br, (int)count);
-    return 0;
-}
-
-/* No ring (before 5.19): the same buffers, given the old way. Done before
- * anything else is in flight, so the one CQE to wait for is its own. */
-static int bufs_provide(struct uworker *w)
-{
-    w->buf_count = URING_BUF_COUNT;
-    w->buf_size = URING_BUF_SIZE;
-    if (!(w->bufs = malloc((size_t)w->buf_count * w->buf_size)))
-        return -ENOMEM;
-    struct io_uring_sqe *sqe = uring_sqe(w, UOP_IGNORE);
-    io_uring_prep_provide_buffers(sqe, w->bufs, (int)w->buf_size, (int)w->buf_count,
-                                  URING_BGID, 0);
-    struct io_uring_cqe *cqe;
-    int r = io_uring_submit_and_wait(&w->ring, 1);
-    if (r >= 0)
-        r = io_uring_peek_cqe(&w->ring, &cqe);
-    if (r == 0) {
-        r = cqe->res < 0 ? cqe->res : 0;
-        io_uring_cqe_seen(&w->ring, cqe);
-    }
-    return r;
-}
-
-static int bufs_setup(struct uworker *w, int fallback)
-{
-    if (fallback < 1 && bufring_try(w, URING_INC_COUNT, URING_INC_SIZE, 1) == 0)
-        return 0;
-    if (fallback < 3 && bufring_try(w, URING_BUF_COUNT, URING_BUF_SIZE, 0) == 0)
-        return 0;
-    int r = bufs_provide(w);
-    if (r != 0)
-        iop_report(w->s, IOP_LOG_ERROR, "io_uring: cannot provide receive buffers: %s "
-                   "(Linux 5.7 or later is needed)", strerror(-r));
-    return r;
-}
-
-/* Where a recv CQE's bytes are. *ret is set to the buffer id if this CQE
- * ends the application's use of it (return it after use), else -1. */
-const char *uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned flags,
-                           int *ret)
-{
-    char *base = w->bufs + (size_t)bid * w->buf_size;
-    *ret = (int)bid;
-    if (!w->inc)
-        return base;
-    /* Incremental: this recv's bytes follow the previous ones in the same
-     * buffer; the kernel goes on filling it while BUF_MORE is set. */
-    const char *p = base + w->buf_off[bid];
-    if (res > 0)
-        w->buf_off[bid] += (unsigned)res;
-    if (flags & IORING_CQE_F_BUF_MORE)
-        *ret = -1;
-    return p;
-}
-
-void uring_buf_return(struct uworker *w, unsigned bid)
-{
-    if (!w->br) {
-        io_uring_prep_provide_buffers(uring_sqe(w, UOP_IGNORE),
-                                      w->bufs + (size_t)bid * w->buf_size,
-                                      (int)w->buf_size, 1, URING_BGID, (int)bid);
-        return;
-    }
-    w->buf_off[bid] = 0;
-    io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->buf_size, w->buf_size,
-                          (unsigned short)bid, io_uring_buf_ring_mask(w->buf_count),
-                          w->buf_pending++);
-}
-
-static void bufs_publish(struct uworker *w)
-{
-    if (w->buf_pending) {
-        io_uring_buf_ring_advance(w->br, w->buf_pending);
-        w->buf_pending = 0;
-    }
 }
 
 /* ---- accepting -------------------------------------------------------------------- */
@@ -647,7 +522,7 @@ static void handle(struct uworker *w, uint64_t ud, int res, unsigned flags)
 static int turn(struct uworker *w, int timeout_ms)
 {
     if (w->br)
-        bufs_publish(w);
+        uring_bufs_publish(w);
     int r;
     if (timeout_ms >= 0) {
         struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
@@ -735,7 +610,7 @@ static void *worker_main(void *arg)
     if (r == 0 && !(w->scratch = malloc(URING_SCRATCH)))
         r = -ENOMEM;
     if (r == 0 && !w->dgram)
-        r = bufs_setup(w, fallback);
+        r = uring_bufs_setup(w, fallback);
     if (!w->br)
         w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
     if (r == 0 && (s->svc->flags & IOP_SERVICE_SHARED_STATE))
@@ -787,10 +662,7 @@ static void *worker_main(void *arg)
         free(w->mbox);
     }
     free(w->kicked);
-    if (w->br)
-        munmap(w->br, w->br_bytes);
-    free(w->bufs);
-    free(w->buf_off);
+    uring_bufs_free(w);
     free(w->scratch);
     if (w->owns_listener && w->listen_fd >= 0)
         close(w->listen_fd);

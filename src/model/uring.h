@@ -1,8 +1,8 @@
 /*
- * What the two halves of the uring model share (design: uring.c):
- * uring.c has the ring, the workers, accepting, datagrams and stopping;
+ * What the parts of the uring model share (design: uring.c): uring.c
+ * has the ring, the workers, accepting, datagrams and stopping;
  * uring_conn.c the stream connection's path (recv, send, watermarks,
- * lingering close, idle timeout). Nothing here is locked: a worker, its
+ * lingering close, idle timeout); uring_buf.c the receive buffers. Nothing here is locked: a worker, its
  * ring and its connections belong to one thread.
  */
 #ifndef IOP_MODEL_URING_H
@@ -119,12 +119,20 @@ struct uworker {
     int result;
 };
 
-/* uring.c */
-struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data);
-void uring_cancel(struct uworker *w, uint64_t user_data);
+/* uring_buf.c: the receive buffers */
+int uring_bufs_setup(struct uworker *w, int fallback);
+/* Make the buffers returned since the last call visible to the kernel. */
+void uring_bufs_publish(struct uworker *w);
+void uring_bufs_free(struct uworker *w);
+/* Where a recv CQE's bytes are; *ret: the buffer id to give back with
+ * uring_buf_return() once they are used, or -1 (still the kernel's). */
 const char *uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned flags,
                            int *ret);
 void uring_buf_return(struct uworker *w, unsigned bid);
+
+/* uring.c */
+struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data);
+void uring_cancel(struct uworker *w, uint64_t user_data);
 /* A connection's descriptor was closed and its memory freed. */
 void uring_conn_closed(struct uworker *w);
 
