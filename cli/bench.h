@@ -71,6 +71,7 @@ struct bench_counters {
     uint64_t late;         /* datagram answers that came after their timeout */
     uint64_t idle_closes;  /* connections the server closed while idle */
     uint64_t unfinished;   /* measured messages still unanswered at the end */
+    uint64_t never_sent;   /* rate: due, never sent by the end (in timed out) */
     /* Everything, warm-up included: only for the live progress line. */
     uint64_t all_answered, all_sent, all_recv;
     uint64_t open_now;

@@ -47,6 +47,7 @@ void bench_add_counters(struct bench_counters *sum, const struct bench_counters 
     sum->late += c->late;
     sum->idle_closes += c->idle_closes;
     sum->unfinished += c->unfinished;
+    sum->never_sent += c->never_sent;
     sum->all_answered += c->all_answered;
     sum->all_sent += c->all_sent;
     sum->all_recv += c->all_recv;
@@ -119,6 +120,14 @@ void bench_explain(char *buf, size_t len, const struct bench_result *r, enum ben
                                           : plural(n, "message or connect got",
                                                    "messages or connects got"),
                  t, cfg->stream ? "" : ", or datagrams were lost");
+        if (r->c.never_sent) {
+            size_t used = strlen(buf);
+            snprintf(buf + used, len - used, " %" PRIu64 " of them %s never sent: %.0f/s "
+                     "is more than %u %s with %u in flight each could carry at the "
+                     "server's speed.", r->c.never_sent,
+                     plural(r->c.never_sent, "was", "were"), cfg->rate, cfg->conns,
+                     plural(cfg->conns, "connection", "connections"), cfg->pipeline);
+        }
         if (cfg->mode == MODE_STREAM) /* "made no answer" reads badly */
             snprintf(buf, len, "%" PRIu64 " %s no progress within %s (--timeout): the "
                      "server stopped reading or writing.", n,
@@ -361,6 +370,8 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     json_errors(f, c);
     fprintf(f, ",\"late_answers\":%" PRIu64 ",\"idle_closes\":%" PRIu64, c->late,
             c->idle_closes);
+    fputs(",\"never_sent\":", f);
+    json_num(f, (double)c->never_sent, cfg->mode == MODE_RATE);
     fputs(",\"in_flight_at_end\":", f);
     json_num(f, (double)c->unfinished, msgs);
     fputs(",\"explanations\":[", f);
