@@ -572,16 +572,15 @@ static void wake_from_thread(void **state)
     for (int round = 0; round < 3; round++) {
         struct waker w = {.l = f->l, .delay_ms = 100};
         pthread_t t;
-        uint64_t t0 = iop__now_ms(); /* before the thread starts counting */
         assert_int_equal(pthread_create(&t, NULL, waker_main, &w), 0);
-        int r = iop__loop_run(f->l); /* no guard: that is the point */
+        /* No guard: if the wake-up did not work this would block, and
+         * ctest's TIMEOUT would fail the test. No bound on the time
+         * taken: a loaded machine may delay any thread. */
+        int r = iop__loop_run(f->l);
         atomic_store(&w.returned, 1);
-        uint64_t took = iop__now_ms() - t0;
         pthread_join(t, NULL);
         assert_int_equal(r, 0);
-        assert_false(atomic_load(&w.early));
-        assert_true(took >= 2 * (uint64_t)w.delay_ms - 5);
-        assert_true(took < 2 * (uint64_t)w.delay_ms + 2000);
+        assert_false(atomic_load(&w.early)); /* not before the wake-up */
     }
 }
 
