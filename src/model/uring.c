@@ -657,6 +657,7 @@ static void *worker_main(void *arg)
     while (w->lingering.head)
         uring_conn_close(w, (struct uconn *)w->lingering.head, 0);
     uring_conns_free_all(w);
+    uring_slots_free(w);
     if (w->mbox) {
         iop__mailbox_destroy(w->mbox);
         free(w->mbox);

@@ -28,6 +28,7 @@
 #define URING_BUF_COUNT 256
 #define URING_BGID 1          /* the buffer group of every worker's ring */
 #define URING_SEND_IOV 16     /* output chunks per send */
+#define URING_SMALL_SEND 512  /* output up to this is copied into a slot and sent */
 #define URING_SCRATCH 65536   /* synchronous reads at stop, datagrams */
 
 /*
@@ -62,6 +63,10 @@ struct uconn {
      * freed when the output queue empties, so an idle connection is this
      * struct alone. */
     struct usendmsg *sm;
+    /* A small send in flight: its bytes, copied out of the output queue
+     * (which freed them at once), from the worker's slots. */
+    char *slot;
+    unsigned short slot_off, slot_len;
 };
 
 struct usendmsg {
@@ -108,6 +113,7 @@ struct uworker {
     int mail_on;
     struct uconn **kicked;
     size_t nkicked, kickcap;
+    void *slots;            /* free small-send slots (URING_SMALL_SEND bytes) */
     struct ulist active, lingering, dying;
     size_t nconns;          /* allocated, not yet freed */
     size_t high_water, low_water;
@@ -147,6 +153,7 @@ void uring_sweep(struct uworker *w);
 void uring_arm_sweep(struct uworker *w);
 /* Free what is left after the ring is gone (ops abandoned at a forced exit). */
 void uring_conns_free_all(struct uworker *w);
+void uring_slots_free(struct uworker *w);
 /* The mailbox's hook, and the settling of what it kicked. */
 void uring_kick(iop_conn *c, void *arg);
 void uring_run_kicked(struct uworker *w);

@@ -67,6 +67,35 @@ static void touch(struct uworker *w, struct uconn *u)
     }
 }
 
+/* Small sends: the slots come from a free list of the worker's and go
+ * back to it, so malloc's heap does not grow and shrink with the number
+ * of sends in flight (one output chunk each, held until its completion),
+ * which costs page faults on every batch. */
+static char *slot_get(struct uworker *w)
+{
+    void *p = w->slots;
+    if (p) {
+        memcpy(&w->slots, p, sizeof(void *));
+        return p;
+    }
+    return malloc(URING_SMALL_SEND);
+}
+
+static void slot_put(struct uworker *w, char *p)
+{
+    memcpy(p, &w->slots, sizeof(void *));
+    w->slots = p;
+}
+
+void uring_slots_free(struct uworker *w)
+{
+    char *p;
+    while ((p = w->slots) != NULL) {
+        memcpy(&w->slots, p, sizeof(void *));
+        free(p);
+    }
+}
+
 /* ---- closing ------------------------------------------------------------------ */
 
 static void notify_close(iop_conn *c, int err)
@@ -86,6 +115,8 @@ static void maybe_free(struct uworker *w, struct uconn *u)
     close(u->c.fd);
     iop__conn_release(&u->c);
     free(u->sm);
+    if (u->slot)
+        slot_put(w, u->slot);
     free(u);
     w->nconns--;
     uring_conn_closed(w);
@@ -143,23 +174,50 @@ static void arm_recv(struct uworker *w, struct uconn *u)
 /* One send of what is queued: a plain send for one chunk, a sendmsg over
  * up to URING_SEND_IOV chunks otherwise. The chunks stay where they are
  * until the completion says how much the socket took. */
+static void send_slot(struct uworker *w, struct uconn *u)
+{
+    io_uring_prep_send(uring_sqe(w, uring_ud(u, COP_SEND)), u->c.fd, u->slot + u->slot_off,
+                       (size_t)(u->slot_len - u->slot_off), MSG_NOSIGNAL);
+    u->send_on = 1;
+    u->inflight++;
+}
+
+/* One send of what is queued: small output copied into a slot; else a
+ * plain send for one chunk, a sendmsg over up to URING_SEND_IOV chunks
+ * otherwise. The chunks stay where they are until the completion says
+ * how much the socket took. */
 static void start_send(struct uworker *w, struct uconn *u)
 {
-    if (u->send_on || u->dead || u->c.out.bytes == 0)
+    iop_conn *c = &u->c;
+    if (u->send_on || u->dead || c->out.bytes == 0)
         return;
+    if (c->out.bytes <= URING_SMALL_SEND && (u->slot = slot_get(w)) != NULL) {
+        struct iovec iov[URING_SEND_IOV];
+        int n = iop_outq_iov(&c->out, iov, URING_SEND_IOV);
+        size_t len = 0;
+        for (int i = 0; i < n; i++) {
+            memcpy(u->slot + len, iov[i].iov_base, iov[i].iov_len);
+            len += iov[i].iov_len;
+        }
+        iop_outq_consume(&c->out, len);
+        u->slot_off = 0;
+        u->slot_len = (unsigned short)len;
+        send_slot(w, u);
+        return;
+    }
     struct iovec one;
-    int n = iop_outq_iov(&u->c.out, &one, 1);
+    int n = iop_outq_iov(&c->out, &one, 1);
     if (n == 0)
         return;
-    if (one.iov_len < u->c.out.bytes && (u->sm || (u->sm = malloc(sizeof *u->sm)))) {
-        n = iop_outq_iov(&u->c.out, u->sm->iov, URING_SEND_IOV);
+    if (one.iov_len < c->out.bytes && (u->sm || (u->sm = malloc(sizeof *u->sm)))) {
+        n = iop_outq_iov(&c->out, u->sm->iov, URING_SEND_IOV);
         memset(&u->sm->msg, 0, sizeof u->sm->msg);
         u->sm->msg.msg_iov = u->sm->iov;
         u->sm->msg.msg_iovlen = (size_t)n;
-        io_uring_prep_sendmsg(uring_sqe(w, uring_ud(u, COP_SEND)), u->c.fd, &u->sm->msg,
+        io_uring_prep_sendmsg(uring_sqe(w, uring_ud(u, COP_SEND)), c->fd, &u->sm->msg,
                               MSG_NOSIGNAL);
     } else { /* one chunk (or no memory for more) */
-        io_uring_prep_send(uring_sqe(w, uring_ud(u, COP_SEND)), u->c.fd, one.iov_base,
+        io_uring_prep_send(uring_sqe(w, uring_ud(u, COP_SEND)), c->fd, one.iov_base,
                            one.iov_len, MSG_NOSIGNAL);
     }
     u->send_on = 1;
@@ -210,8 +268,8 @@ static void settle(struct uworker *w, struct uconn *u)
     }
     if (c->out.bytes > 0) {
         start_send(w, u);
-    } else if (c->flags & IOP__CONN_CLOSING) {
-        finish(w, u);
+    } else if ((c->flags & IOP__CONN_CLOSING) && !u->send_on) {
+        finish(w, u); /* (a small send in flight has left the queue empty) */
         return;
     }
     if (c->out.bytes >= w->high_water)
@@ -362,7 +420,17 @@ static void on_send(struct uworker *w, struct uconn *u, int res)
         uring_conn_close(w, u, res < 0 ? res : -EPIPE);
         return;
     }
-    iop_outq_consume(&u->c.out, (size_t)res);
+    if (u->slot) {
+        u->slot_off = (unsigned short)(u->slot_off + res);
+        if (u->slot_off < u->slot_len) { /* a partial send: the rest first */
+            send_slot(w, u);
+            return;
+        }
+        slot_put(w, u->slot);
+        u->slot = NULL;
+    } else {
+        iop_outq_consume(&u->c.out, (size_t)res);
+    }
     if (u->c.out.bytes == 0 && u->sm) {
         free(u->sm);
         u->sm = NULL;
