@@ -178,8 +178,8 @@ static int uring_check(char *err)
 
 struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-    for (int i = 0; !sqe && !w->broken && i < 1000; i++) {
+    struct io_uring_sqe *sqe = w->ring_ok ? io_uring_get_sqe(&w->ring) : NULL;
+    for (int i = 0; !sqe && w->ring_ok && !w->broken && i < 1000; i++) {
         /* The SQ is full: hand what is there to the kernel. */
         int r = io_uring_submit(&w->ring);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
@@ -187,9 +187,10 @@ struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data)
         sqe = io_uring_get_sqe(&w->ring);
     }
     if (!sqe) {
-        /* The ring is broken: the operation goes nowhere, and the loop
-         * ends with the error (what is left is freed at the exit). */
-        if (!w->broken)
+        /* The ring is broken (or gone, at the exit): the operation goes
+         * nowhere, and the loop ends with the error (what is left is
+         * freed at the exit). */
+        if (!w->broken && w->ring_ok)
             w->broken = -EBUSY;
         sqe = &w->sink;
     }
@@ -650,7 +651,9 @@ static void *worker_main(void *arg)
         if (w->br)
             io_uring_unregister_buf_ring(&w->ring, URING_BGID);
         io_uring_queue_exit(&w->ring);
+        w->ring_ok = 0; /* from here on, SQEs go to w->sink */
     }
+    w->stopping = 1; /* nothing is armed again */
     /* Whatever is left had an operation the ring took with it. */
     while (w->active.head)
         uring_conn_close(w, (struct uconn *)w->active.head, -ECANCELED);
