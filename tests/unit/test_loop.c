@@ -116,6 +116,7 @@ struct rec_timer {
     struct iop__timer t;
     int id;
     uint64_t fired_at;
+    uint64_t when; /* the deadline it fired for */
     int fires;
 };
 
@@ -128,6 +129,7 @@ static void on_rec(iop_loop *l, void *arg)
     struct rec_timer *r = arg;
     r->fires++;
     r->fired_at = iop__now_ms();
+    r->when = r->t.when;
     if (norder < (int)(sizeof order / sizeof order[0]))
         order[norder++] = r->id;
     if (norder == expect_fires)
@@ -151,16 +153,24 @@ static void timers_in_order(void **state)
         iop__timer_start(f->l, &r[i].t, (uint64_t)after[i], on_rec, &r[i]);
         assert_true(iop__timer_active(&r[i].t));
     }
+    uint64_t setup_ms = iop__now_ms() - t0;
     struct iop__timer guard;
     run_guarded(f->l, &guard, GUARD_MS);
     assert_false(guard_fired);
     assert_int_equal(norder, N);
+    /* Deadline order. The deadlines are 10 ms apart as long as starting
+     * the six timers takes a few ms; a slower start (TSan under load) may
+     * reorder the deadlines themselves: then only their order is checked. */
     static const int want[] = {3, 1, 4, 2, 0, 5};
     for (int i = 0; i < N; i++) {
-        assert_int_equal(order[i], want[i]);
+        if (setup_ms < 5)
+            assert_int_equal(order[i], want[i]);
+        if (i > 0)
+            assert_true(r[order[i - 1]].when <= r[order[i]].when);
         assert_int_equal(r[i].fires, 1);
         assert_false(iop__timer_active(&r[i].t));
         assert_true(r[i].fired_at >= t0 + (uint64_t)after[i]);
+        assert_true(r[i].fired_at >= r[i].when);
     }
 }
 
@@ -228,13 +238,15 @@ static void restart_moves_timer(void **state)
     iop__timer_start(f->l, &c.t, 15, on_rec, &c);  /* earlier: first */
     periodic_left = 3;
     iop__timer_start(f->l, &p.t, 70, on_periodic, &p); /* 70, 75, 80 */
+    uint64_t setup_ms = iop__now_ms() - t0;
     struct iop__timer guard;
     run_guarded(f->l, &guard, GUARD_MS);
     assert_false(guard_fired);
     assert_int_equal(norder, 6);
     static const int want[] = {2, 1, 0, 3, 3, 3};
-    for (int i = 0; i < 6; i++)
-        assert_int_equal(order[i], want[i]);
+    if (setup_ms < 5) /* else the deadlines themselves may be out of order */
+        for (int i = 0; i < 6; i++)
+            assert_int_equal(order[i], want[i]);
     assert_int_equal(a.fires, 1);
     assert_int_equal(c.fires, 1);
     assert_int_equal(p.fires, 3);
