@@ -34,6 +34,8 @@
  * listen backlog until the current one leaves.
  *
  * One room per server: a process running two chat servers has two rooms.
+ * With -v the server logs "chat: user3 has joined" and "... has left"
+ * once the room has changed.
  */
 #include "ioplex.h"
 
@@ -62,12 +64,14 @@ static void broadcast(const struct member *from, const char *line, size_t len)
             iop_post(m->conn, line, len); /* -ENOMEM: that receiver misses it */
 }
 
+/* Tell the room, and the server's log at debug level (-v). */
 static void announce(const struct member *who, const char *what)
 {
     char line[64];
     int n = snprintf(line, sizeof line, "* user%" PRIu64 " has %s\n",
                      iop_conn_id(who->conn), what);
     broadcast(who, line, (size_t)n);
+    iop_report(who->server, IOP_LOG_DEBUG, "chat: %.*s", n - 3, line + 2);
 }
 
 static void chat_open(iop_conn *c)

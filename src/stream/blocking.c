@@ -29,16 +29,21 @@ static int closing(const iop_conn *c) { return c->flags & IOP__CONN_CLOSING; }
 
 /* With a mailbox: wait until the socket is ready for `events`, delivering
  * posts meanwhile. Returns 1 if the socket is ready, 0 if only posts came
- * (or a signal), -ENOBUFS if a post overflowed the output queue. */
+ * (or a signal, or the stop), -ENOBUFS if a post overflowed the output
+ * queue. Waiting to write, the stop pipe is watched too, so the drain_ms
+ * bound of a stop applies at once (the stop shuts only the reading side,
+ * which does not end a wait for POLLOUT); waiting to read, the stop's
+ * SHUT_RD ends it, and the pipe, readable for good, would spin. */
 static int wait_socket_or_mail(iop_conn *c, short events)
 {
     if (c->flags & IOP__CONN_OVERFLOW) /* by a post from this very thread */
         return -ENOBUFS;
-    struct pollfd p[2] = {
+    struct pollfd p[3] = {
         {.fd = c->fd, .events = events},
         {.fd = iop__mailbox_fd(c->mbox), .events = POLLIN},
+        {.fd = c->server->stop_pipe[0], .events = POLLIN},
     };
-    if (poll(p, 2, -1) < 0)
+    if (poll(p, events == POLLOUT ? 3 : 2, -1) < 0)
         return errno == EINTR ? 0 : -errno;
     if (p[1].revents & POLLIN)
         iop__mailbox_drain(c->mbox);
