@@ -25,6 +25,9 @@
  *                   spread over the workers' own listeners; -w 2 on Unix
  *   lazy_memory     1,000 idle connections (900 under select) add less
  *                   than 1 KiB of RSS each
+ *   select_fd_setsize  (select only) 1,100 clients: those whose descriptor
+ *                   would pass FD_SETSIZE are closed at once, the others
+ *                   served, and the server goes on
  *
  * Sanitizer builds (the server is built with the same flags): the load
  * keeps its 1,000 clients but does 30 round trips each instead of 100
@@ -55,6 +58,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -1026,6 +1030,88 @@ static void lazy_memory(void **state)
     stop(&s);
 }
 
+/* ---- select and FD_SETSIZE ------------------------------------------------------ */
+
+#define SETSIZE_CLIENTS 1100
+
+/* select: connections whose descriptor would be >= FD_SETSIZE are closed
+ * at once (with one report), never watched (FD_SET() past the bitmap
+ * would corrupt memory: ASan would see it); those below are served, and
+ * the server goes on serving once descriptors are free again. */
+static void select_fd_setsize(void **state)
+{
+    (void)state;
+    struct server s;
+    start(&s, "tcp4", NULL);
+    sleep_ms(200); /* the loop's own descriptors exist once it runs */
+    int fds0 = count_fds(s.pid);
+    CHECK(&s, fds0 > 0);
+    static int fd[SETSIZE_CLIENTS];
+    static int outcome[SETSIZE_CLIENTS]; /* 0 waiting, 1 echoed, 2 closed */
+    memset(outcome, 0, sizeof outcome);
+    for (int i = 0; i < SETSIZE_CLIENTS; i++) {
+        fd[i] = nb_connect(&s);
+        CHECK(&s, fd[i] >= 0);
+    }
+    for (int i = 0; i < SETSIZE_CLIENTS; i++) {
+        struct pollfd pf = {.fd = fd[i], .events = POLLOUT};
+        CHECK(&s, poll(&pf, 1, IO_MS) == 1);
+        /* Refused ones may already be closed: a reset is an outcome too. */
+        if (send(fd[i], "x", 1, MSG_NOSIGNAL) != 1)
+            outcome[i] = 2;
+    }
+    static struct pollfd pfs[SETSIZE_CLIENTS];
+    static int idx[SETSIZE_CLIENTS];
+    int echoed = 0, closed = 0;
+    long long deadline = now_ms() + 20000;
+    for (;;) {
+        int n = 0;
+        for (int i = 0; i < SETSIZE_CLIENTS; i++)
+            if (outcome[i] == 0) {
+                pfs[n] = (struct pollfd){.fd = fd[i], .events = POLLIN};
+                idx[n++] = i;
+            }
+        if (n == 0 || now_ms() > deadline)
+            break;
+        CHECK(&s, poll(pfs, (nfds_t)n, 100) >= 0);
+        for (int k = 0; k < n; k++)
+            if (pfs[k].revents) {
+                char c;
+                ssize_t r = recv(fd[idx[k]], &c, 1, 0);
+                if (r == 1 && c == 'x')
+                    outcome[idx[k]] = 1;
+                else if (r == 0 || (r < 0 && errno != EAGAIN))
+                    outcome[idx[k]] = 2;
+                else
+                    fail_msg("client %d: unexpected byte", idx[k]);
+            }
+    }
+    for (int i = 0; i < SETSIZE_CLIENTS; i++) {
+        echoed += outcome[i] == 1;
+        closed += outcome[i] == 2;
+    }
+    fprintf(stderr, "select_fd_setsize: %d descriptors at start; of %d clients %d "
+            "served, %d closed, %d with no answer\n", fds0, SETSIZE_CLIENTS, echoed,
+            closed, SETSIZE_CLIENTS - echoed - closed);
+    CHECK(&s, echoed + closed == SETSIZE_CLIENTS);
+    /* Every descriptor below FD_SETSIZE serves a client. */
+    CHECK(&s, echoed >= FD_SETSIZE - fds0 - 4 && echoed <= FD_SETSIZE - fds0);
+    CHECK(&s, server_wait_stderr(&s, "beyond what select can watch", IO_MS));
+    CHECK(&s, server_running(&s));
+    for (int i = 0; i < SETSIZE_CLIENTS; i++)
+        own_close(fd[i]);
+    /* Descriptors free again: a new client is served. */
+    unsigned sd = seed;
+    long long until = now_ms() + IO_MS;
+    while (count_fds(s.pid) > fds0 && now_ms() < until)
+        sleep_ms(20);
+    int y = client_connect(&s);
+    CHECK(&s, y >= 0);
+    CHECK(&s, echo_once(y, 1000, &sd));
+    client_close(y);
+    stop(&s);
+}
+
 /* ---- registration ------------------------------------------------------------------- */
 
 static int is_event_model(const char *m)
@@ -1071,8 +1157,18 @@ int main(int argc, char **argv)
         {"workers.4", workers, NULL, teardown, (void *)"4"},
         cmocka_unit_test_teardown(workers_unix, teardown),
         cmocka_unit_test_teardown(lazy_memory, teardown),
+        cmocka_unit_test_teardown(select_fd_setsize, teardown),
     };
+    size_t ntests = sizeof tests / sizeof tests[0];
+    if (!is_select) /* the last one is select's own */
+        ntests--;
+    else if (hard < FD_SETSIZE + SETSIZE_CLIENTS) {
+        fprintf(stderr, "%s: select_fd_setsize left out: RLIMIT_NOFILE hard limit %llu "
+                "cannot hold %d clients past FD_SETSIZE\n", argv[0],
+                (unsigned long long)hard, SETSIZE_CLIENTS);
+        ntests--;
+    }
     char group[64];
     snprintf(group, sizeof group, "model_evload.%s", model);
-    return _cmocka_run_group_tests(group, tests, sizeof tests / sizeof tests[0], NULL, teardown);
+    return _cmocka_run_group_tests(group, tests, ntests, NULL, teardown);
 }
