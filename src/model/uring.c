@@ -49,8 +49,9 @@
  * only the bytes it needs, at an offset the worker tracks per buffer;
  * the buffer goes back when a CQE comes without IORING_CQE_F_BUF_MORE),
  * else classic (URING_BUF_COUNT buffers of 4 KiB, one per CQE). Both are
- * 1 MiB per worker, which is also the most a recv can read past the
- * high watermark before its cancellation lands. -ENOBUFS (the ring ran
+ * 512 KiB per worker, which is also the most a recv can read past the
+ * high watermark before its cancellation lands (the readiness path's
+ * read budget is 256 KiB). -ENOBUFS (the ring ran
  * dry within one batch) ends the recv; it is simply armed again.
  *
  * Send: at most one send in flight per connection, over the output queue

@@ -18,14 +18,15 @@
 #include <stddef.h>
 #include <sys/uio.h>
 
-/* The provided buffer ring: 1 MiB per worker either way. Incremental
- * (Linux 6.12): each recv takes only what it needs from the current
- * buffer, so 64-byte messages from a thousand connections share a few
- * buffers. Classic: each recv CQE takes a whole buffer. */
+/* The provided buffer ring: 512 KiB per worker either way, touched as it
+ * is used; it bounds what a recv reads past the high watermark.
+ * Incremental (Linux 6.12): each recv takes only what it needs from the
+ * current buffer, so 64-byte messages from a thousand connections share
+ * a few buffers. Classic: each recv CQE takes a whole buffer. */
 #define URING_INC_SIZE 32768
-#define URING_INC_COUNT 32
+#define URING_INC_COUNT 16
 #define URING_BUF_SIZE 4096
-#define URING_BUF_COUNT 256
+#define URING_BUF_COUNT 128
 #define URING_BGID 1          /* the buffer group of every worker's ring */
 #define URING_SEND_IOV 16     /* output chunks per send */
 #define URING_SMALL_SEND 512  /* output up to this is copied into a slot and sent */
