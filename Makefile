@@ -40,7 +40,7 @@ test-asan: setup build-asan/CMakeCache.txt
 #    cause); and so test_chat, which runs chat under aio too;
 #  - model_signals.pool: under TSan the pool starts accepting 100-300 ms
 #    after printing its address, and sigterm_silent_client gives it 100 ms.
-TSAN_TESTS ?= ^(unit\.test_loop|model_[a-z]+\.(thread|epoll|pool|uring)|integration\.test_uring)$$
+TSAN_TESTS ?= ^(unit\.test_(loop|post)|model_[a-z]+\.(thread|epoll|pool|uring)|integration\.test_uring)$$
 TSAN_EXCLUDE ?= ^model_signals\.pool$$
 
 build-tsan/CMakeCache.txt:
