@@ -96,6 +96,24 @@ static int contains(const pid_t *pids, int n, pid_t p)
     return 0;
 }
 
+/* Wait (bounded) until the child `victim` has been reaped and replaced:
+ * gone from the list, which is back to n, none a zombie. (A child just
+ * sent SIGKILL still counts as one while it dies.) */
+static int wait_replaced(pid_t pid, pid_t victim, int n, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        pid_t pids[MAX_KIDS];
+        int k = children_pids(pid, pids, MAX_KIDS);
+        if (k == n && !contains(pids, k < MAX_KIDS ? k : MAX_KIDS, victim) &&
+            count_children(pid, 1) == 0)
+            return 1;
+        if (now_ms() >= deadline)
+            return 0;
+        sleep_ms(10);
+    }
+}
+
 /* Read the ack answer through EOF. */
 static int got_ack(int fd, int timeout_ms)
 {
@@ -173,15 +191,9 @@ static void prefork_replaces_killed(void **state)
     CHECK(&s, children_pids(s.pid, before, MAX_KIDS) == 3);
     pid_t victim = before[1];
     CHECK(&s, kill(victim, SIGKILL) == 0);
-    long long deadline = now_ms() + IO_MS;
-    int n;
-    do {
-        sleep_ms(10);
-        n = children_pids(s.pid, after, MAX_KIDS);
-    } while ((n != 3 || contains(after, n, victim) || count_children(s.pid, 1) != 0) &&
-             now_ms() < deadline);
+    CHECK(&s, wait_replaced(s.pid, victim, 3, IO_MS));
+    int n = children_pids(s.pid, after, MAX_KIDS);
     CHECK(&s, n == 3);
-    CHECK(&s, !contains(after, n, victim));
     int fresh = 0;
     for (int i = 0; i < n; i++)
         fresh += !contains(before, 3, after[i]);
@@ -194,22 +206,43 @@ static void prefork_replaces_killed(void **state)
 
 /* Children dying over and over are replaced at a bounded rate (a burst of
  * N, then one every 200 ms), said once, and the server recovers. */
+static int count_in(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
 static void prefork_restart_throttle(void **state)
 {
     (void)state;
     struct server s;
     CHECK(&s, server_startl(&s, "-m", "prefork:2", "127.0.0.1", "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, 2, IO_MS));
-    for (int round = 0; round < 4; round++) {
+    /* Kill every child as soon as it appears, until the parent says it is
+     * holding back (bounded). */
+    long long t0 = now_ms(), deadline = t0 + IO_MS;
+    int throttled = 0;
+    while (!throttled && now_ms() < deadline) {
         pid_t pids[MAX_KIDS];
         int n = children_pids(s.pid, pids, MAX_KIDS);
         for (int i = 0; i < n && i < MAX_KIDS; i++)
             kill(pids[i], SIGKILL);
-        sleep_ms(20);
+        sleep_ms(5);
+        server_pump(&s);
+        throttled = strstr(s.err, "dying faster than they can be replaced") != NULL;
     }
-    CHECK(&s, server_wait_stderr(&s, "dying faster than they can be replaced", IO_MS));
+    long long took = now_ms() - t0;
+    CHECK(&s, throttled);
+    /* Restarts so far: at most the burst (2) plus one per 200 ms. */
+    int restarts = count_in(s.err, "starting another");
+    fprintf(stderr, "test_prefork_pool: %d restarts in %lld ms before the throttle\n",
+            restarts, took);
+    CHECK(&s, restarts <= 2 + (int)(took / 200) + 2);
     CHECK(&s, wait_children(s.pid, 2, IO_MS));
     CHECK(&s, exchange(&s, "recovered\n"));
+    CHECK(&s, count_in(s.err, "dying faster") == 1);
     stop_ok(&s);
 }
 
@@ -248,16 +281,16 @@ static void prefork_accept_lock(void **state)
     CHECK(&s, send_all(a, "a\n", 2) == 0 && got_ack(a, IO_MS));
     client_close(a);
     client_close(b);
-    /* Kill every child, one at a time: whichever held the lock, the
+    /* Kill a child, three times over: whichever held the lock, the
      * replacements get it (a robust mutex). */
     for (int round = 0; round < 3; round++) {
-        CHECK(&s, wait_children(s.pid, 3, IO_MS));
         pid_t pids[MAX_KIDS];
         CHECK(&s, children_pids(s.pid, pids, MAX_KIDS) == 3);
-        CHECK(&s, kill(pids[round % 3], SIGKILL) == 0);
+        pid_t victim = pids[round % 3];
+        CHECK(&s, kill(victim, SIGKILL) == 0);
         CHECK(&s, exchange(&s, "still\n"));
+        CHECK(&s, wait_replaced(s.pid, victim, 3, IO_MS));
     }
-    CHECK(&s, wait_children(s.pid, 3, IO_MS));
     for (int i = 0; i < 10; i++)
         CHECK(&s, exchange(&s, "again\n"));
     stop_ok(&s);
