@@ -52,7 +52,10 @@
  * 512 KiB per worker, which is also the most a recv can read past the
  * high watermark before its cancellation lands (the readiness path's
  * read budget is 256 KiB). -ENOBUFS (the ring ran
- * dry within one batch) ends the recv; it is simply armed again.
+ * dry within one batch) ends the recv; it is armed again at the end of
+ * the turn, after the buffers returned in it are published (armed at
+ * once, a full SQ would submit it into the same dry ring, again and
+ * again: a livelock), in the order the recvs ran dry, so none starves.
  *
  * Send: at most one send in flight per connection, over the output queue
  * as it is: IORING_OP_SEND for one chunk, IORING_OP_SENDMSG with an iovec
@@ -118,6 +121,8 @@
  *                              would: 1 no incremental ring, 2 also
  *                              single-shot accept and recv, 3 also no buffer
  *                              ring (IORING_OP_PROVIDE_BUFFERS).
+ *   IOPLEX_URING_BUFFERS=N     N receive buffers (a power of two), so few
+ *                              that the ring runs dry.
  */
 #define _GNU_SOURCE
 #include "uring.h"
@@ -181,7 +186,10 @@ struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data)
 {
     struct io_uring_sqe *sqe = w->ring_ok ? io_uring_get_sqe(&w->ring) : NULL;
     for (int i = 0; !sqe && w->ring_ok && !w->broken && i < 1000; i++) {
-        /* The SQ is full: hand what is there to the kernel. */
+        /* The SQ is full: hand what is there to the kernel (with the
+         * buffers returned so far, for the recvs among it). */
+        if (w->br)
+            uring_bufs_publish(w);
         int r = io_uring_submit(&w->ring);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
             w->broken = r;
@@ -537,11 +545,14 @@ static int turn(struct uworker *w, int timeout_ms)
     if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY)
         return r;
     w->now = iop__now_ms();
-    for (;;) {
+    /* What completes while this turn submits (a full SQ) is mostly left
+     * for the next turn: the loop is bounded, so the buffers returned in
+     * it get published and the kicked connections settled. */
+    for (int batches = 0; batches < CQ_ENTRIES / CQE_BATCH; batches++) {
         struct io_uring_cqe *cqes[CQE_BATCH];
         unsigned n = io_uring_peek_batch_cqe(&w->ring, cqes, CQE_BATCH);
         if (n == 0)
-            return 0;
+            break;
         struct {
             uint64_t ud;
             int res;
@@ -555,11 +566,12 @@ static int turn(struct uworker *w, int timeout_ms)
         io_uring_cq_advance(&w->ring, n);
         for (unsigned i = 0; i < n; i++)
             handle(w, got[i].ud, got[i].res, got[i].flags);
-        if (w->nkicked)
-            uring_run_kicked(w);
         if (n < CQE_BATCH)
-            return 0;
+            break;
     }
+    if (w->nkicked)
+        uring_run_kicked(w);
+    return 0;
 }
 
 static int own_listener(struct uworker *w)

@@ -72,9 +72,9 @@ static int bufring_try(struct uworker *w, unsigned count, unsigned size, int inc
 
 /* No ring (before 5.19): the same buffers, given the old way. Done before
  * anything else is in flight, so the one CQE to wait for is its own. */
-static int bufs_provide(struct uworker *w)
+static int bufs_provide(struct uworker *w, unsigned count)
 {
-    w->buf_count = URING_BUF_COUNT;
+    w->buf_count = count;
     w->buf_size = URING_BUF_SIZE;
     if (!(w->bufs = malloc((size_t)w->buf_count * w->buf_size)))
         return -ENOMEM;
@@ -94,11 +94,16 @@ static int bufs_provide(struct uworker *w)
 
 int uring_bufs_setup(struct uworker *w, int fallback)
 {
-    if (fallback < 1 && bufring_try(w, URING_INC_COUNT, URING_INC_SIZE, 1) == 0)
+    /* Test hook: IOPLEX_URING_BUFFERS=N (a power of two) buffers of either
+     * kind, so few that the ring runs dry (-ENOBUFS) under load. */
+    const char *e = getenv("IOPLEX_URING_BUFFERS");
+    unsigned n = e ? (unsigned)atoi(e) : 0;
+    int few = n > 0 && n <= 1024 && (n & (n - 1)) == 0;
+    if (fallback < 1 && bufring_try(w, few ? n : URING_INC_COUNT, URING_INC_SIZE, 1) == 0)
         return 0;
-    if (fallback < 3 && bufring_try(w, URING_BUF_COUNT, URING_BUF_SIZE, 0) == 0)
+    if (fallback < 3 && bufring_try(w, few ? n : URING_BUF_COUNT, URING_BUF_SIZE, 0) == 0)
         return 0;
-    int r = bufs_provide(w);
+    int r = bufs_provide(w, few ? n : URING_BUF_COUNT);
     if (r != 0)
         iop_report(w->s, IOP_LOG_ERROR, "io_uring: cannot provide receive buffers: %s "
                    "(Linux 5.7 or later is needed)", strerror(-r));

@@ -55,6 +55,7 @@ static void list_append(struct ulist *l, iop_conn *c)
 }
 
 static struct uconn *of(iop_conn *c) { return (struct uconn *)c; }
+static int kick(struct uworker *w, struct uconn *u);
 
 /* Activity moves a connection to the tail: the idle sweep looks at the head. */
 static void touch(struct uworker *w, struct uconn *u)
@@ -368,7 +369,7 @@ static void on_recv(struct uworker *w, struct uconn *u, int res, unsigned flags)
         return;
     }
     /* From here on, a close may free u: nothing touches it after one. */
-    int closed = 0;
+    int closed = 0, starved = 0;
     if (res > 0) {
         if (w->ms_recv)
             w->recv_proven = 1;
@@ -382,7 +383,8 @@ static void on_recv(struct uworker *w, struct uconn *u, int res, unsigned flags)
             peer_eof(c);
         }
     } else if (res == -ENOBUFS) {
-        w->enobufs++; /* the ring ran dry: armed again below */
+        w->enobufs++; /* the ring ran dry */
+        starved = 1;
     } else if (res == -EINVAL && w->ms_recv && !w->recv_proven) {
         w->ms_recv = 0;
         iop_report(w->s, IOP_LOG_INFO, "uring: no multishot recv on this kernel; "
@@ -394,6 +396,12 @@ static void on_recv(struct uworker *w, struct uconn *u, int res, unsigned flags)
     if (bid >= 0)
         uring_buf_return(w, (unsigned)bid);
     if (closed)
+        return;
+    /* A recv ended by a dry ring is armed again at the end of the turn,
+     * after the buffers handed back in it are published: armed now, it
+     * could be submitted (a full SQ) into a ring just as dry, again and
+     * again. */
+    if (starved && !u->recv_on && !(u->stop_read && w->stopping) && kick(w, u) == 0)
         return;
     if (c->flags & IOP__CONN_LINGER) {
         if (!u->recv_on)
@@ -528,36 +536,51 @@ void uring_sweep(struct uworker *w)
 
 /* ---- posts (iop_post) ------------------------------------------------------------------ */
 
-/* The mailbox's hook: c got output outside its own completions, maybe
- * inside another connection's callback with the service's lock held, so
- * only note it; uring_run_kicked() settles it at the end of the batch. */
-void uring_kick(iop_conn *c, void *arg)
+/* Note u for the end of the turn (uring_run_kicked): 0, or -ENOMEM. */
+static int kick(struct uworker *w, struct uconn *u)
 {
-    struct uworker *w = arg;
-    if (c->flags & IOP__CONN_KICKED)
-        return;
+    if (u->c.flags & IOP__CONN_KICKED)
+        return 0;
     if (w->nkicked == w->kickcap) {
         size_t cap = w->kickcap ? w->kickcap * 2 : 16;
         struct uconn **k = realloc(w->kicked, cap * sizeof *k);
         if (!k)
-            return; /* written at the connection's next completion instead */
+            return -ENOMEM;
         w->kicked = k;
         w->kickcap = cap;
     }
-    w->kicked[w->nkicked++] = of(c);
-    c->flags |= IOP__CONN_KICKED;
+    w->kicked[w->nkicked++] = u;
+    u->c.flags |= IOP__CONN_KICKED;
+    return 0;
+}
+
+/* The mailbox's hook: c got output outside its own completions, maybe
+ * inside another connection's callback with the service's lock held, so
+ * only note it; uring_run_kicked() settles it at the end of the turn
+ * (without memory for the note, at the connection's next completion). */
+void uring_kick(iop_conn *c, void *arg)
+{
+    kick(arg, of(c));
 }
 
 void uring_run_kicked(struct uworker *w)
 {
-    while (w->nkicked > 0) { /* settling may close, and closing may kick more */
-        struct uconn *u = w->kicked[--w->nkicked];
+    /* In the order kicked (fair to connections a dry ring starved);
+     * settling may close (an entry becomes NULL) or kick more (appended). */
+    for (size_t i = 0; i < w->nkicked; i++) {
+        struct uconn *u = w->kicked[i];
         if (!u)
             continue;
+        w->kicked[i] = NULL;
         iop_conn *c = &u->c;
         c->flags &= ~IOP__CONN_KICKED;
-        if (u->dead || (c->flags & IOP__CONN_LINGER))
+        if (u->dead)
             continue;
+        if (c->flags & IOP__CONN_LINGER) { /* a dry ring ended its recv */
+            if (!u->recv_on)
+                arm_recv(w, u);
+            continue;
+        }
         if (c->flags & IOP__CONN_OVERFLOW) {
             iop__mailbox_report_overflow(c);
             uring_conn_close(w, u, -ENOBUFS);
@@ -565,6 +588,7 @@ void uring_run_kicked(struct uworker *w)
             settle(w, u);
         }
     }
+    w->nkicked = 0;
 }
 
 void uring_conns_free_all(struct uworker *w)

@@ -10,6 +10,10 @@
  *                  kernels (classic buffer ring, single-shot accept and
  *                  recv, buffers without a ring): each serves a 1 MiB echo
  *                  byte-exact and twenty concurrent clients
+ *   dry_ring       IOPLEX_URING_BUFFERS=2 (and the classic ring, and no
+ *                  ring): 600 clients send at once, again and again, so
+ *                  the receive buffers run out (-ENOBUFS) in every round;
+ *                  every echo still comes back, byte-exact
  *   max_conns      --max-conns 2: a third client is closed, the two are
  *                  served
  *   dgram_workers  -w 2 over UDP and Unix datagrams: every datagram answered
@@ -52,6 +56,7 @@ static int teardown(void **state)
 {
     unsetenv("IOPLEX_URING_DISABLE");
     unsetenv("IOPLEX_URING_FALLBACK");
+    unsetenv("IOPLEX_URING_BUFFERS");
     return harness_teardown(state);
 }
 
@@ -164,6 +169,51 @@ static void fallback(void **state)
     stop(&s);
 }
 
+/* ---- the receive buffers run dry ------------------------------------------------------ */
+
+#define DRY_CLIENTS 600
+#define DRY_ROUNDS 10
+
+static void dry_ring(void **state)
+{
+    if (!have_uring())
+        skip();
+    int level = (int)(intptr_t)*state;
+    char v[8];
+    snprintf(v, sizeof v, "%d", level);
+    setenv("IOPLEX_URING_FALLBACK", v, 1);
+    setenv("IOPLEX_URING_BUFFERS", "2", 1);
+    struct server s;
+    int r = server_start_on(&s, "uring", "tcp4", "echo", NULL);
+    unsetenv("IOPLEX_URING_FALLBACK");
+    unsetenv("IOPLEX_URING_BUFFERS");
+    if (r != 0)
+        fail_msg("cannot start echo under uring with 2 buffers");
+    static int fd[DRY_CLIENTS];
+    for (int i = 0; i < DRY_CLIENTS; i++) {
+        fd[i] = client_connect(&s);
+        CHECK(&s, fd[i] >= 0);
+    }
+    /* Each round: every client sends, then every answer is read. */
+    for (int round = 0; round < DRY_ROUNDS; round++) {
+        char msg[DRY_CLIENTS][48];
+        int len[DRY_CLIENTS];
+        for (int i = 0; i < DRY_CLIENTS; i++) {
+            len[i] = snprintf(msg[i], sizeof msg[i], "round %d client %d %08x\n", round, i,
+                              rng_next(&seed));
+            CHECK(&s, send_all(fd[i], msg[i], (size_t)len[i]) == 0);
+        }
+        for (int i = 0; i < DRY_CLIENTS; i++) {
+            char got[48];
+            CHECK(&s, recv_exact(fd[i], got, (size_t)len[i], IO_MS) == len[i]);
+            CHECK(&s, memcmp(got, msg[i], (size_t)len[i]) == 0);
+        }
+    }
+    for (int i = 0; i < DRY_CLIENTS; i++)
+        client_close(fd[i]);
+    stop(&s);
+}
+
 /* ---- --max-conns ------------------------------------------------------------------- */
 
 static void max_conns(void **state)
@@ -227,6 +277,9 @@ int main(void)
         T("fallback.1", fallback, 1),
         T("fallback.2", fallback, 2),
         T("fallback.3", fallback, 3),
+        T("dry_ring.0", dry_ring, 0),
+        T("dry_ring.1", dry_ring, 1),
+        T("dry_ring.3", dry_ring, 3),
         T("max_conns", max_conns, NULL),
         T("dgram_workers.udp4", dgram_workers, "udp4"),
         T("dgram_workers.unixgram", dgram_workers, "unixgram"),
