@@ -39,9 +39,12 @@ test-asan: setup build-asan/CMakeCache.txt
 #    helper threads from inside libc, out of TSan's sight: the likely
 #    cause); and so test_chat, which runs chat under aio too;
 #  - model_signals.pool: under TSan the pool starts accepting 100-300 ms
-#    after printing its address, and sigterm_silent_client gives it 100 ms.
+#    after printing its address, and sigterm_silent_client gives it 100 ms;
+#  - model_signals.thread: a stop signal that arrives just before the idle
+#    server blocks in poll() is held by TSan's runtime and never handled
+#    (seen with gcc 12's and clang 14's TSan; 1 run in 2 to 5 fails).
 TSAN_TESTS ?= ^(unit\.test_(loop|post)|model_[a-z]+\.(thread|epoll|pool|uring)|integration\.test_uring)$$
-TSAN_EXCLUDE ?= ^model_signals\.pool$$
+TSAN_EXCLUDE ?= ^model_signals\.(pool|thread)$$
 
 build-tsan/CMakeCache.txt:
 	cmake -S . -B build-tsan -DIOPLEX_WERROR=ON -DIOPLEX_SANITIZE=thread $(CMAKE_FLAGS) >/dev/null
