@@ -567,10 +567,11 @@ static int echo_once(int fd, size_t len, unsigned *sd)
 
 /* What a server that stopped reading may have grown by, in KiB: the high
  * watermark, plus what it may read past it (evconn: one wake-up's budget,
- * 4 reads of 64 KiB; uring: up to its provided-buffer ring, 1 MiB per
- * worker, before the cancellation lands, and the ring itself, 1 MiB
- * touched as traffic comes), plus 1.75 MiB of slack (allocator, stacks,
- * pages first touched). About baseline + 2 MiB for the readiness models. */
+ * 4 reads of 64 KiB; uring: up to its provided-buffer ring, URING_* in
+ * src/model/uring.h, before the cancellation lands, and the ring itself,
+ * touched as traffic comes: 1 MiB each allowed), plus 1.75 MiB of slack
+ * (allocator, stacks, pages first touched). About baseline + 2 MiB for
+ * the readiness models. */
 static long flood_bound_kb(void)
 {
     long budget = strcmp(model, "uring") == 0 ? 2048 : 256;
