@@ -29,7 +29,12 @@
 #define URING_BUF_COUNT 128
 #define URING_BGID 1          /* the buffer group of every worker's ring */
 #define URING_SEND_IOV 16     /* output chunks per send */
-#define URING_SMALL_SEND 512  /* output up to this is copied into a slot and sent */
+/* Output up to URING_SLOT_BIG is copied into a slot of the worker's and
+ * sent from there (see start_send() in uring_conn.c); free slots are kept,
+ * at most URING_SLOTS_KEPT of each size. */
+#define URING_SLOT_SMALL 512
+#define URING_SLOT_BIG 16384
+#define URING_SLOTS_KEPT 256
 #define URING_SCRATCH 65536   /* synchronous reads at stop, datagrams */
 
 /*
@@ -68,6 +73,7 @@ struct uconn {
      * (which freed them at once), from the worker's slots. */
     char *slot;
     unsigned short slot_off, slot_len;
+    unsigned char slot_big;   /* which size the slot is */
 };
 
 struct usendmsg {
@@ -114,7 +120,8 @@ struct uworker {
     int mail_on;
     struct uconn **kicked;
     size_t nkicked, kickcap;
-    void *slots;            /* free small-send slots (URING_SMALL_SEND bytes) */
+    void *slots[2];         /* free send slots: small, big */
+    unsigned nslots[2];
     struct ulist active, lingering, dying;
     size_t nconns;          /* allocated, not yet freed */
     size_t high_water, low_water;
