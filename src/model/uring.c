@@ -245,6 +245,9 @@ static int ring_init(struct uworker *w, const char **mode)
         if (r == 0) {
             *mode = tries[i].name;
             w->ring_ok = 1;
+            /* The ring's own descriptor registered (5.18): no fget() of it
+             * on each io_uring_enter(). Optional. */
+            io_uring_register_ring_fd(&w->ring);
             return 0;
         }
         if (r != -EINVAL)
