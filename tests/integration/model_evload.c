@@ -803,6 +803,12 @@ static void emfile(void **state)
 
 /* ---- idle timeout ---------------------------------------------------------------- */
 
+/* The test process itself may be held off the CPU on a loaded machine:
+ * then its "active" client was silent too, and timing checks say nothing.
+ * STALL_MS is the longest pause between two of its round trips that still
+ * counts as active under --idle-timeout 1. */
+#define STALL_MS 800
+
 static void idle_timeout(void **state)
 {
     (void)state;
@@ -813,10 +819,17 @@ static void idle_timeout(void **state)
     int silent = client_connect(&s);
     int active = client_connect(&s);
     CHECK(&s, silent >= 0 && active >= 0);
-    long long t0 = now_ms(), closed_at = -1;
+    long long t0 = now_ms(), closed_at = -1, last_io = t0, stall = 0;
+    int active_ok = 1;
     /* 2.5 s: the active client sends every 200 ms; watch the silent one. */
     while (now_ms() - t0 < 2500) {
-        CHECK(&s, echo_once(active, 1 + rng_next(&sd) % 64, &sd));
+        if (now_ms() - last_io > stall)
+            stall = now_ms() - last_io;
+        if (!echo_once(active, 1 + rng_next(&sd) % 64, &sd)) {
+            active_ok = 0;
+            break;
+        }
+        last_io = now_ms();
         if (closed_at < 0 && wait_readable(silent, 200) == 1) {
             closed_at = now_ms();
             CHECK(&s, expect_eof(silent, IO_MS) == 1);
@@ -824,19 +837,34 @@ static void idle_timeout(void **state)
             sleep_ms(200);
         }
     }
+    if (active_ok && now_ms() - last_io > stall)
+        stall = now_ms() - last_io;
+    if (active_ok && wait_readable(active, 0) != 0)
+        active_ok = 0; /* closed meanwhile */
+    if (closed_at < 0 && expect_eof(silent, IO_MS) == 1)
+        closed_at = now_ms();
     long long after = closed_at - t0;
-    fprintf(stderr, "idle_timeout: silent client closed after %lld ms\n", after);
+    fprintf(stderr, "idle_timeout: silent client closed after %lld ms; the active one "
+            "%s (longest pause between its round trips: %lld ms)\n", after,
+            active_ok ? "served throughout" : "closed", stall);
     CHECK(&s, closed_at >= 0);
-    /* --idle-timeout 1: not before ~1 s, and within the sweep's period
-     * (250 ms) plus slack. */
+    /* --idle-timeout 1: not before ~1 s (whatever the load). */
     CHECK(&s, after >= 900);
-    CHECK(&s, after <= 2500);
-    /* The active one is still served. */
-    CHECK(&s, wait_readable(active, 0) == 0);
-    CHECK(&s, echo_once(active, 100, &sd));
+    if (stall >= STALL_MS) {
+        fprintf(stderr, "idle_timeout: this process stalled for %lld ms; the upper bound "
+                "and the active client are not judged\n", stall);
+    } else {
+        /* Within the sweep's period (250 ms) plus slack, and never the
+         * active one. */
+        CHECK(&s, after <= 2500);
+        CHECK(&s, active_ok);
+        CHECK(&s, echo_once(active, 100, &sd));
+    }
     client_close(silent);
-    /* Once silent itself, it goes too. */
-    CHECK(&s, expect_eof(active, 3000) == 1);
+    /* Once silent itself, it goes too (if the stall closed it already, a
+     * reset for its last request is fine). */
+    int eof = expect_eof(active, 3000);
+    CHECK(&s, eof == 1 || (stall >= STALL_MS && eof == -1));
     client_close(active);
     stop(&s);
 }
