@@ -141,6 +141,36 @@ struct iop_conn {
     struct iop__mailbox *mbox;
 };
 
+/* A list of connections, least recently active first: the event paths'
+ * idle and lingering lists (evconn.c, uring_conn.c). */
+struct iop__connlist {
+    iop_conn *head, *tail;
+};
+
+static inline void iop__connlist_remove(struct iop__connlist *l, iop_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static inline void iop__connlist_append(struct iop__connlist *l, iop_conn *c)
+{
+    c->prev = l->tail;
+    c->next = NULL;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
 void iop__conn_init(iop_conn *c, iop_server *s, int fd,
                     const struct sockaddr_storage *peer, socklen_t peerlen);
 /* Cut complete frames out of c->in and deliver them to on_message, until

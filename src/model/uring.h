@@ -81,10 +81,6 @@ struct usendmsg {
     struct iovec iov[URING_SEND_IOV];
 };
 
-struct ulist {
-    iop_conn *head, *tail; /* least recently active first */
-};
-
 struct uworker {
     iop_server *s;
     struct io_uring ring;
@@ -122,7 +118,7 @@ struct uworker {
     size_t nkicked, kickcap;
     void *slots[2];         /* free send slots: small, big */
     unsigned nslots[2];
-    struct ulist active, lingering, dying;
+    struct iop__connlist active, lingering, dying;
     size_t nconns;          /* allocated, not yet freed */
     size_t high_water, low_water;
     uint64_t now;

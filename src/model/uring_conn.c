@@ -30,30 +30,6 @@
 
 /* ---- lists ------------------------------------------------------------------ */
 
-static void list_remove(struct ulist *l, iop_conn *c)
-{
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-}
-
-static void list_append(struct ulist *l, iop_conn *c)
-{
-    c->prev = l->tail;
-    c->next = NULL;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
 static struct uconn *of(iop_conn *c) { return (struct uconn *)c; }
 static int kick(struct uworker *w, struct uconn *u);
 
@@ -63,8 +39,8 @@ static void touch(struct uworker *w, struct uconn *u)
     iop_conn *c = &u->c;
     c->last_active = w->now;
     if (w->active.tail != c && !(c->flags & IOP__CONN_LINGER) && !u->dead) {
-        list_remove(&w->active, c);
-        list_append(&w->active, c);
+        iop__connlist_remove(&w->active, c);
+        iop__connlist_append(&w->active, c);
     }
 }
 
@@ -126,7 +102,7 @@ static void maybe_free(struct uworker *w, struct uconn *u)
 {
     if (!u->dead || u->inflight > 0)
         return;
-    list_remove(&w->dying, &u->c);
+    iop__connlist_remove(&w->dying, &u->c);
     close(u->c.fd);
     iop__conn_release(&u->c);
     free(u->sm);
@@ -154,9 +130,9 @@ void uring_conn_close(struct uworker *w, struct uconn *u, int err)
                 w->kicked[i] = NULL;
         c->flags &= ~IOP__CONN_KICKED;
     }
-    list_remove((c->flags & IOP__CONN_LINGER) ? &w->lingering : &w->active, c);
+    iop__connlist_remove((c->flags & IOP__CONN_LINGER) ? &w->lingering : &w->active, c);
     u->dead = 1;
-    list_append(&w->dying, c);
+    iop__connlist_append(&w->dying, c);
     /* Operations still in flight end with -ECANCELED; the last one frees. */
     if (u->recv_on && !u->recv_cancel) {
         uring_cancel(w, uring_ud(u, COP_RECV));
@@ -255,11 +231,11 @@ static void finish(struct uworker *w, struct uconn *u)
         return;
     }
     notify_close(c, 0);
-    list_remove(&w->active, c);
+    iop__connlist_remove(&w->active, c);
     c->flags |= IOP__CONN_LINGER;
     c->flags &= ~IOP__CONN_PAUSED;
     c->deadline = w->now + LINGER_MS;
-    list_append(&w->lingering, c); /* same duration for all: deadline order */
+    iop__connlist_append(&w->lingering, c); /* same duration for all: deadline order */
     iop_buf_free(&c->in);
     if (!u->recv_on)
         arm_recv(w, u);
@@ -491,7 +467,7 @@ void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *p
     c->mbox = w->mbox;
     c->last_active = w->now;
     w->nconns++;
-    list_append(&w->active, c);
+    iop__connlist_append(&w->active, c);
     uring_arm_sweep(w);
     iop_report(w->s, IOP_LOG_DEBUG, "open %s (connection %llu)",
                iop_conn_peer_name(c), (unsigned long long)c->id);

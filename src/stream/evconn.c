@@ -44,38 +44,14 @@
 
 /* ---- lists ------------------------------------------------------------------- */
 
-static void list_remove(struct iop__connlist *l, iop_conn *c)
-{
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-}
-
-static void list_append(struct iop__connlist *l, iop_conn *c)
-{
-    c->prev = l->tail;
-    c->next = NULL;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
 /* Activity moves a connection to the tail, so the head is always the one
  * silent longest: the idle sweep stops at the first that is not expired. */
 static void touch(struct iop__evctx *x, iop_conn *c)
 {
     c->last_active = iop__loop_now(x->loop);
     if (x->active.tail != c && !(c->flags & IOP__CONN_LINGER)) {
-        list_remove(&x->active, c);
-        list_append(&x->active, c);
+        iop__connlist_remove(&x->active, c);
+        iop__connlist_append(&x->active, c);
     }
 }
 
@@ -110,7 +86,7 @@ static void close_now(struct iop__evctx *x, iop_conn *c, int err)
         unkick(x, c);
     iop__loop_io(x->loop, c->fd, 0, NULL, NULL);
     close(c->fd);
-    list_remove((c->flags & IOP__CONN_LINGER) ? &x->lingering : &x->active, c);
+    iop__connlist_remove((c->flags & IOP__CONN_LINGER) ? &x->lingering : &x->active, c);
     iop__conn_release(c);
     free(c);
     x->nconns--;
@@ -146,10 +122,10 @@ static void finish(struct iop__evctx *x, iop_conn *c)
         return;
     }
     notify_close(c, 0);
-    list_remove(&x->active, c);
+    iop__connlist_remove(&x->active, c);
     c->flags |= IOP__CONN_LINGER;
     c->deadline = iop__loop_now(x->loop) + LINGER_MS;
-    list_append(&x->lingering, c); /* same duration for all: deadline order */
+    iop__connlist_append(&x->lingering, c); /* same duration for all: deadline order */
     iop_buf_free(&c->in);
     if (iop__loop_io(x->loop, c->fd, IOP_EV_READ, on_io, c) != 0)
         close_now(x, c, 0);
@@ -432,7 +408,7 @@ int iop__evconn_open(struct iop__evctx *x, int fd,
     }
     x->nconns++;
     c->last_active = iop__loop_now(x->loop);
-    list_append(&x->active, c);
+    iop__connlist_append(&x->active, c);
     arm_sweep(x);
     iop_report(x->s, IOP_LOG_DEBUG, "open %s (connection %llu)",
                iop_conn_peer_name(c), (unsigned long long)c->id);

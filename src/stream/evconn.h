@@ -14,10 +14,6 @@
 #include "../internal.h"
 #include "../loop/loop.h"
 
-struct iop__connlist {
-    iop_conn *head, *tail; /* least recently active first */
-};
-
 struct iop__evctx {
     iop_server *s;
     iop_loop *loop;
