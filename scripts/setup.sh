@@ -5,7 +5,11 @@
 # gives the uring model; without it that model is left out.
 set -eu
 
-PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq liburing-dev gnuplot-nox"
+# clang + libclang-rt-14-dev: the libFuzzer targets (fuzz/); valgrind: the
+# memcheck subset; iproute2 + nftables: the two-host tests in network
+# namespaces (veth, tbf shaping, random drops).
+PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq liburing-dev gnuplot-nox
+clang libclang-rt-14-dev valgrind iproute2 nftables"
 
 missing=""
 for p in $PACKAGES; do
