@@ -171,6 +171,10 @@ static inline void iop__connlist_append(struct iop__connlist *l, iop_conn *c)
     l->tail = c;
 }
 
+/* The peer's name for a log line: the cached iop_conn_peer_name() if
+ * there is one, else formatted into buf. Unlike iop_conn_peer_name() it
+ * never allocates, so a debug line nobody reads costs no memory. */
+const char *iop__conn_peer_str(const iop_conn *c, char *buf, size_t len);
 void iop__conn_init(iop_conn *c, iop_server *s, int fd,
                     const struct sockaddr_storage *peer, socklen_t peerlen);
 /* Cut complete frames out of c->in and deliver them to on_message, until

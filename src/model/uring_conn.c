@@ -469,8 +469,9 @@ void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *p
     w->nconns++;
     iop__connlist_append(&w->active, c);
     uring_arm_sweep(w);
+    char name[IOP_PATH_MAX + 16];
     iop_report(w->s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop_conn_peer_name(c), (unsigned long long)c->id);
+               iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
     if (w->s->svc->on_open)
         w->s->svc->on_open(c);
     settle(w, u);

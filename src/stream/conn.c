@@ -123,6 +123,14 @@ const struct sockaddr *iop_conn_peer(const iop_conn *c, socklen_t *len)
     return &c->peer.sa;
 }
 
+const char *iop__conn_peer_str(const iop_conn *c, char *buf, size_t len)
+{
+    if (c->peer_name)
+        return c->peer_name;
+    iop_sockaddr_format(&c->peer.sa, c->peerlen, buf, len);
+    return buf;
+}
+
 const char *iop_conn_peer_name(const iop_conn *c)
 {
     iop_conn *m = (iop_conn *)c; /* the name is a cache, not state */

@@ -410,8 +410,9 @@ int iop__evconn_open(struct iop__evctx *x, int fd,
     c->last_active = iop__loop_now(x->loop);
     iop__connlist_append(&x->active, c);
     arm_sweep(x);
+    char name[IOP_PATH_MAX + 16];
     iop_report(x->s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop_conn_peer_name(c), (unsigned long long)c->id);
+               iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
     if (x->s->svc->on_open)
         x->s->svc->on_open(c);
     flush(x, c);
