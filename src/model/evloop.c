@@ -32,13 +32,13 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "loop/loop.h"
+#include "model/workers.h"
 #include "stream/evconn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -59,7 +59,6 @@ struct worker {
     int last_err;      /* the accept failure last reported */
     int accepted;      /* for --once */
     struct iop__timer accept_resume;
-    pthread_t thread;
     int result;
 };
 
@@ -267,27 +266,14 @@ static int run_evloop(iop_server *s)
     struct worker *ws = calloc(n, sizeof *ws);
     if (!ws)
         return -ENOMEM;
-    int shared = n == 1 || iop_transport_is_unix(s->cfg.addr.transport);
     for (unsigned i = 0; i < n; i++) {
         ws[i].s = s;
-        ws[i].listen_fd = (i == 0 || shared) ? s->listen_fd : -1;
+        ws[i].listen_fd = iop__worker_listen_fd(s, i, n);
     }
-    unsigned started = 1;
-    for (; started < n; started++) {
-        int e = pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]);
-        if (e != 0) {
-            iop_report(s, IOP_LOG_ERROR, "cannot start worker %u: %s", started, strerror(e));
-            iop_server_stop(s);
-            break;
-        }
-    }
-    worker_main(&ws[0]); /* the calling thread is worker 0 */
-    int r = ws[0].result;
-    for (unsigned i = 1; i < started; i++) {
-        pthread_join(ws[i].thread, NULL);
-        if (r == 0)
-            r = ws[i].result;
-    }
+    iop__run_workers(s, ws, n, sizeof *ws, worker_main);
+    int r = 0;
+    for (unsigned i = 0; i < n && r == 0; i++)
+        r = ws[i].result;
     free(ws);
     return r;
 }

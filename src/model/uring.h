@@ -13,7 +13,6 @@
 #include "internal.h"
 
 #include <liburing.h>
-#include <pthread.h>
 #include <stdalign.h>
 #include <stddef.h>
 #include <sys/uio.h>
@@ -125,7 +124,6 @@ struct uworker {
     int stopping;
     int broken;             /* the ring failed (negative errno): leave */
     struct io_uring_sqe sink; /* where SQEs go once it has */
-    pthread_t thread;
     int result;
 };
 
