@@ -6,6 +6,7 @@
  * Run as `model_concurrency MODEL`.
  */
 #include "harness.h"
+#include "harness_cases.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -282,34 +283,17 @@ static void no_zombies(void **state)
 
 /* ---- registration ---------------------------------------------------------- */
 
-static struct CMUnitTest tests[32];
-static char names[32][64];
-static size_t ntests;
+static struct harness_cases cases;
 
 static void add(const char *name, CMUnitTestFunction fn, const char *transport)
 {
-    if (ntests == sizeof tests / sizeof tests[0]) {
-        fprintf(stderr, "too many tests\n");
-        exit(1);
-    }
-    snprintf(names[ntests], sizeof names[ntests], "%s.%s", transport, name);
-    tests[ntests] = (struct CMUnitTest){
-        .name = names[ntests],
-        .test_func = fn,
-        .teardown_func = harness_teardown,
-        .initial_state = (void *)transport,
-    };
-    ntests++;
+    harness_add_case(&cases, transport, name, fn, (void *)transport);
 }
 
 int main(int argc, char **argv)
 {
-    model = harness_model(argc, argv);
-    int dgram = model_serves_datagrams(model);
-    if (dgram < 0) {
-        fprintf(stderr, "%s: no model '%s' in this build\n", argv[0], model);
-        return 1;
-    }
+    int dgram;
+    model = harness_model_checked(argc, argv, &dgram);
     one_at_a_time = strcmp(model, "iterative") == 0;
     bounded = strcmp(model, "prefork") == 0 || strcmp(model, "pool") == 0;
     seed = harness_seed();
@@ -331,7 +315,5 @@ int main(int argc, char **argv)
     if (strcmp(model, "fork") == 0)
         add("no_zombies", no_zombies, "tcp4");
 
-    char group[64];
-    snprintf(group, sizeof group, "model_concurrency.%s", model);
-    return _cmocka_run_group_tests(group, tests, ntests, NULL, harness_teardown);
+    return harness_run_cases(&cases, "model_concurrency", model);
 }

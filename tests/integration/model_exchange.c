@@ -6,6 +6,7 @@
  * registered at all.
  */
 #include "harness.h"
+#include "harness_cases.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -410,34 +411,17 @@ static const struct tcase dgram_cases[] = {
     {"chargen", dgram_chargen},
 };
 
-static struct CMUnitTest tests[64];
-static char names[64][64];
-static size_t ntests;
+static struct harness_cases cases;
 
 static void add(const struct test_transport *t, const struct tcase *c)
 {
-    if (ntests == sizeof tests / sizeof tests[0]) {
-        fprintf(stderr, "too many tests\n");
-        exit(1);
-    }
-    snprintf(names[ntests], sizeof names[ntests], "%s.%s", t->name, c->name);
-    tests[ntests] = (struct CMUnitTest){
-        .name = names[ntests],
-        .test_func = c->fn,
-        .teardown_func = harness_teardown,
-        .initial_state = (void *)t,
-    };
-    ntests++;
+    harness_add_case(&cases, t->name, c->name, c->fn, (void *)t);
 }
 
 int main(int argc, char **argv)
 {
-    model = harness_model(argc, argv);
-    int dgram = model_serves_datagrams(model);
-    if (dgram < 0) {
-        fprintf(stderr, "%s: no model '%s' in this build\n", argv[0], model);
-        return 1;
-    }
+    int dgram;
+    model = harness_model_checked(argc, argv, &dgram);
     seed = harness_seed();
     int v6 = have_ipv6_loopback();
     if (!v6)
@@ -457,7 +441,5 @@ int main(int argc, char **argv)
             add(t, &refused);
         }
     }
-    char group[64];
-    snprintf(group, sizeof group, "model_exchange.%s", model);
-    return _cmocka_run_group_tests(group, tests, ntests, NULL, harness_teardown);
+    return harness_run_cases(&cases, "model_exchange", model);
 }

@@ -4,6 +4,7 @@
  * `model_signals MODEL`.
  */
 #include "harness.h"
+#include "harness_cases.h"
 
 #include <setjmp.h>
 #include <signal.h>
@@ -235,34 +236,17 @@ static void second_sigterm(void **state)
 
 /* ---- registration ---------------------------------------------------------- */
 
-static struct CMUnitTest tests[32];
-static char names[32][64];
-static size_t ntests;
+static struct harness_cases cases;
 
 static void add(const char *name, CMUnitTestFunction fn, const char *transport)
 {
-    if (ntests == sizeof tests / sizeof tests[0]) {
-        fprintf(stderr, "too many tests\n");
-        exit(1);
-    }
-    snprintf(names[ntests], sizeof names[ntests], "%s.%s", transport, name);
-    tests[ntests] = (struct CMUnitTest){
-        .name = names[ntests],
-        .test_func = fn,
-        .teardown_func = harness_teardown,
-        .initial_state = (void *)transport,
-    };
-    ntests++;
+    harness_add_case(&cases, transport, name, fn, (void *)transport);
 }
 
 int main(int argc, char **argv)
 {
-    model = harness_model(argc, argv);
-    int dgram = model_serves_datagrams(model);
-    if (dgram < 0) {
-        fprintf(stderr, "%s: no model '%s' in this build\n", argv[0], model);
-        return 1;
-    }
+    int dgram;
+    model = harness_model_checked(argc, argv, &dgram);
     seed = harness_seed();
 
     add("idle_sigterm", idle_sigterm, "tcp4");
@@ -284,7 +268,5 @@ int main(int argc, char **argv)
     add("sigterm_stuck_reader", sigterm_stuck_reader, "unix");
     add("second_sigterm", second_sigterm, "tcp4");
 
-    char group[64];
-    snprintf(group, sizeof group, "model_signals.%s", model);
-    return _cmocka_run_group_tests(group, tests, ntests, NULL, harness_teardown);
+    return harness_run_cases(&cases, "model_signals", model);
 }
