@@ -123,77 +123,28 @@ static const struct option options[] = {
 
 /* ---- parsing values --------------------------------------------------------- */
 
-/* Seconds, decimals allowed, within [min, max]. */
+/* Seconds within [min, max] (cli_parse_seconds), or a usage error. */
 static int parse_seconds(const char *opt, const char *s, double min, double max,
                          double *out)
 {
-    char *end;
-    errno = 0;
-    double v = s && *s ? strtod(s, &end) : -1;
-    if (!s || !*s || errno || *end || !(v >= min && v <= max)) {
+    if (cli_parse_seconds(s, min, max, out) != 0) {
         cli_error(CMD, "%s wants seconds from %g to %g, not '%s'", opt, min, max,
                   s ? s : "");
         return -1;
     }
-    *out = v;
     return 0;
 }
 
-/* A whole number with an optional suffix: k and m are 1000 and 10^6, or
- * 1024 and 2^20 when `binary`. -1 if not a number in [min, max]. */
-static long long parse_amount(const char *s, long long min, long long max, int binary)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    long long mult = 1;
-    if (*end == 'k' || *end == 'K')
-        mult = binary ? 1024 : 1000;
-    else if (*end == 'm' || *end == 'M')
-        mult = binary ? 1048576 : 1000000;
-    if (mult != 1)
-        end++;
-    if (errno || *end || v > max / mult)
-        return -1;
-    v *= mult;
-    return v < min || v > max ? -1 : v;
-}
-
+/* A number with an optional k or m (cli_parse_amount), or a usage error. */
 static int amount_opt(const char *opt, const char *s, long long min, long long max,
                       int binary, long long *out)
 {
-    *out = parse_amount(s, min, max, binary);
+    *out = cli_parse_amount(s, min, max, binary);
     if (*out < 0) {
         cli_error(CMD, "%s wants a number from %lld to %lld, not '%s'", opt, min,
                   max, s);
         return -1;
     }
-    return 0;
-}
-
-/* "N" or "MIN-MAX". */
-static int parse_size(const char *s, uint32_t *lo, uint32_t *hi)
-{
-    char first[32];
-    const char *dash = strchr(s, '-');
-    long long a, b;
-    if (dash) {
-        size_t n = (size_t)(dash - s);
-        if (n == 0 || n >= sizeof first)
-            return -1;
-        memcpy(first, s, n);
-        first[n] = '\0';
-        a = parse_amount(first, 1, UINT32_MAX, 1);
-        b = parse_amount(dash + 1, 1, UINT32_MAX, 1);
-    } else {
-        a = b = parse_amount(s, 1, UINT32_MAX, 1);
-    }
-    if (a < 1 || b < 1 || a > b)
-        return -1;
-    *lo = (uint32_t)a;
-    *hi = (uint32_t)b;
     return 0;
 }
 
@@ -484,7 +435,7 @@ int cmd_bench(int argc, char **argv)
             g.count = 1;
             break;
         case 's':
-            if (parse_size(optarg, &cfg.size_min, &cfg.size_max) != 0) {
+            if (cli_parse_size_range(optarg, &cfg.size_min, &cfg.size_max) != 0) {
                 cli_error(CMD, "-s wants a size in bytes or a range MIN-MAX "
                                "(1 or more, k and m allowed), not '%s'", optarg);
                 return EXIT_USAGE;

@@ -3,6 +3,7 @@
 #define IOPLEX_CLI_H
 
 #include "ioplex.h"
+#include "parse.h"
 
 /* Exit codes, the same for every subcommand (listed in --help). */
 enum {
@@ -35,8 +36,6 @@ int cli_parse_address(const char *cmd, struct iop_addr *a, enum iop_transport t,
 /* Report a getopt failure (c is what getopt_long returned, with a ':'
  * leading the option string) as one line. */
 void cli_option_error(const char *cmd, int c, char **argv);
-/* Parse a non-negative decimal within [min, max]; -1 if not. */
-long long cli_parse_number(const char *s, long long min, long long max);
 
 int cmd_serve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);

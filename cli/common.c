@@ -49,18 +49,6 @@ void cli_option_error(const char *cmd, int c, char **argv)
         cli_error(cmd, "unknown option '%s' (try ioplex %s --help)", arg, cmd);
 }
 
-long long cli_parse_number(const char *s, long long min, long long max)
-{
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -1;
-    return v;
-}
-
 static int report_addr_error(const char *cmd, int r, const char *what)
 {
     if (r == -ENAMETOOLONG)

@@ -470,15 +470,12 @@ int cmd_compare(int argc, char **argv)
             }
             repeat = (int)v;
             break;
-        case 'd': {
-            char *end;
-            duration = strtod(optarg, &end);
-            if (*end || !(duration >= 0.1 && duration <= 600)) {
+        case 'd':
+            if (cli_parse_seconds(optarg, 0.1, 600, &duration) != 0) {
                 cli_error("compare", "-d wants seconds from 0.1 to 600, not '%s'", optarg);
                 return EXIT_USAGE;
             }
             break;
-        }
         case 'h': usage(stdout); return EXIT_OK;
         default:
             cli_option_error("compare", c, argv);

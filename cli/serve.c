@@ -223,13 +223,14 @@ int cmd_serve(int argc, char **argv)
     /* -m prefork:8 is -m prefork -w 8 */
     char model[64];
     if (cfg.model && strchr(cfg.model, ':')) {
-        const char *colon = strchr(cfg.model, ':');
-        if (number_opt("-m MODEL:N", colon + 1, 1, 1024, &v) ||
-            (size_t)(colon - cfg.model) >= sizeof model)
+        unsigned n;
+        if (cli_parse_model(cfg.model, model, sizeof model, &n) != 0) {
+            cli_error("serve", "-m wants MODEL or MODEL:N, N from 1 to %d, not '%s'",
+                      CLI_MODEL_N_MAX, cfg.model);
             return EXIT_USAGE;
-        snprintf(model, sizeof model, "%.*s", (int)(colon - cfg.model), cfg.model);
+        }
         cfg.model = model;
-        cfg.workers = (unsigned)v;
+        cfg.workers = n;
     }
     if (cfg.high_water && cfg.low_water > cfg.high_water) {
         cli_error("serve", "--low-water (%zu) must not exceed --high-water (%zu)",
