@@ -76,6 +76,14 @@
  * reading resumes below the low watermark. A producer (on_drain) is asked
  * for more whenever its output queue is empty.
  *
+ * Idle timeout (--idle-timeout T): a connection that makes no progress
+ * for T, no complete message received and no output written, is closed
+ * (the rule of the other paths: src/stream/blocking.c). Open connections
+ * sit on a list, least recently active first, and the loop's poll()
+ * waits no longer than the head's deadline. A peer that stops reading
+ * leaves a helper thread blocked in write(): the close's shutdown() ends
+ * it.
+ *
  * Stop: accepting stops, every connection's reading side is shut down, so
  * its outstanding read returns what had arrived and then end-of-stream;
  * what was received is answered and flushed, and whatever is left after
@@ -115,6 +123,10 @@ enum { ST_OPEN, ST_LINGER, ST_DYING };
 
 struct aloop;
 
+struct alist {
+    struct aconn *head, *tail;
+};
+
 struct aconn {
     iop_conn c;
     struct aiocb op[2];  /* OP_READ on c.fd, OP_WRITE on wfd */
@@ -123,7 +135,10 @@ struct aconn {
     unsigned slot;
     int state;
     uint64_t linger_end;
-    struct aconn *lprev, *lnext; /* the lingering list, oldest first */
+    uint64_t last_active;        /* last complete message in, or bytes out */
+    /* ST_OPEN: on the active list, least recently active first;
+     * ST_LINGER: on the lingering list, by deadline; ST_DYING: on none. */
+    struct aconn *lprev, *lnext;
     struct aconn *kick_next;     /* posted to (iop_post): to be flushed */
     char *rbuf;
 };
@@ -145,7 +160,8 @@ struct aloop {
     uint64_t accept_resume; /* accepting paused until then (EMFILE, ...) */
     int accept_err;
     uint64_t next_scan;
-    struct aconn *lhead, *ltail; /* lingering, by deadline */
+    struct alist active;   /* open, least recently active first */
+    struct alist lingering; /* by deadline */
     struct aconn *kicked;
     struct iop__mailbox mbox;
     int has_mbox;
@@ -228,17 +244,38 @@ static int issue_write(struct aloop *L, struct aconn *a)
 
 /* ---- closing ------------------------------------------------------------------- */
 
-static void linger_remove(struct aloop *L, struct aconn *a)
+static void list_remove(struct alist *l, struct aconn *a)
 {
     if (a->lprev)
         a->lprev->lnext = a->lnext;
     else
-        L->lhead = a->lnext;
+        l->head = a->lnext;
     if (a->lnext)
         a->lnext->lprev = a->lprev;
     else
-        L->ltail = a->lprev;
+        l->tail = a->lprev;
     a->lprev = a->lnext = NULL;
+}
+
+static void list_append(struct alist *l, struct aconn *a)
+{
+    a->lprev = l->tail;
+    a->lnext = NULL;
+    if (l->tail)
+        l->tail->lnext = a;
+    else
+        l->head = a;
+    l->tail = a;
+}
+
+/* Progress (a complete message in, bytes out): to the active list's tail. */
+static void touch(struct aloop *L, struct aconn *a)
+{
+    a->last_active = iop__now_ms();
+    if (a->state == ST_OPEN && L->active.tail != a) {
+        list_remove(&L->active, a);
+        list_append(&L->active, a);
+    }
 }
 
 static void notify_close(struct aloop *L, struct aconn *a, int err)
@@ -247,7 +284,8 @@ static void notify_close(struct aloop *L, struct aconn *a, int err)
     if (c->flags & IOP__CONN_NOTIFIED)
         return;
     c->flags |= IOP__CONN_NOTIFIED;
-    if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED)
+    if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED &&
+        err != -ETIMEDOUT) /* (idle: reported by the loop) */
         iop_report(L->s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
                    iop_strerror(err));
     if (L->s->svc->on_close)
@@ -288,8 +326,7 @@ static void kill_conn(struct aloop *L, struct aconn *a)
 {
     if (a->state == ST_DYING)
         return;
-    if (a->state == ST_LINGER)
-        linger_remove(L, a);
+    list_remove(a->state == ST_LINGER ? &L->lingering : &L->active, a);
     a->state = ST_DYING;
     if (a->busy) {
         shutdown(a->c.fd, SHUT_RDWR);
@@ -316,15 +353,10 @@ static void finish(struct aloop *L, struct aconn *a)
     }
     /* Discard input until the peer closes, so our close cannot reset what
      * we just wrote before it is read. */
+    list_remove(&L->active, a);
     a->state = ST_LINGER;
     a->linger_end = iop__now_ms() + LINGER_MS;
-    a->lprev = L->ltail;
-    a->lnext = NULL;
-    if (L->ltail)
-        L->ltail->lnext = a;
-    else
-        L->lhead = a;
-    L->ltail = a;
+    list_append(&L->lingering, a); /* same duration for all: deadline order */
     iop_buf_free(&c->in);
     if (!(a->busy & (1u << OP_READ)) && issue_read(L, a) != 0)
         kill_conn(L, a);
@@ -396,7 +428,10 @@ static void on_read(struct aloop *L, struct aconn *a, ssize_t n)
         iop__conn_eof(c);
         iop_close(c);
     } else {
+        size_t before = iop_buf_used(&c->in);
         int r = iop__conn_dispatch_bytes(c, a->rbuf, (size_t)n);
+        if (r == 0 && iop_buf_used(&c->in) < before + (size_t)n)
+            touch(L, a); /* a message was completed: partial frames do not count */
         if (r == -EMSGSIZE) {
             iop_report(L->s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
                        iop_conn_peer_name(c), L->s->max_frame);
@@ -422,6 +457,7 @@ static void on_write(struct aloop *L, struct aconn *a, ssize_t n)
         return;
     }
     iop_outq_consume(&a->c.out, (size_t)n); /* a short write: the rest goes next */
+    touch(L, a);
     pump(L, a);
 }
 
@@ -543,6 +579,8 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
     }
     L->nconns++;
     L->accepted = 1;
+    a->last_active = iop__now_ms();
+    list_append(&L->active, a);
     iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
                iop_conn_peer_name(&a->c), (unsigned long long)a->c.id);
     if (s->svc->on_open)
@@ -628,6 +666,7 @@ static int timeout_until(uint64_t now, uint64_t when, int t)
 static int loop(struct aloop *L)
 {
     iop_server *s = L->s;
+    const int idle = s->cfg.idle_timeout_ms;
     L->next_scan = iop__now_ms() + SCAN_MS;
     for (;;) {
         uint64_t now = iop__now_ms();
@@ -640,8 +679,11 @@ static int loop(struct aloop *L)
         int timeout = -1;
         if (L->inflight > 0)
             timeout = timeout_until(now, L->next_scan, timeout);
-        if (L->lhead)
-            timeout = timeout_until(now, L->lhead->linger_end, timeout);
+        if (L->lingering.head)
+            timeout = timeout_until(now, L->lingering.head->linger_end, timeout);
+        if (idle > 0 && L->active.head)
+            timeout = timeout_until(now, L->active.head->last_active + (uint64_t)idle,
+                                    timeout);
         if (L->stopping)
             timeout = timeout_until(now, L->drain_end + (L->drained ? TEARDOWN_MS : 0),
                                     timeout);
@@ -679,8 +721,14 @@ static int loop(struct aloop *L)
             begin_stop(L);
         if (p[4].revents)
             accept_some(L);
-        while (L->lhead && L->lhead->linger_end <= now)
-            kill_conn(L, L->lhead);
+        while (L->lingering.head && L->lingering.head->linger_end <= now)
+            kill_conn(L, L->lingering.head);
+        while (idle > 0 && L->active.head &&
+               L->active.head->last_active + (uint64_t)idle <= now) {
+            iop_report(s, IOP_LOG_DEBUG, "closing %s: idle for %d ms",
+                       iop_conn_peer_name(&L->active.head->c), idle);
+            abort_conn(L, L->active.head, -ETIMEDOUT);
+        }
         if (L->stopping && !L->drained && now >= L->drain_end)
             drain_expired(L);
         flush_kicked(L);

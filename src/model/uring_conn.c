@@ -33,7 +33,9 @@
 static struct uconn *of(iop_conn *c) { return (struct uconn *)c; }
 static int kick(struct uworker *w, struct uconn *u);
 
-/* Activity moves a connection to the tail: the idle sweep looks at the head. */
+/* Activity moves a connection to the tail: the idle sweep looks at the head.
+ * Activity is progress, as in evconn.c: a complete message received or
+ * bytes sent, not bytes that only add to a partial frame. */
 static void touch(struct uworker *w, struct uconn *u)
 {
     iop_conn *c = &u->c;
@@ -118,7 +120,8 @@ void uring_conn_close(struct uworker *w, struct uconn *u, int err)
     iop_conn *c = &u->c;
     if (u->dead)
         return;
-    if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED)
+    if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED &&
+        err != -ETIMEDOUT)
         iop_report(w->s, IOP_LOG_DEBUG, "connection %s: %s",
                    iop_conn_peer_name(c), iop_strerror(err));
     notify_close(c, err);
@@ -288,8 +291,10 @@ static int take_input(struct uworker *w, struct uconn *u, const char *data, size
     iop_conn *c = &u->c;
     if (c->flags & IOP__CONN_CLOSING)
         return 0; /* no more messages: discarded */
-    touch(w, u);
+    size_t before = iop_buf_used(&c->in);
     int r = iop__conn_dispatch_bytes(c, data, n);
+    if (r == 0 && iop_buf_used(&c->in) < before + n)
+        touch(w, u); /* a message was completed: a partial frame is no progress */
     if (r == -EMSGSIZE) {
         iop_report(w->s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
                    iop_conn_peer_name(c), w->s->max_frame);

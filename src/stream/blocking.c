@@ -12,6 +12,23 @@
  * sleeping in recv() or send(), so posts are written as they come and a
  * peer that does not read is closed at the high watermark (mailbox.h).
  * Every other service keeps the plain blocking calls.
+ *
+ * The idle timeout (--idle-timeout, cfg.idle_timeout_ms = T). A
+ * connection is idle when for T it has made no progress: no complete
+ * message received (delivered to on_message) and no byte of output
+ * written. Bytes that do not complete a message do not count, so a peer
+ * trickling one byte a second into a frame it never finishes (slowloris)
+ * is closed T after its last complete message, and so is a peer that
+ * stops reading while output is waiting for it. (A peer that keeps
+ * sending whole messages, or keeps reading what it is sent, however
+ * slowly, is not idle.) The event paths apply the same rule (evconn.c,
+ * uring_conn.c, aio.c). Here it costs nothing per message: SO_RCVTIMEO
+ * and SO_SNDTIMEO bound every blocking recv() and send() by T, and only
+ * while a partial frame waits is the receive timeout shortened to what is
+ * left of T (one setsockopt() per read, the trickler's cost, not a
+ * well-behaved client's). With a mailbox, poll() waits at most what is
+ * left of T. An idle connection is closed at once (no lingering close):
+ * on_close gets -ETIMEDOUT.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -20,31 +37,93 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define READ_CHUNK 16384
 #define LINGER_MS 2000
+/* The receive timeout is set again only when it is further than this
+ * from what it should be. */
+#define IDLE_SLACK_MS 50
 
+/* The connection and what only this path keeps for it: the service sees
+ * &b->c, and these fields stay out of struct iop_conn. */
+struct bconn {
+    iop_conn c;
+    uint64_t progress; /* last complete message in, or bytes out (ms) */
+    int rcv_ms;        /* SO_RCVTIMEO as set now, ms (0: none) */
+};
+
+static struct bconn *of(iop_conn *c) { return (struct bconn *)c; }
 static int closing(const iop_conn *c) { return c->flags & IOP__CONN_CLOSING; }
+static int idle_ms(const iop_conn *c) { return c->server->cfg.idle_timeout_ms; }
+static void progress(iop_conn *c) { of(c)->progress = iop__now_ms(); }
+
+/* Milliseconds left before c is idle: -1 without an idle timeout, 0 once
+ * it is idle. */
+static int idle_left(iop_conn *c)
+{
+    int idle = idle_ms(c);
+    if (idle <= 0)
+        return -1;
+    uint64_t end = of(c)->progress + (uint64_t)idle, now = iop__now_ms();
+    return now >= end ? 0 : (int)(end - now);
+}
+
+static int set_timeout(int fd, int opt, int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) == 0 ? 0 : -errno;
+}
+
+/* Before a blocking recv(): its timeout, so that it returns (EAGAIN) by
+ * the idle deadline. Returns 0, -ETIMEDOUT if c is idle already, or the
+ * setsockopt() error. */
+static int arm_recv_timeout(iop_conn *c)
+{
+    int idle = idle_ms(c);
+    if (idle <= 0)
+        return 0;
+    int left = idle_left(c);
+    if (left == 0)
+        return -ETIMEDOUT;
+    /* No partial frame: progress was just made (the last read completed
+     * its messages, or the connection is new), so T is what is left. */
+    int want = iop_buf_used(&c->in) > 0 ? left : idle;
+    struct bconn *b = of(c);
+    if (b->rcv_ms >= want - IDLE_SLACK_MS && b->rcv_ms <= want + IDLE_SLACK_MS)
+        return 0; /* close enough: no system call */
+    int r = set_timeout(c->fd, SO_RCVTIMEO, want);
+    if (r == 0)
+        b->rcv_ms = want;
+    return r;
+}
 
 /* With a mailbox: wait until the socket is ready for `events`, delivering
  * posts meanwhile. Returns 1 if the socket is ready, 0 if only posts came
  * (or a signal, or the stop), -ENOBUFS if a post overflowed the output
- * queue. Waiting to write, the stop pipe is watched too, so the drain_ms
- * bound of a stop applies at once (the stop shuts only the reading side,
- * which does not end a wait for POLLOUT); waiting to read, the stop's
- * SHUT_RD ends it, and the pipe, readable for good, would spin. */
+ * queue, -ETIMEDOUT once the connection is idle. Waiting to write, the
+ * stop pipe is watched too, so the drain_ms bound of a stop applies at
+ * once (the stop shuts only the reading side, which does not end a wait
+ * for POLLOUT); waiting to read, the stop's SHUT_RD ends it, and the
+ * pipe, readable for good, would spin. */
 static int wait_socket_or_mail(iop_conn *c, short events)
 {
     if (c->flags & IOP__CONN_OVERFLOW) /* by a post from this very thread */
         return -ENOBUFS;
+    int left = idle_left(c);
+    if (left == 0)
+        return -ETIMEDOUT;
     struct pollfd p[3] = {
         {.fd = c->fd, .events = events},
         {.fd = iop__mailbox_fd(c->mbox), .events = POLLIN},
         {.fd = c->server->stop_pipe[0], .events = POLLIN},
     };
-    if (poll(p, events == POLLOUT ? 3 : 2, -1) < 0)
+    int n = poll(p, events == POLLOUT ? 3 : 2, left);
+    if (n < 0)
         return errno == EINTR ? 0 : -errno;
+    if (n == 0)
+        return idle_left(c) == 0 ? -ETIMEDOUT : 0;
     if (p[1].revents & POLLIN)
         iop__mailbox_drain(c->mbox);
     if (c->flags & IOP__CONN_OVERFLOW)
@@ -82,12 +161,19 @@ static int flush_all(iop_conn *c)
             flags = MSG_DONTWAIT;
         }
         ssize_t n = iop_outq_write(&c->out, c->fd, flags);
+        if (n > 0) {
+            progress(c);
+            continue;
+        }
         if (n == -EAGAIN && c->mbox && !stopping) {
             int r = wait_socket_or_mail(c, POLLOUT);
             if (r < 0)
                 return r;
             continue;
         }
+        /* A blocking send() ended by SO_SNDTIMEO: nothing went out for T. */
+        if (n == -EAGAIN && !stopping && idle_left(c) == 0)
+            return -ETIMEDOUT;
         if (n < 0 && n != -EINTR && n != -EAGAIN)
             return (int)n;
     }
@@ -110,9 +196,13 @@ static int produce(iop_conn *c)
     return 0;
 }
 
-/* Read once; returns bytes read, 0 at end of stream, or a negative errno. */
+/* Read once; returns bytes read, 0 at end of stream, or a negative errno
+ * (-EAGAIN: the receive timeout passed). */
 static ssize_t read_some(iop_conn *c)
 {
+    int r = arm_recv_timeout(c);
+    if (r != 0)
+        return r;
     char *p = iop_buf_reserve(&c->in, READ_CHUNK);
     if (!p)
         return -ENOMEM;
@@ -157,32 +247,46 @@ void iop__serve_blocking(iop_server *s, int fd,
                          const struct sockaddr_storage *peer, socklen_t peerlen)
 {
     const struct iop_service *svc = s->svc;
-    iop_conn c;
-    iop__conn_init(&c, s, fd, peer, peerlen);
+    struct bconn b = {.rcv_ms = 0};
+    iop_conn *c = &b.c;
+    iop__conn_init(c, s, fd, peer, peerlen);
+    b.progress = iop__now_ms();
+    if (s->cfg.idle_timeout_ms > 0) {
+        /* Every blocking send() and recv() returns within T. */
+        int r = set_timeout(fd, SO_SNDTIMEO, s->cfg.idle_timeout_ms);
+        if (r == 0 && (r = set_timeout(fd, SO_RCVTIMEO, s->cfg.idle_timeout_ms)) == 0)
+            b.rcv_ms = s->cfg.idle_timeout_ms;
+        if (r != 0) {
+            iop_report(s, IOP_LOG_ERROR, "cannot serve %s: socket timeouts: %s",
+                       iop_conn_peer_name(c), iop_strerror(r));
+            iop__conn_release(c);
+            return;
+        }
+    }
     struct iop__mailbox mbox;
     if (svc->flags & IOP_SERVICE_SHARED_STATE) {
         int r = iop__mailbox_init(&mbox, s, NULL, NULL);
         if (r != 0) {
             iop_report(s, IOP_LOG_ERROR, "cannot serve %s: %s",
-                       iop_conn_peer_name(&c), iop_strerror(r));
-            iop__conn_release(&c);
+                       iop_conn_peer_name(c), iop_strerror(r));
+            iop__conn_release(c);
             return;
         }
-        c.mbox = &mbox;
+        c->mbox = &mbox;
     }
     iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop_conn_peer_name(&c), (unsigned long long)c.id);
+               iop_conn_peer_name(c), (unsigned long long)c->id);
     if (svc->on_open)
-        svc->on_open(&c);
+        svc->on_open(c);
     int err = 0;
     for (;;) {
-        err = flush_all(&c);
+        err = flush_all(c);
         if (err == 0)
-            err = produce(&c);
-        if (err != 0 || closing(&c))
+            err = produce(c);
+        if (err != 0 || closing(c))
             break;
-        if (c.mbox) {
-            int r = wait_socket_or_mail(&c, POLLIN);
+        if (c->mbox) {
+            int r = wait_socket_or_mail(c, POLLIN);
             if (r < 0) {
                 err = r;
                 break;
@@ -190,7 +294,10 @@ void iop__serve_blocking(iop_server *s, int fd,
             if (r == 0)
                 continue; /* posts: write them, then wait again */
         }
-        ssize_t n = read_some(&c);
+        size_t before = iop_buf_used(&c->in);
+        ssize_t n = read_some(c);
+        if (n == -EAGAIN && idle_ms(c) > 0)
+            continue; /* SO_RCVTIMEO: read_some() judges the idle time */
         if (n < 0) {
             err = (int)n;
             break;
@@ -198,30 +305,35 @@ void iop__serve_blocking(iop_server *s, int fd,
         if (n == 0) {
             /* End of stream (the peer's half-close, or our own SHUT_RD at
              * stop): answer what was received, then close. */
-            c.flags |= IOP__CONN_PEER_EOF;
-            iop__conn_eof(&c);
-            err = flush_all(&c);
+            c->flags |= IOP__CONN_PEER_EOF;
+            iop__conn_eof(c);
+            err = flush_all(c);
             break;
         }
-        err = iop__conn_dispatch(&c);
+        err = iop__conn_dispatch(c);
+        if (iop_buf_used(&c->in) < before + (size_t)n)
+            progress(c); /* a message was completed (and delivered) */
         if (err == -EMSGSIZE) {
             iop_report(s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
-                       iop_conn_peer_name(&c), s->max_frame);
-            flush_all(&c);
+                       iop_conn_peer_name(c), s->max_frame);
+            flush_all(c);
             break;
         }
     }
-    if ((err == 0 || err == -EMSGSIZE) && !(c.flags & IOP__CONN_PEER_EOF))
-        linger(&c);
-    if (err == -ENOBUFS && (c.flags & IOP__CONN_OVERFLOW))
-        iop__mailbox_report_overflow(&c);
+    if ((err == 0 || err == -EMSGSIZE) && !(c->flags & IOP__CONN_PEER_EOF))
+        linger(c);
+    if (err == -ENOBUFS && (c->flags & IOP__CONN_OVERFLOW))
+        iop__mailbox_report_overflow(c);
+    else if (err == -ETIMEDOUT)
+        iop_report(s, IOP_LOG_DEBUG, "closing %s: idle for %d ms", iop_conn_peer_name(c),
+                   idle_ms(c));
     else if (err != 0 && err != -EMSGSIZE)
-        iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(&c),
+        iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
                    iop_strerror(err));
     if (svc->on_close)
-        svc->on_close(&c, err == -EMSGSIZE ? 0 : err);
-    if (c.mbox)
-        iop__mailbox_destroy(c.mbox); /* what is still posted goes with it */
-    iop_report(s, IOP_LOG_DEBUG, "close %s", iop_conn_peer_name(&c));
-    iop__conn_release(&c);
+        svc->on_close(c, err == -EMSGSIZE ? 0 : err);
+    if (c->mbox)
+        iop__mailbox_destroy(c->mbox); /* what is still posted goes with it */
+    iop_report(s, IOP_LOG_DEBUG, "close %s", iop_conn_peer_name(c));
+    iop__conn_release(c);
 }

@@ -45,7 +45,10 @@
 /* ---- lists ------------------------------------------------------------------- */
 
 /* Activity moves a connection to the tail, so the head is always the one
- * silent longest: the idle sweep stops at the first that is not expired. */
+ * silent longest: the idle sweep stops at the first that is not expired.
+ * Activity is progress (the rule of src/stream/blocking.c): a complete
+ * message received or bytes written. Bytes that only add to a partial
+ * frame are not, so a peer trickling a frame it never finishes is idle. */
 static void touch(struct iop__evctx *x, iop_conn *c)
 {
     c->last_active = iop__loop_now(x->loop);
@@ -76,7 +79,7 @@ static void unkick(struct iop__evctx *x, iop_conn *c)
 
 static void close_now(struct iop__evctx *x, iop_conn *c, int err)
 {
-    if (err && err != -ECONNRESET && err != -EPIPE)
+    if (err && err != -ECONNRESET && err != -EPIPE && err != -ETIMEDOUT)
         iop_report(x->s, IOP_LOG_DEBUG, "connection %s: %s",
                    iop_conn_peer_name(c), iop_strerror(err));
     notify_close(c, err);
@@ -236,8 +239,10 @@ static int read_input(struct iop__evctx *x, iop_conn *c)
             c->flags |= IOP__CONN_CLOSING;
             break;
         }
-        touch(x, c);
+        size_t before = iop_buf_used(&c->in);
         int r = iop__conn_dispatch_bytes(c, x->scratch, (size_t)n);
+        if (r == 0 && iop_buf_used(&c->in) < before + (size_t)n)
+            touch(x, c); /* a message was completed: a partial frame is no progress */
         if (r == -EMSGSIZE) {
             iop_report(s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
                        iop_conn_peer_name(c), s->max_frame);
