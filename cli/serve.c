@@ -80,7 +80,7 @@ static void usage(FILE *f)
             "                        -m MODEL:N says the same\n"
             "      --accept-lock     prefork: children take turns in accept() under a\n"
             "                        lock, so a new client wakes one (thundering herd)\n"
-            "      --idle-timeout S  close connections silent for S seconds (event loops)\n"
+            "      --idle-timeout S  close clients with no message in or out for S seconds\n"
             "      --high-water N    stop reading a client whose unsent output passes\n"
             "                        N bytes (event loops; default 262144)\n"
             "      --low-water N     resume reading below N bytes (default high/4)\n"
