@@ -213,12 +213,16 @@ void iop_sockaddr_format(const struct sockaddr *sa, socklen_t salen, char *buf,
     switch (salen >= sizeof(sa_family_t) ? sa->sa_family : AF_UNSPEC) {
     case AF_INET: {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        if (salen < sizeof *in) /* never read past what the caller gave */
+            break;
         inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
         snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
         return;
     }
     case AF_INET6: {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (salen < sizeof *in6)
+            break;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
         snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
         return;
