@@ -12,6 +12,13 @@
  * children, the reaping and the signalling are src/model/children.c,
  * shared with prefork.)
  *
+ * fork() failing (RLIMIT_NPROC, EAGAIN; ENOMEM): the new connection is
+ * closed at once (its client sees a clean end-of-stream), the failure is
+ * reported once, and the parent stops accepting for FORK_PAUSE_MS, or
+ * until a child exits and frees a process slot, so a full backlog is not
+ * accepted and dropped in a tight loop. The first fork that works again
+ * reports "fork: recovered".
+ *
  * Stop: the parent sends SIGTERM to each child it started (by PID); a
  * child's handler shuts its socket's reading side, so the child answers
  * what it has received and exits. Children still alive after drain_ms
@@ -41,37 +48,72 @@ static void child_main(iop_server *s, int fd, struct sockaddr_storage *peer,
     _exit(0);
 }
 
-static int spawn(iop_server *s, struct iop__children *c, int fd,
-                 struct sockaddr_storage *peer, socklen_t peerlen)
+#define FORK_PAUSE_MS 100
+
+struct forker {
+    iop_server *s;
+    struct iop__children kids;
+    int fork_err;          /* the fork() failure last reported, 0 if none */
+    uint64_t paused_until; /* not accepting until then (fork failed) */
+};
+
+/* Returns 0 if a child serves fd, else a negative errno (fd closed). */
+static int spawn(struct forker *f, int fd, struct sockaddr_storage *peer,
+                 socklen_t peerlen)
 {
-    pid_t pid = iop__children_fork(c, s);
+    iop_server *s = f->s;
+    pid_t pid = iop__children_fork(&f->kids, s);
     if (pid == 0)
         child_main(s, fd, peer, peerlen);
     close(fd);
     if (pid < 0) {
-        iop_report(s, IOP_LOG_ERROR, "fork: %s; closing the new connection",
-                   strerror((int)-pid));
+        if ((int)pid != f->fork_err)
+            iop_report(s, IOP_LOG_ERROR, "fork: %s; closing new connections "
+                       "until a process can be started", strerror((int)-pid));
+        f->fork_err = (int)pid;
+        f->paused_until = iop__now_ms() + FORK_PAUSE_MS;
         return (int)pid;
+    }
+    if (f->fork_err) {
+        iop_report(s, IOP_LOG_INFO, "fork: recovered");
+        f->fork_err = 0;
     }
     return 0;
 }
 
+/* The poll() timeout while accepting is paused, -1 if it is not. */
+static int pause_left(struct forker *f)
+{
+    if (!f->paused_until)
+        return -1;
+    uint64_t now = iop__now_ms();
+    if (now >= f->paused_until) {
+        f->paused_until = 0;
+        return -1;
+    }
+    return (int)(f->paused_until - now);
+}
+
 static int run_fork(iop_server *s)
 {
-    struct iop__children c;
-    int r = iop__children_open(&c);
+    struct forker f = {.s = s};
+    struct iop__children *c = &f.kids;
+    int r = iop__children_open(c);
     if (r != 0)
         return r;
-    unsigned long accepted = 0;
-    while (!(s->cfg.once && accepted > 0 && c.n == 0)) {
+    unsigned long served = 0;
+    while (!(s->cfg.once && served > 0 && c->n == 0)) {
         struct pollfd p[3] = {
             {.fd = s->stop_pipe[0], .events = POLLIN},
-            {.fd = iop__children_fd(&c), .events = POLLIN},
+            {.fd = iop__children_fd(c), .events = POLLIN},
             {.fd = s->listen_fd, .events = POLLIN},
         };
-        /* With --once, stop listening after the first client. */
-        int nfds = s->cfg.once && accepted > 0 ? 2 : 3;
-        if (poll(p, (nfds_t)nfds, -1) < 0) {
+        /* With --once, stop listening after the first client; after a
+         * failed fork, for a while. */
+        int timeout = pause_left(&f);
+        int nfds = (s->cfg.once && served > 0) || timeout >= 0 ? 2 : 3;
+        int n = poll(p, (nfds_t)nfds, timeout);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             r = -errno;
@@ -79,8 +121,10 @@ static int run_fork(iop_server *s)
         }
         if (p[0].revents)
             break;
-        if (p[1].revents)
-            iop__children_reap(&c, NULL, NULL);
+        if (p[1].revents) {
+            iop__children_reap(c, NULL, NULL);
+            f.paused_until = 0; /* a process slot may have been freed */
+        }
         if (nfds < 3 || !p[2].revents)
             continue;
         struct sockaddr_storage peer;
@@ -92,22 +136,22 @@ static int run_fork(iop_server *s)
             continue;
         }
         iop__accept_ok(s);
-        if (s->cfg.max_conns && c.n >= s->cfg.max_conns) {
+        if (s->cfg.max_conns && c->n >= s->cfg.max_conns) {
             iop_report(s, IOP_LOG_INFO, "refusing a connection: %zu clients "
-                       "already (--max-conns)", c.n);
+                       "already (--max-conns)", c->n);
             close(fd);
             continue;
         }
-        accepted++;
-        spawn(s, &c, fd, &peer, peerlen);
+        if (spawn(&f, fd, &peer, peerlen) == 0)
+            served++;
     }
-    if (iop__stopping(s) && c.n > 0) {
-        iop__children_signal(&c, SIGTERM);
-        iop__children_wait(&c, s->cfg.drain_ms, NULL, NULL);
-        iop__children_signal(&c, SIGKILL);
+    if (iop__stopping(s) && c->n > 0) {
+        iop__children_signal(c, SIGTERM);
+        iop__children_wait(c, s->cfg.drain_ms, NULL, NULL);
+        iop__children_signal(c, SIGKILL);
     }
-    iop__children_wait(&c, -1, NULL, NULL);
-    iop__children_close(&c);
+    iop__children_wait(c, -1, NULL, NULL);
+    iop__children_close(c);
     return r;
 }
 

@@ -62,6 +62,10 @@
  * child that died while the server was not stopping. Replacements are
  * rate-limited (a burst of N, then one every RESTART_INTERVAL_MS), so a
  * child that crashes at once cannot turn the parent into a fork bomb.
+ * A fork() that fails (RLIMIT_NPROC, EAGAIN) is not a child dying: it is
+ * reported once, the server goes on with the children it has, and the
+ * parent tries again every RESTART_INTERVAL_MS (a poll() timeout, not a
+ * spin); the first fork that works again reports "fork: recovered".
  * Each child asks for SIGTERM should the parent die (PR_SET_PDEATHSIG), so
  * a parent killed with SIGKILL does not leave children holding the port.
  *
@@ -82,6 +86,11 @@
  * children could only take clients they would have to turn away, where
  * every other model leaves them in the listen backlog. When that child
  * has served its client it exits 0, and the parent stops.
+ *
+ * Accept failures (EMFILE, ...) in the children: each child is a process
+ * with its own descriptors, so each may hit the limit; the failure last
+ * reported lives in the shared page, so one line is printed for all of
+ * them (and one "accept: recovered"), not one per child.
  *
  * Services with shared state are refused: the children are processes.
  */
@@ -105,9 +114,10 @@
 #define PREFORK_MIN 4
 #define RESTART_INTERVAL_MS 200
 
-/* The page the children share (only with --accept-lock). */
+/* The page the children share. */
 struct shared {
-    pthread_mutex_t accept_lock;
+    pthread_mutex_t accept_lock; /* initialised only with --accept-lock */
+    atomic_int accept_err;       /* the accept failure last reported, 0 if none */
 };
 
 struct prefork {
@@ -115,12 +125,14 @@ struct prefork {
     struct iop__children kids;
     unsigned want;          /* N */
     pid_t parent;
-    struct shared *sh;      /* NULL: no accept lock */
+    struct shared *sh;      /* the shared page */
+    int locked;             /* --accept-lock: sh->accept_lock is used */
     int once_done;          /* --once: the child has served its client */
     unsigned tokens;        /* restarts allowed now */
     uint64_t refill_at;     /* when the next token comes */
     int throttled;          /* reported that restarts are being held back */
     int fork_err;           /* the fork() failure last reported */
+    uint64_t retry_at;      /* after a failed fork(), when to try again */
 };
 
 static unsigned default_children(void)
@@ -132,12 +144,15 @@ static unsigned default_children(void)
 
 /* ---- the accept lock ------------------------------------------------------ */
 
-static struct shared *lock_create(void)
+static struct shared *shared_create(int with_lock)
 {
     struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return NULL;
+    atomic_init(&sh->accept_err, 0);
+    if (!with_lock)
+        return sh;
     pthread_mutexattr_t a;
     int e = pthread_mutexattr_init(&a);
     if (e == 0)
@@ -155,11 +170,12 @@ static struct shared *lock_create(void)
     return sh;
 }
 
-static void lock_destroy(struct shared *sh)
+static void shared_destroy(struct shared *sh, int with_lock)
 {
     if (!sh)
         return;
-    pthread_mutex_destroy(&sh->accept_lock);
+    if (with_lock)
+        pthread_mutex_destroy(&sh->accept_lock);
     munmap(sh, sizeof *sh);
 }
 
@@ -182,17 +198,23 @@ static void child_main(struct prefork *p)
     for (;;) {
         struct sockaddr_storage peer;
         socklen_t peerlen;
-        if (p->sh)
+        if (p->locked)
             accept_lock(p->sh);
         int fd = iop__accept(s, &peer, &peerlen);
-        if (p->sh)
+        if (p->locked)
             pthread_mutex_unlock(&p->sh->accept_lock);
         if (fd == -ECANCELED)
             break;
+        /* What was last reported is the children's common knowledge: the
+         * first child to fail (or recover) reports it, the others not. */
         if (fd < 0) {
+            if (fd != -ECONNABORTED && fd != -EPROTO)
+                s->last_accept_err = atomic_exchange(&p->sh->accept_err, fd);
             iop__accept_failed(s, fd); /* pauses on EMFILE; ends early on stop */
             continue;
         }
+        s->last_accept_err = atomic_load(&p->sh->accept_err) == 0 ? 0
+                           : atomic_exchange(&p->sh->accept_err, 0);
         iop__accept_ok(s);
         /* Served on the thread that takes the stop signal: the stop shuts
          * the reading side, so recv() returns and the client is answered. */
@@ -217,10 +239,14 @@ static int spawn(struct prefork *p)
         child_main(p); /* does not return */
     if (pid < 0) {
         if ((int)pid != p->fork_err)
-            iop_report(p->s, IOP_LOG_ERROR, "fork: %s", strerror((int)-pid));
+            iop_report(p->s, IOP_LOG_ERROR, "fork: %s; serving with %zu of %u "
+                       "children, trying again every %d ms", strerror((int)-pid),
+                       p->kids.n, p->want, RESTART_INTERVAL_MS);
         p->fork_err = (int)pid;
         return (int)pid;
     }
+    if (p->fork_err)
+        iop_report(p->s, IOP_LOG_INFO, "fork: recovered");
     p->fork_err = 0;
     return 0;
 }
@@ -259,10 +285,15 @@ static int replace_children(struct prefork *p)
 {
     uint64_t now = iop__now_ms();
     refill(p, now);
+    if (p->fork_err && now < p->retry_at)
+        return (int)(p->retry_at - now) + 1; /* fork() failed: try later */
     while (p->kids.n < p->want && p->tokens > 0) {
+        if (spawn(p) != 0) {
+            /* Not a death: the budget is kept for those. */
+            p->retry_at = now + RESTART_INTERVAL_MS;
+            return RESTART_INTERVAL_MS + 1;
+        }
         p->tokens--;
-        if (spawn(p) != 0)
-            break;
     }
     if (p->kids.n >= p->want) {
         p->throttled = 0;
@@ -297,23 +328,27 @@ static int run_prefork(iop_server *s)
     int r = set_nonblocking(s->listen_fd);
     if (r != 0)
         return r;
-    if (s->cfg.accept_lock && !(p.sh = lock_create())) {
+    p.locked = s->cfg.accept_lock;
+    if (!(p.sh = shared_create(p.locked))) {
         r = -errno;
-        iop_report(s, IOP_LOG_ERROR, "accept lock: %s", strerror(errno));
+        iop_report(s, IOP_LOG_ERROR, "%s: %s", p.locked ? "accept lock"
+                   : "shared page", strerror(errno));
         return r;
     }
     r = iop__children_open(&p.kids);
     if (r != 0) {
-        lock_destroy(p.sh);
+        shared_destroy(p.sh, p.locked);
         return r;
     }
     for (unsigned i = 0; i < p.want && r == 0; i++)
         r = spawn(&p);
-    if (p.kids.n == 0) {
+    if (p.kids.n == 0) { /* not one: an error, not a server without children */
         iop__children_close(&p.kids);
-        lock_destroy(p.sh);
+        shared_destroy(p.sh, p.locked);
         return r;
     }
+    if (r != 0) /* fewer than N: the loop tries again (replace_children) */
+        p.retry_at = iop__now_ms() + RESTART_INTERVAL_MS;
     r = 0;
     while (!p.once_done) {
         int timeout = replace_children(&p);
@@ -348,7 +383,7 @@ static int run_prefork(iop_server *s)
     }
     iop__children_wait(&p.kids, -1, NULL, NULL);
     iop__children_close(&p.kids);
-    lock_destroy(p.sh);
+    shared_destroy(p.sh, p.locked);
     return r;
 }
 

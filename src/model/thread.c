@@ -7,6 +7,13 @@
  * Threads get a small stack (THREAD_STACK): the default 8 MiB of address
  * space each would make thousands of clients need gigabytes of it.
  *
+ * A thread that cannot be started (EAGAIN: RLIMIT_NPROC, or no memory
+ * for its stack): that connection is closed (its client sees a clean
+ * end-of-stream), the failure is reported once, and accepting pauses for
+ * THREAD_PAUSE_MS so a full backlog is not accepted and dropped in a
+ * tight loop. The first thread that starts again reports "thread:
+ * recovered".
+ *
  * Stop: the main thread stops accepting and shuts the reading side of
  * every live connection, so each thread's recv() returns end-of-stream;
  * the thread answers what it has received and exits. The main thread
@@ -26,6 +33,7 @@
 #include <unistd.h>
 
 #define THREAD_STACK (256 * 1024)
+#define THREAD_PAUSE_MS 100
 
 struct job {
     iop_server *s;
@@ -66,6 +74,7 @@ static int run_thread(iop_server *s)
     if (r != 0)
         return r;
     int served = 0;
+    int thread_err = 0; /* the pthread_create() failure last reported */
     while (!(s->cfg.once && served)) {
         struct job *j = malloc(sizeof *j);
         if (!j) {
@@ -98,11 +107,18 @@ static int run_thread(iop_server *s)
                 iop__registry_remove(&reg, j->fd);
         }
         if (err != 0) {
-            iop_report(s, IOP_LOG_ERROR, "cannot start a thread: %s; closing "
-                       "the new connection", iop_strerror(err));
+            if (err != thread_err)
+                iop_report(s, IOP_LOG_ERROR, "cannot start a thread: %s; closing "
+                           "new connections until one starts", iop_strerror(err));
+            thread_err = err;
             close(j->fd);
             free(j);
+            iop__wait_fd(s, -1, 0, THREAD_PAUSE_MS); /* ends early on stop */
             continue;
+        }
+        if (thread_err) {
+            iop_report(s, IOP_LOG_INFO, "thread: recovered");
+            thread_err = 0;
         }
         served = 1;
     }
