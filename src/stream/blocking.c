@@ -22,13 +22,16 @@
  * stops reading while output is waiting for it. (A peer that keeps
  * sending whole messages, or keeps reading what it is sent, however
  * slowly, is not idle.) The event paths apply the same rule (evconn.c,
- * uring_conn.c, aio.c). Here it costs nothing per message: SO_RCVTIMEO
- * and SO_SNDTIMEO bound every blocking recv() and send() by T, and only
- * while a partial frame waits is the receive timeout shortened to what is
- * left of T (one setsockopt() per read, the trickler's cost, not a
- * well-behaved client's). With a mailbox, poll() waits at most what is
- * left of T. An idle connection is closed at once (no lingering close):
- * on_close gets -ETIMEDOUT.
+ * uring_conn.c, aio.c). Here it costs no system call per message:
+ * SO_RCVTIMEO bounds every blocking recv() by T, and only while a partial
+ * frame waits is it shortened to what is left of T (one setsockopt() per
+ * read, the trickler's cost, not a well-behaved client's); output is sent
+ * with MSG_DONTWAIT, and only when the socket takes nothing more does
+ * poll() wait, for what is left of T (a blocking send() with SO_SNDTIMEO
+ * would report a partial write only when its timeout ends, which could
+ * let a stalled peer live for nearly 2T). With a mailbox, poll() waits at
+ * most what is left of T. An idle connection is closed at once (no
+ * lingering close): on_close gets -ETIMEDOUT.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -149,10 +152,33 @@ static int wait_writable_for_drain(iop_conn *c)
     return n == 0 ? -ETIMEDOUT : 0;
 }
 
+/* With an idle timeout (and no mailbox): wait until the socket takes
+ * output, for at most what is left of T. The stop pipe is watched too, so
+ * a stop's drain_ms bound applies at once. Returns 0 (writable, or
+ * stopping), -ETIMEDOUT once idle, or another negative errno. */
+static int wait_writable_for_idle(iop_conn *c)
+{
+    int left = idle_left(c);
+    if (left == 0)
+        return -ETIMEDOUT;
+    struct pollfd p[2] = {
+        {.fd = c->fd, .events = POLLOUT},
+        {.fd = c->server->stop_pipe[0], .events = POLLIN},
+    };
+    int n = poll(p, 2, left);
+    if (n < 0 && errno != EINTR)
+        return -errno;
+    return n == 0 && idle_left(c) == 0 ? -ETIMEDOUT : 0;
+}
+
 static int flush_all(iop_conn *c)
 {
     while (c->out.bytes > 0) {
-        int flags = c->mbox ? MSG_DONTWAIT : 0;
+        /* A plain blocking send() unless it must be bounded (an idle
+         * timeout) or must not block (posts to deliver meanwhile). The
+         * non-blocking send costs nothing more while the socket takes the
+         * output, and tells the moment it stops taking it. */
+        int flags = c->mbox || idle_ms(c) > 0 ? MSG_DONTWAIT : 0;
         int stopping = iop__stopping(c->server);
         if (stopping) {
             int r = wait_writable_for_drain(c);
@@ -165,15 +191,12 @@ static int flush_all(iop_conn *c)
             progress(c);
             continue;
         }
-        if (n == -EAGAIN && c->mbox && !stopping) {
-            int r = wait_socket_or_mail(c, POLLOUT);
+        if (n == -EAGAIN && !stopping) {
+            int r = c->mbox ? wait_socket_or_mail(c, POLLOUT) : wait_writable_for_idle(c);
             if (r < 0)
                 return r;
             continue;
         }
-        /* A blocking send() ended by SO_SNDTIMEO: nothing went out for T. */
-        if (n == -EAGAIN && !stopping && idle_left(c) == 0)
-            return -ETIMEDOUT;
         if (n < 0 && n != -EINTR && n != -EAGAIN)
             return (int)n;
     }
@@ -252,9 +275,9 @@ void iop__serve_blocking(iop_server *s, int fd,
     iop__conn_init(c, s, fd, peer, peerlen);
     b.progress = iop__now_ms();
     if (s->cfg.idle_timeout_ms > 0) {
-        /* Every blocking send() and recv() returns within T. */
-        int r = set_timeout(fd, SO_SNDTIMEO, s->cfg.idle_timeout_ms);
-        if (r == 0 && (r = set_timeout(fd, SO_RCVTIMEO, s->cfg.idle_timeout_ms)) == 0)
+        /* Every blocking recv() returns within T. */
+        int r = set_timeout(fd, SO_RCVTIMEO, s->cfg.idle_timeout_ms);
+        if (r == 0)
             b.rcv_ms = s->cfg.idle_timeout_ms;
         if (r != 0) {
             iop_report(s, IOP_LOG_ERROR, "cannot serve %s: socket timeouts: %s",
