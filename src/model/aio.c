@@ -151,6 +151,7 @@ struct aloop {
     size_t nconns;       /* every connection not yet freed */
     size_t inflight;     /* requests outstanding */
     int sfd;             /* signalfd for AIO_SIGNAL */
+    int spare;           /* held in reserve for a connection's wfd: see take() */
     int hint[2];         /* AIO_SIGNAL taken by another thread: scan */
     size_t high_water, low_water;
     int stopping;
@@ -555,6 +556,14 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
     struct aconn *a = calloc(1, sizeof *a);
     char *rbuf = malloc(READ_CHUNK);
     int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (wfd < 0 && (errno == EMFILE || errno == ENFILE) && L->spare >= 0) {
+        /* The accepted descriptor was the last one free: its twin takes
+         * the reserved number, so the client is served, not dropped;
+         * accept_some() accepts no more until the reserve is back. */
+        wfd = dup3(fd, L->spare, O_CLOEXEC);
+        if (wfd >= 0)
+            L->spare = -1;
+    }
     int r = !a || !rbuf ? -ENOMEM : wfd < 0 ? -errno : slot_get(L, a);
     if (r != 0) {
         iop_report(s, IOP_LOG_ERROR, "cannot serve a connection: %s", iop_strerror(r));
@@ -588,11 +597,29 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
     pump(L, a);
 }
 
+/* EMFILE and the like: the client stays in the backlog and the listener
+ * readable; leave it out of the poll for a while. Reported once. */
+static void pause_accepting(struct aloop *L, int err)
+{
+    if (err != L->accept_err)
+        iop_report(L->s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
+                   iop_strerror(err));
+    L->accept_err = err;
+    L->accept_resume = iop__now_ms() + ACCEPT_PAUSE_MS;
+}
+
 static void accept_some(struct aloop *L)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (L->s->cfg.once && L->accepted)
             return;
+        /* A connection needs two descriptors (fd and wfd): accept only
+         * with one in reserve, else the second could fail after the
+         * client was taken from the backlog. */
+        if (L->spare < 0 && (L->spare = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+            pause_accepting(L, -errno);
+            return;
+        }
         struct sockaddr_storage peer;
         socklen_t peerlen;
         int fd = iop__accept_one(L->s, &peer, &peerlen); /* a blocking socket */
@@ -602,13 +629,7 @@ static void accept_some(struct aloop *L)
             continue;
         }
         if (fd < 0) {
-            /* EMFILE and the like: the client stays in the backlog and the
-             * listener readable; leave it out of the poll for a while. */
-            if (fd != L->accept_err)
-                iop_report(L->s, IOP_LOG_ERROR, "accept: %s; pausing new "
-                           "connections", iop_strerror(fd));
-            L->accept_err = fd;
-            L->accept_resume = iop__now_ms() + ACCEPT_PAUSE_MS;
+            pause_accepting(L, fd);
             return;
         }
         if (L->accept_err) {
@@ -745,7 +766,7 @@ static int set_nonblocking(int fd)
 
 static int run_aio(iop_server *s)
 {
-    struct aloop L = {.s = s, .sfd = -1, .hint = {-1, -1}};
+    struct aloop L = {.s = s, .sfd = -1, .spare = -1, .hint = {-1, -1}};
     L.cap = !s->cfg.max_conns ? AIO_CONNS_DEFAULT
           : s->cfg.max_conns < AIO_CONNS_MAX ? s->cfg.max_conns : AIO_CONNS_MAX;
     L.high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
@@ -826,6 +847,8 @@ out_mbox:
     if (L.has_mbox)
         iop__mailbox_destroy(&L.mbox);
 out_pipe:
+    if (L.spare >= 0)
+        close(L.spare);
     close(L.hint[0]);
     close(L.hint[1]);
     if (L.nconns == 0) {
