@@ -133,6 +133,7 @@ struct prefork {
     int throttled;          /* reported that restarts are being held back */
     int fork_err;           /* the fork() failure last reported */
     uint64_t retry_at;      /* after a failed fork(), when to try again */
+    int running;            /* past the first N forks */
 };
 
 static unsigned default_children(void)
@@ -238,7 +239,7 @@ static int spawn(struct prefork *p)
     if (pid == 0)
         child_main(p); /* does not return */
     if (pid < 0) {
-        if ((int)pid != p->fork_err)
+        if ((int)pid != p->fork_err && (p->kids.n > 0 || p->running))
             iop_report(p->s, IOP_LOG_ERROR, "fork: %s; serving with %zu of %u "
                        "children, trying again every %d ms", strerror((int)-pid),
                        p->kids.n, p->want, RESTART_INTERVAL_MS);
@@ -343,12 +344,15 @@ static int run_prefork(iop_server *s)
     for (unsigned i = 0; i < p.want && r == 0; i++)
         r = spawn(&p);
     if (p.kids.n == 0) { /* not one: an error, not a server without children */
+        iop_report(s, IOP_LOG_ERROR, "fork: %s; no child could be started",
+                   strerror(-r));
         iop__children_close(&p.kids);
         shared_destroy(p.sh, p.locked);
         return r;
     }
     if (r != 0) /* fewer than N: the loop tries again (replace_children) */
         p.retry_at = iop__now_ms() + RESTART_INTERVAL_MS;
+    p.running = 1;
     r = 0;
     while (!p.once_done) {
         int timeout = replace_children(&p);

@@ -1,0 +1,484 @@
+/*
+ * Out of processes and threads: the server runs as an unprivileged uid
+ * under a real RLIMIT_NPROC (which root ignores), so fork() and
+ * pthread_create() really fail with EAGAIN.
+ *
+ *   fork_nproc     -m fork, limit 3 (the server and two children): two
+ *                  clients are served; while they stay, each new client
+ *                  gets a clean end-of-stream, "fork: ...; closing new
+ *                  connections" is printed once, the server's CPU stays
+ *                  under CPU_RATIO_MAX of the wall time, and the two keep
+ *                  being served; one leaves: new clients are served again,
+ *                  with "fork: recovered"
+ *   thread_nproc   the same with -m thread (the main thread and two):
+ *                  "cannot start a thread", "thread: recovered"
+ *   prefork_nproc  -m prefork:4, limit 3: two children start and serve,
+ *                  "serving with 2 of 4 children" once, the parent retries
+ *                  without spinning; two other processes of its uid end:
+ *                  four children, "fork: recovered"
+ *   pool_nproc     -m pool:4, limit 2: one worker, "serving with fewer",
+ *                  clients served; limit 1: no worker, the server exits 1
+ *                  with its reason on stderr
+ *
+ * How the server gets its uid and limit: the harness starts IOPLEX_BIN
+ * (the environment variable); it is pointed at this test's own binary,
+ * which, started with EXHAUST_WRAP=UID:NPROC in its environment, drops
+ * to that uid and gid with that limit and executes the real ioplex. The
+ * uid is one no one else uses (from UID_BASE + 16 x this process's PID,
+ * a new one per server), so other tests running at the same time, or a
+ * server before, do not count against the limit.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define EXHAUST_MS 1200
+#define CPU_RATIO_MAX 0.30
+#define IO_MS HARNESS_IO_TIMEOUT_MS
+#define UID_BASE 3000000
+#define MAX_PIDS 64
+
+#define CHECK(s, cond)                                                   \
+    do {                                                                 \
+        if (!(cond)) {                                                   \
+            server_dump(s);                                              \
+            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
+        }                                                                \
+    } while (0)
+
+/* ---- the wrapper: this binary as the server's first step --------------------- */
+
+static void wrap_exec(const char *spec, char **argv)
+{
+    unsigned long uid, nproc;
+    if (sscanf(spec, "%lu:%lu", &uid, &nproc) != 2) {
+        fprintf(stderr, "test_exhaust: bad EXHAUST_WRAP '%s'\n", spec);
+        _exit(127);
+    }
+    const char *real = getenv("EXHAUST_REAL_BIN");
+    if (!real || !*real)
+        real = IOPLEX_BIN;
+    struct rlimit r = {.rlim_cur = nproc, .rlim_max = nproc};
+    if (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 ||
+        setrlimit(RLIMIT_NPROC, &r) != 0 || setuid((uid_t)uid) != 0) {
+        fprintf(stderr, "test_exhaust: cannot become uid %lu with RLIMIT_NPROC %lu: %s\n",
+                uid, nproc, strerror(errno));
+        _exit(127);
+    }
+    /* A change of uid clears the parent-death signal the harness set. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    unsetenv("EXHAUST_WRAP");
+    argv[0] = (char *)real;
+    execv(real, argv);
+    fprintf(stderr, "test_exhaust: cannot run %s: %s\n", real, strerror(errno));
+    _exit(127);
+}
+
+static char self_path[PATH_MAX];
+
+/* Only root can start a server as another uid (and root ignores the
+ * limit itself, hence the uid). */
+static void need_root(void)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "skipped: running a server as another uid needs root\n");
+        skip();
+    }
+}
+
+/* A fresh uid per server: what is left of the last one (children still
+ * exiting) does not count against this one. */
+static unsigned long next_uid(void)
+{
+    static unsigned n;
+    return (unsigned long)UID_BASE + (unsigned long)getpid() * 16 + n++ % 16;
+}
+
+/* Start `ioplex serve ARGS` as uid with RLIMIT_NPROC nproc. */
+static int start_as(struct server *s, unsigned long uid, unsigned long nproc,
+                    const char *const args[])
+{
+    char spec[64];
+    snprintf(spec, sizeof spec, "%lu:%lu", uid, nproc);
+    const char *was = getenv("IOPLEX_BIN");
+    setenv("EXHAUST_REAL_BIN", was && *was ? was : IOPLEX_BIN, 1);
+    setenv("IOPLEX_BIN", self_path, 1);
+    setenv("EXHAUST_WRAP", spec, 1);
+    int r = server_start(s, args);
+    unsetenv("EXHAUST_WRAP");
+    setenv("IOPLEX_BIN", getenv("EXHAUST_REAL_BIN"), 1);
+    return r;
+}
+
+/* ---- hogs: processes of the server's uid that hold a slot of its limit ---- */
+
+#define MAX_HOGS 4
+static pid_t hogs[MAX_HOGS];
+static int nhogs;
+
+static pid_t hog_start(unsigned long uid)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0)
+            _exit(127);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* cleared by the change of uid */
+        for (;;)
+            pause();
+    }
+    if (pid > 0 && nhogs < MAX_HOGS)
+        hogs[nhogs++] = pid;
+    return pid;
+}
+
+/* Kill and reap them: a zombie still counts against the limit. */
+static void hogs_end(void)
+{
+    while (nhogs > 0) {
+        pid_t pid = hogs[--nhogs];
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+static int teardown(void **state)
+{
+    hogs_end();
+    return harness_teardown(state);
+}
+
+/* ---- the server's processes -------------------------------------------------- */
+
+static long long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                     &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+static int children_of(pid_t ppid, pid_t *out, int max)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t k = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (k <= 0)
+            continue;
+        buf[k] = '\0';
+        char *p = strrchr(buf, ')');
+        int pp;
+        char st;
+        if (p && sscanf(p + 2, "%c %d", &st, &pp) == 2 && pp == (int)ppid && st != 'Z')
+            out[n++] = (pid_t)pid;
+    }
+    closedir(d);
+    return n;
+}
+
+/* CPU ticks of the server and its children. */
+static long long server_ticks(pid_t pid)
+{
+    pid_t kids[MAX_PIDS];
+    int n = children_of(pid, kids, MAX_PIDS);
+    long long t = cpu_ticks(pid);
+    for (int i = 0; i < n && t >= 0; i++) {
+        long long k = cpu_ticks(kids[i]);
+        if (k > 0)
+            t += k;
+    }
+    return t;
+}
+
+static int stderr_count(struct server *s, const char *needle)
+{
+    server_pump(s);
+    int n = 0;
+    for (const char *p = s->err; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* ---- clients ----------------------------------------------------------------- */
+
+static int echo_once(int fd, const char *line, int timeout_ms)
+{
+    size_t len = strlen(line);
+    char buf[128];
+    if (send_all(fd, line, len) != 0)
+        return 0;
+    return recv_exact(fd, buf, len, timeout_ms) == (ssize_t)len &&
+           memcmp(buf, line, len) == 0;
+}
+
+/* A new client that must be turned away: a clean end-of-stream. */
+static void expect_turned_away(struct server *s)
+{
+    int c = client_connect(s);
+    CHECK(s, c >= 0);
+    CHECK(s, expect_eof(c, IO_MS) == 1);
+    client_close(c);
+}
+
+/* New clients until one is served (a child or thread that ended frees
+ * its slot a little after its client saw the end). 1 if one was. */
+static int served_again(struct server *s)
+{
+    long long until = now_ms() + IO_MS;
+    while (now_ms() < until) {
+        int c = client_connect(s);
+        CHECK(s, c >= 0);
+        int ok = echo_once(c, "again\n", IO_MS);
+        client_close(c);
+        if (ok)
+            return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+/* ---- fork and thread: one process or thread per client ---------------------------- */
+
+static void per_client(const char *model, const char *failed, const char *recovered)
+{
+    need_root();
+    struct server s;
+    const char *const args[] = {"-m", model, "-S", "echo", "127.0.0.1", "0", NULL};
+    /* The server and two children (threads): two clients at a time. */
+    if (start_as(&s, next_uid(), 3, args) != 0)
+        fail_msg("cannot start echo under %s as an unprivileged uid", model);
+    int old[2];
+    char line[64];
+    for (int i = 0; i < 2; i++) {
+        old[i] = client_connect(&s);
+        CHECK(&s, old[i] >= 0);
+        snprintf(line, sizeof line, "old %d\n", i);
+        CHECK(&s, echo_once(old[i], line, IO_MS));
+    }
+    expect_turned_away(&s);
+    CHECK(&s, server_wait_stderr(&s, failed, IO_MS));
+
+    /* The pressure lasts: a new client every 100 ms, each turned away;
+     * the old ones served; no spin. */
+    long long c0 = server_ticks(s.pid), w0 = now_ms();
+    int turned = 0;
+    while (now_ms() - w0 < EXHAUST_MS) {
+        expect_turned_away(&s);
+        turned++;
+        for (int i = 0; i < 2; i++) {
+            snprintf(line, sizeof line, "old %d, turn %d\n", i, turned);
+            CHECK(&s, echo_once(old[i], line, IO_MS));
+        }
+        sleep_ms(100);
+    }
+    long long c1 = server_ticks(s.pid);
+    double wall = (double)(now_ms() - w0) / 1000.0;
+    double cpu = (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK);
+    fprintf(stderr, "%s_nproc: %d clients turned away; %.2f s CPU in %.2f s (%.0f%%)\n",
+            model, turned + 1, cpu, wall, 100.0 * cpu / wall);
+    CHECK(&s, c0 >= 0 && c1 >= c0);
+    CHECK(&s, cpu / wall < CPU_RATIO_MAX);
+    CHECK(&s, stderr_count(&s, failed) == 1);
+    CHECK(&s, stderr_count(&s, recovered) == 0);
+
+    /* One leaves: its slot serves new clients again. */
+    client_close(old[0]);
+    CHECK(&s, served_again(&s));
+    CHECK(&s, server_wait_stderr(&s, recovered, IO_MS));
+    CHECK(&s, echo_once(old[1], "old 1, after\n", IO_MS));
+    client_close(old[1]);
+    CHECK(&s, stderr_count(&s, failed) == 1);
+    int st = server_stop(&s, 0);
+    if (st != 0) {
+        server_dump(&s);
+        fail_msg("the server exited with status %d", st);
+    }
+}
+
+static void fork_nproc(void **state)
+{
+    (void)state;
+    per_client("fork", "closing new connections until a process can be started",
+               "fork: recovered");
+}
+
+static void thread_nproc(void **state)
+{
+    (void)state;
+    per_client("thread", "cannot start a thread", "thread: recovered");
+}
+
+/* ---- prefork: a child that cannot be started --------------------------------------- */
+
+static void prefork_nproc(void **state)
+{
+    (void)state;
+    need_root();
+    struct server s;
+    const char *const args[] = {"-m", "prefork:4", "-S", "echo", "127.0.0.1", "0", NULL};
+    /* The limit is 5: the parent, two children, and two hogs of the same
+     * uid that end later (a raised limit would do, but prlimit(2) on a
+     * process of another uid needs CAP_SYS_RESOURCE, which the test's
+     * root may lack). */
+    unsigned long uid = next_uid();
+    for (int i = 0; i < 2; i++)
+        if (hog_start(uid) < 0)
+            fail_msg("fork: %s", strerror(errno));
+    if (start_as(&s, uid, 5, args) != 0)
+        fail_msg("cannot start echo under prefork as an unprivileged uid");
+    CHECK(&s, server_wait_stderr(&s, "serving with 2 of 4 children", IO_MS));
+
+    /* Two children serve; the parent retries without spinning. */
+    int c[4];
+    long long c0 = server_ticks(s.pid), w0 = now_ms();
+    for (int i = 0; i < 2; i++) {
+        c[i] = client_connect(&s);
+        CHECK(&s, c[i] >= 0);
+    }
+    int rounds = 0;
+    while (now_ms() - w0 < EXHAUST_MS) {
+        for (int i = 0; i < 2; i++)
+            CHECK(&s, echo_once(c[i], "two at a time\n", IO_MS));
+        rounds++;
+        sleep_ms(100);
+    }
+    long long c1 = server_ticks(s.pid);
+    double wall = (double)(now_ms() - w0) / 1000.0;
+    double cpu = (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK);
+    pid_t kids[MAX_PIDS];
+    int nkids = children_of(s.pid, kids, MAX_PIDS);
+    fprintf(stderr, "prefork_nproc: %d children of 4; %.2f s CPU in %.2f s (%.0f%%)\n",
+            nkids, cpu, wall, 100.0 * cpu / wall);
+    CHECK(&s, nkids == 2);
+    CHECK(&s, c0 >= 0 && c1 >= c0);
+    CHECK(&s, cpu / wall < CPU_RATIO_MAX);
+    CHECK(&s, stderr_count(&s, "fork: ") == 1);
+    for (int i = 0; i < 2; i++)
+        client_close(c[i]);
+
+    /* The hogs end: the missing two start. */
+    hogs_end();
+    CHECK(&s, server_wait_stderr(&s, "fork: recovered", IO_MS));
+    long long until = now_ms() + IO_MS;
+    while ((nkids = children_of(s.pid, kids, MAX_PIDS)) < 4 && now_ms() < until)
+        sleep_ms(20);
+    CHECK(&s, nkids == 4);
+    for (int i = 0; i < 4; i++) { /* four at a time now */
+        c[i] = client_connect(&s);
+        CHECK(&s, c[i] >= 0);
+    }
+    for (int i = 0; i < 4; i++)
+        CHECK(&s, echo_once(c[i], "four at a time\n", IO_MS));
+    for (int i = 0; i < 4; i++)
+        client_close(c[i]);
+    CHECK(&s, stderr_count(&s, "fork: ") == 2); /* the failure, the recovery */
+    int st = server_stop(&s, 0);
+    if (st != 0) {
+        server_dump(&s);
+        fail_msg("the server exited with status %d", st);
+    }
+}
+
+/* ---- pool: its threads are made at start ----------------------------------------- */
+
+static void pool_nproc(void **state)
+{
+    (void)state;
+    need_root();
+    struct server s;
+    const char *const args[] = {"-m", "pool:4", "-S", "echo", "127.0.0.1", "0", NULL};
+    /* The main thread and one worker. */
+    if (start_as(&s, next_uid(), 2, args) != 0)
+        fail_msg("cannot start echo under pool as an unprivileged uid");
+    CHECK(&s, server_wait_stderr(&s, "serving with fewer", IO_MS));
+    for (int i = 0; i < 3; i++) {
+        int c = client_connect(&s);
+        CHECK(&s, c >= 0);
+        CHECK(&s, echo_once(c, "one worker\n", IO_MS));
+        client_close(c);
+    }
+    CHECK(&s, stderr_count(&s, "cannot start thread") == 1);
+    int st = server_stop(&s, 0);
+    if (st != 0) {
+        server_dump(&s);
+        fail_msg("the server exited with status %d", st);
+    }
+
+    /* No worker at all: an error exit, its reason on stderr. The server
+     * prints its address before it starts the threads, so start_as()
+     * succeeds; then it exits by itself. */
+    if (start_as(&s, next_uid(), 1, args) == 0) {
+        st = server_wait_exit(&s, IO_MS);
+        server_pump(&s);
+        fprintf(stderr, "pool_nproc: with no worker the server exited %d:\n%s", st, s.err);
+        CHECK(&s, st == 1);
+        CHECK(&s, stderr_count(&s, "cannot start thread 1 of 4") == 1);
+    } else {
+        CHECK(&s, s.exited && s.status == 1);
+        CHECK(&s, stderr_count(&s, "cannot start thread 1 of 4") == 1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *wrap = getenv("EXHAUST_WRAP");
+    if (wrap && argc > 1 && strcmp(argv[1], "serve") == 0)
+        wrap_exec(wrap, argv); /* does not return */
+    ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+    if (n <= 0) {
+        fprintf(stderr, "test_exhaust: readlink /proc/self/exe: %s\n", strerror(errno));
+        return 1;
+    }
+    self_path[n] = '\0';
+    static const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(fork_nproc, teardown),
+        cmocka_unit_test_teardown(thread_nproc, teardown),
+        cmocka_unit_test_teardown(prefork_nproc, teardown),
+        cmocka_unit_test_teardown(pool_nproc, teardown),
+    };
+    return cmocka_run_group_tests_name("test_exhaust", tests, NULL, teardown);
+}
