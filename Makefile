@@ -68,3 +68,33 @@ bench: setup
 
 clean:
 	rm -rf build build-asan build-tsan build-bench
+
+# ---- hardening: fuzzing and valgrind --------------------------------------
+#   make fuzz           every libFuzzer target (fuzz/, clang, ASan + UBSan)
+#                       for FUZZ_SECONDS each; the corpus grows in build-fuzz/work
+#   make test-fuzz      bounded: replay fuzz/regressions and fuzz/corpus, then
+#                       FUZZ_CI_SECONDS per target, FUZZ_JOBS at a time; fails
+#                       on any crash, leak, sanitizer report or broken property
+#   make test-valgrind  memcheck on a normal build: the unit tests, and
+#                       model_exchange under iterative, thread, epoll and fork
+#                       with every ioplex process under valgrind (not uring:
+#                       valgrind cannot see the kernel fill its buffers)
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 45
+FUZZ_JOBS ?= 2
+VALGRIND_TESTS ?= ^model_exchange\.(iterative|thread|epoll|fork)$$
+
+.PHONY: fuzz test-fuzz test-valgrind
+
+fuzz: setup
+	sh fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
+test-fuzz: setup
+	sh fuzz/run.sh build-fuzz $(FUZZ_CI_SECONDS) $(FUZZ_JOBS)
+
+build-valgrind/CMakeCache.txt:
+	cmake -S . -B build-valgrind -DIOPLEX_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+
+test-valgrind: setup build-valgrind/CMakeCache.txt
+	cmake --build build-valgrind -j $(JOBS)
+	sh scripts/valgrind.sh build-valgrind '$(VALGRIND_TESTS)'
