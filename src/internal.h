@@ -74,6 +74,7 @@ struct iop_server {
     struct iop_addr bound; /* the listener's address, port resolved */
     atomic_uint live_conns; /* event models: open connections, all workers */
     int last_accept_err;  /* so an accept failure is reported once */
+    int accept_took;      /* accepted since it: recovered once caught up */
     char address[IOP_HOST_MAX + IOP_PATH_MAX + 32];
 };
 
@@ -94,6 +95,12 @@ uint64_t iop__now_ms(void);
  * exhaustion so the loop does not spin. */
 void iop__accept_failed(iop_server *s, int err);
 void iop__accept_ok(iop_server *s);
+/* "accept: recovered", once the server has caught up after failures: it
+ * has accepted since the last one and no client is waiting. (iop__accept()
+ * calls it before it waits.) */
+void iop__accept_caught_up(iop_server *s);
+/* 1 if no client waits on the listener (or the server is stopping). */
+int iop__listener_idle(iop_server *s);
 
 /* ---- connections ------------------------------------------------------- */
 

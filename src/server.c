@@ -252,6 +252,7 @@ int iop__accept_one(iop_server *s, struct sockaddr_storage *peer, socklen_t *pee
 int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen)
 {
     for (;;) {
+        iop__accept_caught_up(s);
         int r = iop__wait_fd(s, s->listen_fd, POLLIN, -1);
         if (r < 0)
             return r;
@@ -261,26 +262,48 @@ int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen
     }
 }
 
+/*
+ * Accept failures come in episodes: the first failure is reported (and a
+ * failure of another kind), each pauses accepting, and the episode ends
+ * when the server has caught up: it has accepted since the last failure
+ * and no client is left waiting. Not at the first accept that works: at
+ * the descriptor limit each closed connection lets one accept through
+ * before the next fails, and "recovered" then "pausing" again for every
+ * closed connection is the flood of lines this is meant to prevent.
+ */
 void iop__accept_failed(iop_server *s, int err)
 {
     if (err == -ECONNABORTED || err == -EPROTO)
         return; /* the client gave up before we took it: nothing to do */
     /* The listener stays readable while the failure lasts, so polling it
      * again at once would spin. Report once, then pause; the pause ends
-     * early on stop. (A reserved descriptor, nginx-style, comes with the
-     * event loops.) */
+     * early on stop. */
     if (err != s->last_accept_err)
         iop_report(s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
                    iop_strerror(err));
     s->last_accept_err = err;
+    s->accept_took = 0;
     iop__wait_fd(s, -1, 0, 100);
 }
 
 void iop__accept_ok(iop_server *s)
 {
     if (s->last_accept_err)
-        iop_report(s, IOP_LOG_INFO, "accept: recovered");
+        s->accept_took = 1;
+}
+
+int iop__listener_idle(iop_server *s)
+{
+    return iop__wait_fd(s, s->listen_fd, POLLIN, 0) != 1;
+}
+
+void iop__accept_caught_up(iop_server *s)
+{
+    if (!s->last_accept_err || !s->accept_took || !iop__listener_idle(s))
+        return;
+    iop_report(s, IOP_LOG_INFO, "accept: recovered");
     s->last_accept_err = 0;
+    s->accept_took = 0;
 }
 
 void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)

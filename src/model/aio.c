@@ -160,6 +160,7 @@ struct aloop {
     int accepted;        /* --once */
     uint64_t accept_resume; /* accepting paused until then (EMFILE, ...) */
     int accept_err;
+    int accept_took;     /* accepted since accept_err: recovered when caught up */
     uint64_t next_scan;
     struct alist active;   /* open, least recently active first */
     struct alist lingering; /* by deadline */
@@ -598,13 +599,16 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
 }
 
 /* EMFILE and the like: the client stays in the backlog and the listener
- * readable; leave it out of the poll for a while. Reported once. */
+ * readable; leave it out of the poll for a while. Reported once per
+ * episode, which ends when accepting has caught up (EAGAIN after an
+ * accept): see iop__accept_failed(). */
 static void pause_accepting(struct aloop *L, int err)
 {
     if (err != L->accept_err)
         iop_report(L->s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
                    iop_strerror(err));
     L->accept_err = err;
+    L->accept_took = 0;
     L->accept_resume = iop__now_ms() + ACCEPT_PAUSE_MS;
 }
 
@@ -624,18 +628,20 @@ static void accept_some(struct aloop *L)
         socklen_t peerlen;
         int fd = iop__accept_one(L->s, &peer, &peerlen); /* a blocking socket */
         if (fd == -EAGAIN || fd == -ECONNABORTED || fd == -EPROTO) {
-            if (fd == -EAGAIN)
-                return;
-            continue;
+            if (fd != -EAGAIN)
+                continue;
+            if (L->accept_err && L->accept_took) {
+                iop_report(L->s, IOP_LOG_INFO, "accept: recovered");
+                L->accept_err = 0;
+            }
+            return;
         }
         if (fd < 0) {
             pause_accepting(L, fd);
             return;
         }
-        if (L->accept_err) {
-            iop_report(L->s, IOP_LOG_INFO, "accept: recovered");
-            L->accept_err = 0;
-        }
+        if (L->accept_err)
+            L->accept_took = 1;
         take(L, fd, &peer, peerlen);
     }
 }

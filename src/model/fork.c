@@ -16,8 +16,11 @@
  * closed at once (its client sees a clean end-of-stream), the failure is
  * reported once, and the parent stops accepting for FORK_PAUSE_MS, or
  * until a child exits and frees a process slot, so a full backlog is not
- * accepted and dropped in a tight loop. The first fork that works again
- * reports "fork: recovered".
+ * accepted and dropped in a tight loop. "fork: recovered" comes once the
+ * parent has caught up: a fork has worked since the last failure and no
+ * client is waiting (not at the first fork that works: at the limit, each
+ * child that exits lets one through, and two lines per client would be a
+ * flood).
  *
  * Stop: the parent sends SIGTERM to each child it started (by PID); a
  * child's handler shuts its socket's reading side, so the child answers
@@ -54,6 +57,7 @@ struct forker {
     iop_server *s;
     struct iop__children kids;
     int fork_err;          /* the fork() failure last reported, 0 if none */
+    int forked;            /* a fork() has worked since then */
     uint64_t paused_until; /* not accepting until then (fork failed) */
 };
 
@@ -71,14 +75,23 @@ static int spawn(struct forker *f, int fd, struct sockaddr_storage *peer,
             iop_report(s, IOP_LOG_ERROR, "fork: %s; closing new connections "
                        "until a process can be started", strerror((int)-pid));
         f->fork_err = (int)pid;
+        f->forked = 0;
         f->paused_until = iop__now_ms() + FORK_PAUSE_MS;
         return (int)pid;
     }
-    if (f->fork_err) {
-        iop_report(s, IOP_LOG_INFO, "fork: recovered");
+    if (f->fork_err)
+        f->forked = 1;
+    return 0;
+}
+
+/* The ends of failure episodes (see the top, and iop__accept_failed()). */
+static void caught_up(struct forker *f)
+{
+    iop__accept_caught_up(f->s);
+    if (f->fork_err && f->forked && iop__listener_idle(f->s)) {
+        iop_report(f->s, IOP_LOG_INFO, "fork: recovered");
         f->fork_err = 0;
     }
-    return 0;
 }
 
 /* The poll() timeout while accepting is paused, -1 if it is not. */
@@ -103,6 +116,7 @@ static int run_fork(iop_server *s)
         return r;
     unsigned long served = 0;
     while (!(s->cfg.once && served > 0 && c->n == 0)) {
+        caught_up(&f);
         struct pollfd p[3] = {
             {.fd = s->stop_pipe[0], .events = POLLIN},
             {.fd = iop__children_fd(c), .events = POLLIN},

@@ -90,7 +90,8 @@
  * Accept failures (EMFILE, ...) in the children: each child is a process
  * with its own descriptors, so each may hit the limit; the failure last
  * reported lives in the shared page, so one line is printed for all of
- * them (and one "accept: recovered"), not one per child.
+ * them (and one "accept: recovered", by the first child that catches up:
+ * iop__accept_caught_up()), not one per child.
  *
  * Services with shared state are refused: the children are processes.
  */
@@ -199,6 +200,13 @@ static void child_main(struct prefork *p)
     for (;;) {
         struct sockaddr_storage peer;
         socklen_t peerlen;
+        if (s->last_accept_err) {
+            if (atomic_load(&p->sh->accept_err) == 0)
+                s->last_accept_err = 0; /* another child reported the end */
+            iop__accept_caught_up(s);
+            if (!s->last_accept_err)
+                atomic_store(&p->sh->accept_err, 0);
+        }
         if (p->locked)
             accept_lock(p->sh);
         int fd = iop__accept(s, &peer, &peerlen);
@@ -214,8 +222,6 @@ static void child_main(struct prefork *p)
             iop__accept_failed(s, fd); /* pauses on EMFILE; ends early on stop */
             continue;
         }
-        s->last_accept_err = atomic_load(&p->sh->accept_err) == 0 ? 0
-                           : atomic_exchange(&p->sh->accept_err, 0);
         iop__accept_ok(s);
         /* Served on the thread that takes the stop signal: the stop shuts
          * the reading side, so recv() returns and the client is answered. */
@@ -246,9 +252,10 @@ static int spawn(struct prefork *p)
         p->fork_err = (int)pid;
         return (int)pid;
     }
-    if (p->fork_err)
+    if (p->fork_err && p->kids.n >= p->want) /* all N again */
         iop_report(p->s, IOP_LOG_INFO, "fork: recovered");
-    p->fork_err = 0;
+    if (p->kids.n >= p->want)
+        p->fork_err = 0;
     return 0;
 }
 

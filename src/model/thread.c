@@ -11,8 +11,10 @@
  * for its stack): that connection is closed (its client sees a clean
  * end-of-stream), the failure is reported once, and accepting pauses for
  * THREAD_PAUSE_MS so a full backlog is not accepted and dropped in a
- * tight loop. The first thread that starts again reports "thread:
- * recovered".
+ * tight loop. "thread: recovered" comes once the server has caught up: a
+ * thread has started since the last failure and no client is waiting
+ * (at the limit each thread that ends lets one through: reporting each
+ * would make two lines per client).
  *
  * Stop: the main thread stops accepting and shuts the reading side of
  * every live connection, so each thread's recv() returns end-of-stream;
@@ -75,7 +77,12 @@ static int run_thread(iop_server *s)
         return r;
     int served = 0;
     int thread_err = 0; /* the pthread_create() failure last reported */
+    int started = 0;    /* a thread has started since then */
     while (!(s->cfg.once && served)) {
+        if (thread_err && started && iop__listener_idle(s)) {
+            iop_report(s, IOP_LOG_INFO, "thread: recovered");
+            thread_err = 0;
+        }
         struct job *j = malloc(sizeof *j);
         if (!j) {
             iop__accept_failed(s, -ENOMEM);
@@ -111,15 +118,14 @@ static int run_thread(iop_server *s)
                 iop_report(s, IOP_LOG_ERROR, "cannot start a thread: %s; closing "
                            "new connections until one starts", iop_strerror(err));
             thread_err = err;
+            started = 0;
             close(j->fd);
             free(j);
             iop__wait_fd(s, -1, 0, THREAD_PAUSE_MS); /* ends early on stop */
             continue;
         }
-        if (thread_err) {
-            iop_report(s, IOP_LOG_INFO, "thread: recovered");
-            thread_err = 0;
-        }
+        if (thread_err)
+            started = 1;
         served = 1;
     }
     if (iop__stopping(s)) {
