@@ -84,6 +84,11 @@ static void usage(FILE *f)
             "      --high-water N    stop reading a client whose unsent output passes\n"
             "                        N bytes (event loops; default 262144)\n"
             "      --low-water N     resume reading below N bytes (default high/4)\n"
+            "      --user NAME       once bound, run as this user and its groups, so a\n"
+            "                        port below 1024 needs root only to bind (needs root)\n"
+            "      --allow-root      let --user name a user with uid 0\n"
+            "      --mode OCTAL      Unix socket: the socket file's mode, e.g. 0660;\n"
+            "                        never looser, not even while it is made\n"
             "  -q, --quiet           print only service output and errors\n"
             "  -v, --verbose         print connections opening and closing\n"
             "  -h, --help            this text\n"
@@ -103,7 +108,8 @@ static void usage(FILE *f)
 
 enum {
     OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN,
-    OPT_IDLE, OPT_HIGH, OPT_LOW, OPT_ACCEPT_LOCK,
+    OPT_IDLE, OPT_HIGH, OPT_LOW, OPT_ACCEPT_LOCK, OPT_USER, OPT_ALLOW_ROOT,
+    OPT_MODE,
 };
 
 static const struct option options[] = {
@@ -122,6 +128,9 @@ static const struct option options[] = {
     {"high-water", required_argument, NULL, OPT_HIGH},
     {"low-water", required_argument, NULL, OPT_LOW},
     {"accept-lock", no_argument, NULL, OPT_ACCEPT_LOCK},
+    {"user", required_argument, NULL, OPT_USER},
+    {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+    {"mode", required_argument, NULL, OPT_MODE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -138,6 +147,23 @@ static int number_opt(const char *name, const char *val, long long min,
                   name, min, max, val);
         return -1;
     }
+    return 0;
+}
+
+/* --mode: octal digits only, 1 to 7777 (0 would be a socket no one but
+ * root could use, and means "not given" to the library). */
+static int mode_opt(const char *val, unsigned *out)
+{
+    size_t len = strlen(val);
+    unsigned long m = 0;
+    if (len > 0 && strspn(val, "01234567") == len)
+        m = strtoul(val, NULL, 8); /* ULONG_MAX on overflow: out of range */
+    if (m == 0 || m > 07777) {
+        cli_error("serve", "--mode wants an octal file mode from 1 to 7777 "
+                  "(e.g. 0660), not '%s'", val);
+        return -1;
+    }
+    *out = (unsigned)m;
     return 0;
 }
 
@@ -212,6 +238,12 @@ int cmd_serve(int argc, char **argv)
             cfg.low_water = (size_t)v;
             break;
         case OPT_ACCEPT_LOCK: cfg.accept_lock = 1; break;
+        case OPT_USER: cfg.user = optarg; break;
+        case OPT_ALLOW_ROOT: cfg.allow_root = 1; break;
+        case OPT_MODE:
+            if (mode_opt(optarg, &cfg.unix_mode))
+                return EXIT_USAGE;
+            break;
         case 'q': ro.verbosity = -1; break;
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;
@@ -245,6 +277,15 @@ int cmd_serve(int argc, char **argv)
     if (cli_parse_address("serve", &cfg.addr, transport, family, unix_path,
                           argc - optind, argv + optind, 1) != 0)
         return EXIT_USAGE;
+    if (cfg.unix_mode && !iop_transport_is_unix(cfg.addr.transport)) {
+        cli_error("serve", "--mode is for Unix sockets only (-U PATH or unix:///PATH)");
+        return EXIT_USAGE;
+    }
+    if (cfg.user && geteuid() != 0) {
+        cli_error("serve", "--user needs root (this process runs as uid %ld)",
+                  (long)geteuid());
+        return EXIT_USAGE;
+    }
     cfg.report = report;
     cfg.report_ctx = &ro;
 

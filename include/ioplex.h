@@ -242,11 +242,26 @@ struct iop_server_config {
     /* Report sink; may be called from several threads or processes. */
     void (*report)(void *ctx, enum iop_log level, const char *line);
     void *report_ctx;
+    /* Unix sockets: the socket file's mode (e.g. 0660, at most 07777),
+     * never looser at any moment (set with umask() around bind(), which
+     * is process-wide: open before starting threads that create files);
+     * 0: as bind() makes it, 0777 less the umask. */
+    unsigned unix_mode;
+    /* Privileges: once iop_server_open() has bound every listener, it
+     * makes the process this user, with its group and supplementary
+     * groups, and checks that root cannot be regained; nothing is served
+     * before. Needs root. A Unix socket file is given to that user, so the
+     * server can still remove it. NULL: stay as is. */
+    const char *user;
+    int allow_root;                    /* let `user` have uid 0 */
 };
 
 void iop_server_config_init(struct iop_server_config *cfg);
 
-/* Check that model, service and transport fit, then bind. */
+/* Check that model, service and transport fit, then bind (and become
+ * cfg->user). An unknown user, a user with uid 0 without allow_root, or a
+ * bad unix_mode is -EINVAL; `user` in a process that is not root, -EPERM;
+ * all of these before anything is bound. */
 int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
                     char *err);
 /* The bound address, port 0 resolved: "tcp://127.0.0.1:51717". */

@@ -51,6 +51,34 @@ enum { IOP__LISTEN_REUSEPORT = 1u << 0 };
  * bind a listener of its own to the same address. */
 int iop__listen(const struct iop_addr *a, int backlog, unsigned flags, int *fd,
                 struct iop_addr *bound, char *err);
+/* A Unix listener's socket file: its mode (0: as bind() makes it) and
+ * owner (-1: left to the binding process). */
+struct iop__sockfile {
+    unsigned mode;
+    uid_t uid;
+    gid_t gid;
+};
+/* iop__listen(), with a Unix socket's file made as `file` says (NULL: as
+ * bind() makes it). A mode above 07777, or one for an IP address, is
+ * -EINVAL before anything is bound. */
+int iop__listen_file(const struct iop_addr *a, int backlog, unsigned flags,
+                     const struct iop__sockfile *file, int *fd,
+                     struct iop_addr *bound, char *err);
+
+/* ---- privileges (privilege.c) ------------------------------------------- */
+
+struct iop__user {
+    uid_t uid;
+    gid_t gid;
+};
+/* Look the user up, before anything is bound: -EINVAL for an unknown
+ * user or, without allow_root, one with uid 0; -EPERM if this process is
+ * not root. */
+int iop__user_lookup(const char *name, int allow_root, struct iop__user *u,
+                     char *err);
+/* Become the user looked up: supplementary groups, group, then user, and
+ * check that it took (root cannot be regained). */
+int iop__user_become(const char *name, const struct iop__user *u, char *err);
 
 /* ---- server ------------------------------------------------------------ */
 
@@ -70,6 +98,12 @@ struct iop_server {
      * blocked recv() returns. -1 if none. */
     atomic_int inline_fd;
     atomic_uint_fast64_t next_conn_id;
+    /* Workers 1..n-1 of an event model on an IP address: listeners of
+     * their own (SO_REUSEPORT), bound by iop_server_open() with the first,
+     * so that all binding is done before privileges are dropped. A worker
+     * takes its own at run (-1 here then). See model/workers.h. */
+    int *worker_fds;
+    unsigned n_worker_fds;
     pid_t owner;          /* the process that bound the listener */
     struct iop_addr bound; /* the listener's address, port resolved */
     atomic_uint live_conns; /* event models: open connections, all workers */

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "model/workers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -126,6 +127,9 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
     }
     if (m->check && (r = m->check(err)) != 0)
         return r; /* the model cannot run here (io_uring disabled, ...) */
+    struct iop__user user = {0, 0};
+    if (cfg->user && (r = iop__user_lookup(cfg->user, cfg->allow_root, &user, err)) != 0)
+        return r; /* unknown user, root refused, or we are not root */
 
     iop_server *s = calloc(1, sizeof *s);
     if (!s) {
@@ -153,13 +157,33 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
      * the first must carry the option too for the others to bind. */
     unsigned lflags = m->backend && cfg->workers > 1 &&
                       !iop_transport_is_unix(cfg->addr.transport) ? IOP__LISTEN_REUSEPORT : 0;
-    r = iop__listen(&cfg->addr, cfg->backlog, lflags, &s->listen_fd, &s->bound, err);
+    /* With a user to become, the Unix socket file is made theirs, so the
+     * server can still remove it after the drop. */
+    struct iop__sockfile file = {cfg->unix_mode, (uid_t)-1, (gid_t)-1};
+    if (cfg->user) {
+        file.uid = user.uid;
+        file.gid = user.gid;
+    }
+    r = iop__listen_file(&cfg->addr, cfg->backlog, lflags, &file, &s->listen_fd,
+                         &s->bound, err);
     if (r != 0) {
         s->listen_fd = -1;
         iop_server_close(s);
         return r;
     }
     s->owner = getpid();
+    /* Every bind is done here, then privileges are dropped: nothing has
+     * been served, and no thread or process started. The model is checked
+     * again as that user (io_uring may be limited to a group). */
+    r = iop__worker_listeners_bind(s, err);
+    if (r == 0 && cfg->user)
+        r = iop__user_become(cfg->user, &user, err);
+    if (r == 0 && cfg->user && m->check)
+        r = m->check(err);
+    if (r != 0) {
+        iop_server_close(s);
+        return r;
+    }
     iop_addr_format(&s->bound, s->address, sizeof s->address);
     *out = s;
     return 0;
@@ -205,6 +229,7 @@ void iop_server_close(iop_server *s)
         if (iop_transport_is_unix(s->cfg.addr.transport) && s->owner == getpid())
             unlink(s->cfg.addr.path);
     }
+    iop__worker_listeners_close(s);
     for (int i = 0; i < 2; i++)
         if (s->stop_pipe[i] >= 0)
             close(s->stop_pipe[i]);

@@ -5,7 +5,8 @@
  * loop's backend. The connections' I/O path is src/stream/evconn.c.
  *
  * Workers (-w N): N threads, each with a loop of its own and, for TCP and
- * UDP, a listener of its own bound with SO_REUSEPORT; the kernel spreads
+ * UDP, a listener of its own bound with SO_REUSEPORT (by iop_server_open(),
+ * with the first: model/workers.h); the kernel spreads
  * new connections (datagrams) over the listeners by a hash of the
  * addresses. Chosen over one shared listener with EPOLLEXCLUSIVE because
  * it works with every backend, not only epoll, and no two loops ever race
@@ -207,20 +208,6 @@ static void on_stop(iop_loop *loop, int fd, unsigned events, void *arg)
     iop__evctx_stop(&w->x);
 }
 
-/* A listener of this worker's own, on the address the first one got. */
-static int own_listener(struct worker *w)
-{
-    char err[IOP_ERR_LEN];
-    int r = iop__listen(&w->s->bound, w->s->cfg.backlog, IOP__LISTEN_REUSEPORT,
-                        &w->listen_fd, NULL, err);
-    if (r != 0) {
-        iop_report(w->s, IOP_LOG_ERROR, "worker listener: %s", err);
-        return r;
-    }
-    w->owns_listener = 1;
-    return 0;
-}
-
 static int set_nonblocking(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -237,8 +224,6 @@ static void *worker_main(void *arg)
         w->x.owner = w;
         w->x.conn_closed = conn_closed;
     }
-    if (r == 0 && w->listen_fd < 0)
-        r = own_listener(w);
     if (r == 0)
         r = set_nonblocking(w->listen_fd);
     if (r == 0)
@@ -252,8 +237,6 @@ static void *worker_main(void *arg)
         iop__timer_stop(w->loop, &w->accept_resume);
         iop__loop_destroy(w->loop);
     }
-    if (w->owns_listener && w->listen_fd >= 0)
-        close(w->listen_fd);
     w->result = r;
     if (r != 0)
         iop_server_stop(s); /* one worker failing stops the others */
@@ -268,12 +251,18 @@ static int run_evloop(iop_server *s)
         return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         ws[i].s = s;
-        ws[i].listen_fd = iop__worker_listen_fd(s, i, n);
+        ws[i].listen_fd = iop__worker_take_listener(s, i);
+        ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
     }
     iop__run_workers(s, ws, n, sizeof *ws, worker_main);
     int r = 0;
-    for (unsigned i = 0; i < n && r == 0; i++)
-        r = ws[i].result;
+    for (unsigned i = 0; i < n; i++) {
+        /* Closed at stop; here if the worker failed first, or never ran. */
+        if (ws[i].owns_listener && ws[i].listen_fd >= 0)
+            close(ws[i].listen_fd);
+        if (r == 0)
+            r = ws[i].result;
+    }
     free(ws);
     return r;
 }

@@ -578,19 +578,6 @@ static int turn(struct uworker *w, int timeout_ms)
     return 0;
 }
 
-static int own_listener(struct uworker *w)
-{
-    char err[IOP_ERR_LEN];
-    int r = iop__listen(&w->s->bound, w->s->cfg.backlog, IOP__LISTEN_REUSEPORT,
-                        &w->listen_fd, NULL, err);
-    if (r != 0) {
-        iop_report(w->s, IOP_LOG_ERROR, "worker listener: %s", err);
-        return r;
-    }
-    w->owns_listener = 1;
-    return 0;
-}
-
 static int worker_ops_on(const struct uworker *w)
 {
     return w->accept_on || w->stop_on || w->sweep_on || w->drain_on || w->resume_on ||
@@ -633,8 +620,6 @@ static void *worker_main(void *arg)
         w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
     if (r == 0 && (s->svc->flags & IOP_SERVICE_SHARED_STATE))
         r = open_mailbox(w);
-    if (r == 0 && w->listen_fd < 0)
-        r = own_listener(w);
     if (r == 0) {
         char bufs[96];
         snprintf(bufs, sizeof bufs, " from %s (%u x %u bytes)",
@@ -685,8 +670,6 @@ static void *worker_main(void *arg)
     free(w->kicked);
     uring_bufs_free(w);
     free(w->scratch);
-    if (w->owns_listener && w->listen_fd >= 0)
-        close(w->listen_fd);
     w->result = r;
     if (r != 0)
         iop_server_stop(s); /* one worker failing stops the others */
@@ -701,12 +684,18 @@ static int run_uring(iop_server *s)
         return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         ws[i].s = s;
-        ws[i].listen_fd = iop__worker_listen_fd(s, i, n);
+        ws[i].listen_fd = iop__worker_take_listener(s, i);
+        ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
     }
     iop__run_workers(s, ws, n, sizeof *ws, worker_main);
     int r = 0;
-    for (unsigned i = 0; i < n && r == 0; i++)
-        r = ws[i].result;
+    for (unsigned i = 0; i < n; i++) {
+        /* Closed at stop; here if the worker failed first, or never ran. */
+        if (ws[i].owns_listener && ws[i].listen_fd >= 0)
+            close(ws[i].listen_fd);
+        if (r == 0)
+            r = ws[i].result;
+    }
     free(ws);
     return r;
 }

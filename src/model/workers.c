@@ -1,15 +1,50 @@
-/* Starting and joining the worker loops of the event models (workers.h). */
+/* The worker loops of the event models: their listeners, bound with the
+ * server's, and starting and joining them (workers.h). */
 #include "model/workers.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-int iop__worker_listen_fd(const iop_server *s, unsigned i, unsigned n)
+int iop__worker_listeners_bind(iop_server *s, char *err)
 {
-    int shared = n == 1 || iop_transport_is_unix(s->cfg.addr.transport);
-    return i == 0 || shared ? s->listen_fd : -1;
+    unsigned n = s->cfg.workers;
+    if (!s->model->backend || n < 2 || iop_transport_is_unix(s->cfg.addr.transport))
+        return 0;
+    s->worker_fds = malloc((n - 1) * sizeof *s->worker_fds);
+    if (!s->worker_fds) {
+        snprintf(err, IOP_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
+    for (; s->n_worker_fds < n - 1; s->n_worker_fds++) {
+        int r = iop__listen(&s->bound, s->cfg.backlog, IOP__LISTEN_REUSEPORT,
+                            &s->worker_fds[s->n_worker_fds], NULL, err);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+void iop__worker_listeners_close(iop_server *s)
+{
+    for (unsigned i = 0; i < s->n_worker_fds; i++)
+        if (s->worker_fds[i] >= 0)
+            close(s->worker_fds[i]);
+    free(s->worker_fds);
+    s->worker_fds = NULL;
+    s->n_worker_fds = 0;
+}
+
+int iop__worker_take_listener(iop_server *s, unsigned i)
+{
+    if (i == 0 || i > s->n_worker_fds)
+        return s->listen_fd;
+    int fd = s->worker_fds[i - 1];
+    s->worker_fds[i - 1] = -1;
+    return fd;
 }
 
 void iop__run_workers(iop_server *s, void *workers, unsigned n, size_t size,

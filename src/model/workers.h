@@ -7,11 +7,22 @@
 
 #include "internal.h"
 
-/* The listener worker i of n starts with: the server's own for worker 0,
- * and for all of them on a Unix socket (SO_REUSEPORT balances only IP
- * ports) or with one worker; -1 means the worker binds its own with
- * SO_REUSEPORT. */
-int iop__worker_listen_fd(const iop_server *s, unsigned i, unsigned n);
+/* Bind the listeners of workers 1..n-1 (SO_REUSEPORT, on the address the
+ * first got) into s->worker_fds, for an event model on an IP address with
+ * -w n > 1; nothing otherwise. Called by iop_server_open(), so that every
+ * bind is done before privileges are dropped (cfg.user) and before any
+ * worker starts: the kernel admits to one SO_REUSEPORT group only sockets
+ * of the same effective user, and a port below 1024 needs root anyway.
+ * Returns 0 or a negative errno with a sentence in err; what was bound
+ * stays in s->worker_fds for iop__worker_listeners_close(). */
+int iop__worker_listeners_bind(iop_server *s, char *err);
+/* Close whatever no worker took (iop_server_close()). */
+void iop__worker_listeners_close(iop_server *s);
+/* The listener worker i serves: the server's own for worker 0, and for
+ * all of them on a Unix socket (SO_REUSEPORT balances only IP ports) or
+ * with one worker; else the one bound for it, which is the worker's from
+ * then on (it closes it). */
+int iop__worker_take_listener(iop_server *s, unsigned i);
 
 /* Run main() on each of the n elements of workers (each `size` bytes):
  * worker 0 on the calling thread, the others on threads of their own,

@@ -85,8 +85,61 @@ static int unlink_if_stale(const char *path, int type)
     return !alive && unlink(path) == 0;
 }
 
-static int listen_unix(const struct iop_addr *a, int backlog, int *out,
-                       char *err)
+/* bind() under a umask that makes the file with at most `mode`'s
+ * permissions, so it is never looser than asked, not even for an instant
+ * (a directory's default ACL can still differ: set_file() corrects it).
+ * The umask is process-wide, hence put back at once. */
+static int bind_masked(int fd, const struct sockaddr_un *un, unsigned mode)
+{
+    mode_t old = mode ? umask((mode_t)(~mode & 0777)) : 0;
+    int r = bind(fd, (const struct sockaddr *)un, sizeof *un);
+    int e = errno;
+    if (mode)
+        umask(old);
+    errno = e;
+    return r;
+}
+
+/* chmod, but never through a symlink put in the socket's place. Where
+ * the C library cannot refuse to follow one (no /proc), the path is
+ * checked to be a socket first. */
+static int chmod_socket(const char *path, mode_t mode)
+{
+    if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != ENOTSUP)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return -1;
+    if (!S_ISSOCK(st.st_mode)) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    return chmod(path, mode);
+}
+
+/* The socket file's owner, then its exact mode: chown may clear set-id
+ * bits, so the mode comes last. */
+static int set_file(const char *path, const struct iop__sockfile *f, char *err)
+{
+    if ((f->uid != (uid_t)-1 || f->gid != (gid_t)-1) &&
+        fchownat(AT_FDCWD, path, f->uid, f->gid, AT_SYMLINK_NOFOLLOW) != 0) {
+        int e = errno;
+        seterr(err, "chown %s to %ld:%ld: %s", path, (long)f->uid, (long)f->gid,
+               strerror(e));
+        return -e;
+    }
+    if (f->mode && chmod_socket(path, (mode_t)f->mode) != 0) {
+        int e = errno;
+        seterr(err, "chmod %s to %04o: %s", path, f->mode, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+static int listen_unix(const struct iop_addr *a, int backlog,
+                       const struct iop__sockfile *f, int *out, char *err)
 {
     int type = socktype(a->transport);
     int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
@@ -95,18 +148,29 @@ static int listen_unix(const struct iop_addr *a, int backlog, int *out,
         seterr(err, "socket: %s", strerror(e));
         return -e;
     }
+    unsigned mode = f ? f->mode : 0;
     struct sockaddr_un un;
     fill_unix(&un, a->path);
-    int r = bind(fd, (struct sockaddr *)&un, sizeof un);
+    int r = bind_masked(fd, &un, mode);
     if (r != 0 && errno == EADDRINUSE && unlink_if_stale(a->path, type))
-        r = bind(fd, (struct sockaddr *)&un, sizeof un);
-    if (r == 0 && type == SOCK_STREAM)
-        r = listen(fd, backlog);
+        r = bind_masked(fd, &un, mode);
     if (r != 0) {
         int e = errno;
         seterr(err, "bind %s: %s", a->path, strerror(e));
         close(fd);
         return -e;
+    }
+    /* From here the file is ours: a failure removes it. */
+    if (type == SOCK_STREAM && listen(fd, backlog) != 0) {
+        r = -errno;
+        seterr(err, "listen %s: %s", a->path, strerror(-r));
+    }
+    if (r == 0 && f)
+        r = set_file(a->path, f, err);
+    if (r != 0) {
+        close(fd);
+        unlink(a->path);
+        return r;
     }
     *out = fd;
     return 0;
@@ -169,11 +233,28 @@ int iop_listen(const struct iop_addr *a, int backlog, int *out,
 int iop__listen(const struct iop_addr *a, int backlog, unsigned flags, int *out,
                 struct iop_addr *bound, char *err)
 {
+    return iop__listen_file(a, backlog, flags, NULL, out, bound, err);
+}
+
+int iop__listen_file(const struct iop_addr *a, int backlog, unsigned flags,
+                     const struct iop__sockfile *file, int *out,
+                     struct iop_addr *bound, char *err)
+{
     if (backlog <= 0)
         backlog = SOMAXCONN;
+    int unix_path = iop_transport_is_unix(a->transport);
+    if (file && file->mode > 07777) {
+        seterr(err, "socket file mode %o is out of range (at most 7777)", file->mode);
+        return -EINVAL;
+    }
+    if (file && file->mode && !unix_path) {
+        seterr(err, "a socket file mode applies to Unix sockets only, not %s",
+               iop_transport_name(a->transport));
+        return -EINVAL;
+    }
     int r;
-    if (iop_transport_is_unix(a->transport)) {
-        r = listen_unix(a, backlog, out, err);
+    if (unix_path) {
+        r = listen_unix(a, backlog, file, out, err);
     } else {
         struct addrinfo *res;
         r = resolve(a, 1, &res, err);
