@@ -191,6 +191,13 @@ static int pump_stream(struct client *cl)
             if (r > 0) {
                 out_off += (size_t)r;
                 out_len -= (size_t)r;
+            } else if (r < 0 && errno != EAGAIN && errno != EINTR &&
+                       errno != EPIPE && errno != ECONNRESET) {
+                /* The connection itself failed (ETIMEDOUT, EHOSTUNREACH,
+                 * ...). send() has taken the socket's error, so recv()
+                 * would now say 0, a clean end: stop here with the error. */
+                rc = fail(-errno, "send");
+                break;
             } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
                 /* The peer stopped reading for good; what it sends back
                  * may still matter, so keep reading. */
