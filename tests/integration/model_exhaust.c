@@ -16,7 +16,8 @@
  *                 children, /proc/PID/stat) stays under CPU_RATIO_MAX of
  *                 the wall time: it does not spin. Then the limit is put
  *                 back: the four are answered, "accept: recovered" is
- *                 printed, and a fresh client is served.
+ *                 printed, and a fresh client is served. prefork runs it
+ *                 with --accept-lock too.
  *   emfile_full   (models whose connections hold the accepting process's
  *                 descriptors: thread, pool, aio and the event loops)
  *                 the server starts under RLIMIT_NOFILE 64 and 100
@@ -239,12 +240,12 @@ static int stop(struct server *s)
 
 static void emfile_live(void **state)
 {
-    (void)state;
     int iterative = strcmp(model, "iterative") == 0;
     int prefork = strcmp(model, "prefork") == 0;
     /* prefork: four children, two busy with the old clients and two idle,
-     * both of which meet the limit (and must report it once between them). */
-    static const char *const extra_prefork[] = {"-w", "4", NULL};
+     * both of which meet the limit (and must report it once between them);
+     * *state may add "--accept-lock". */
+    const char *extra_prefork[] = {"-w", "4", *state, NULL};
     struct server s;
     if (server_start_on(&s, model, "tcp4", "echo", prefork ? extra_prefork : NULL) != 0)
         fail_msg("cannot start echo under %s", model);
@@ -486,6 +487,8 @@ int main(int argc, char **argv)
     static struct harness_cases l;
     if (strcmp(model, "uring") != 0)
         harness_add_case(&l, "tcp4", "emfile_live", emfile_live, NULL);
+    if (strcmp(model, "prefork") == 0)
+        harness_add_case(&l, "accept_lock", "emfile_live", emfile_live, (void *)"--accept-lock");
     if (holds_descriptors(model))
         harness_add_case(&l, "tcp4", "emfile_full", emfile_full, NULL);
     return harness_run_cases(&l, "model_exhaust", model);
