@@ -58,6 +58,7 @@ struct worker {
     int owns_listener; /* its own SO_REUSEPORT socket, closed at stop */
     int accept_paused;
     int last_err;      /* the accept failure last reported */
+    int accept_took;   /* accepted since: "recovered" once caught up (EAGAIN) */
     int accepted;      /* for --once */
     struct iop__timer accept_resume;
     int result;
@@ -91,6 +92,7 @@ static void pause_accept(struct worker *w, int err)
         iop_report(w->s, IOP_LOG_ERROR, "accept: %s; pausing new connections "
                    "until a descriptor is free", iop_strerror(err));
     w->last_err = err;
+    w->accept_took = 0;
     w->accept_paused = 1;
     watch_listener(w, 0);
     iop__timer_start(w->loop, &w->accept_resume, ACCEPT_PAUSE_MS, resume_accept, w);
@@ -147,17 +149,21 @@ static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
         int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int e = errno;
-            if (e == EAGAIN || e == EWOULDBLOCK)
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                /* Caught up: the episode ends (see iop__accept_failed()). */
+                if ((w->last_err == -EMFILE || w->last_err == -ENFILE) && w->accept_took) {
+                    iop_report(w->s, IOP_LOG_INFO, "accept: recovered");
+                    w->last_err = 0;
+                }
                 return;
+            }
             if (e == EINTR || e == ECONNABORTED || e == EPROTO)
                 continue;
             pause_accept(w, -e); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
             return;
         }
-        if (w->last_err == -EMFILE || w->last_err == -ENFILE) {
-            iop_report(w->s, IOP_LOG_INFO, "accept: recovered");
-            w->last_err = 0;
-        }
+        if (w->last_err == -EMFILE || w->last_err == -ENFILE)
+            w->accept_took = 1;
         take(w, fd, &peer, len);
         if (w->s->cfg.once)
             return;
@@ -214,32 +220,44 @@ static int set_nonblocking(int fd)
     return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
 }
 
-static void *worker_main(void *arg)
+/* Everything a worker needs before it accepts, done for every worker
+ * before any accepts: a worker set up later could find the descriptors
+ * taken by the first clients (a low RLIMIT_NOFILE) and fail the server. */
+static int worker_setup(struct worker *w)
 {
-    struct worker *w = arg;
     iop_server *s = w->s;
     int r = iop__loop_create(&w->loop, s->model->backend);
-    if (r == 0) {
-        r = iop__evctx_init(&w->x, s, w->loop);
-        w->x.owner = w;
-        w->x.conn_closed = conn_closed;
-    }
+    if (r != 0)
+        return r;
+    r = iop__evctx_init(&w->x, s, w->loop);
+    w->x.owner = w;
+    w->x.conn_closed = conn_closed;
     if (r == 0)
         r = set_nonblocking(w->listen_fd);
     if (r == 0)
         r = iop__loop_io(w->loop, s->stop_pipe[0], IOP_EV_READ, on_stop, w);
-    if (r == 0) {
-        watch_listener(w, 1);
-        r = iop__loop_run(w->loop);
-    }
-    if (w->loop) {
-        iop__evctx_free(&w->x);
-        iop__timer_stop(w->loop, &w->accept_resume);
-        iop__loop_destroy(w->loop);
-    }
+    return r;
+}
+
+static void worker_teardown(struct worker *w)
+{
+    if (!w->loop)
+        return;
+    iop__evctx_free(&w->x);
+    iop__timer_stop(w->loop, &w->accept_resume);
+    iop__loop_destroy(w->loop);
+    w->loop = NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    watch_listener(w, 1);
+    int r = iop__loop_run(w->loop);
+    worker_teardown(w); /* on its own thread: its output chunks go back to its cache */
     w->result = r;
     if (r != 0)
-        iop_server_stop(s); /* one worker failing stops the others */
+        iop_server_stop(w->s); /* one worker failing stops the others */
     return NULL;
 }
 
@@ -249,14 +267,18 @@ static int run_evloop(iop_server *s)
     struct worker *ws = calloc(n, sizeof *ws);
     if (!ws)
         return -ENOMEM;
+    int r = 0;
     for (unsigned i = 0; i < n; i++) {
         ws[i].s = s;
         ws[i].listen_fd = iop__worker_take_listener(s, i);
         ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
+        if (r == 0)
+            r = worker_setup(&ws[i]);
     }
-    iop__run_workers(s, ws, n, sizeof *ws, worker_main);
-    int r = 0;
+    if (r == 0)
+        r = iop__run_workers(s, ws, n, sizeof *ws, worker_main);
     for (unsigned i = 0; i < n; i++) {
+        worker_teardown(&ws[i]); /* if it never ran */
         /* Closed at stop; here if the worker failed first, or never ran. */
         if (ws[i].owns_listener && ws[i].listen_fd >= 0)
             close(ws[i].listen_fd);

@@ -289,6 +289,7 @@ static void pause_accept(struct uworker *w, int err)
         iop_report(w->s, IOP_LOG_ERROR, "accept: %s; pausing new connections "
                    "until a descriptor is free", iop_strerror(err));
     w->last_err = err;
+    w->accept_took = 0;
     w->accept_paused = 1;
     cancel_accept(w);
     if (!w->resume_on) {
@@ -349,10 +350,8 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
             close(res); /* accepted before the cancel took effect */
             return;
         }
-        if (w->last_err == -EMFILE || w->last_err == -ENFILE) {
-            iop_report(s, IOP_LOG_INFO, "accept: recovered");
-            w->last_err = 0;
-        }
+        if (w->last_err == -EMFILE || w->last_err == -ENFILE)
+            w->accept_took = 1;
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
         if (w->ms_accept) {
@@ -363,6 +362,16 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
             len = w->acc_len;
         }
         take(w, res, &peer, len);
+        /* Caught up (no client waits: a multishot accept has no EAGAIN to
+         * say so): the episode ends (see iop__accept_failed()). */
+        if (w->accept_took) {
+            struct pollfd pf = {.fd = w->listen_fd, .events = POLLIN};
+            if (poll(&pf, 1, 0) == 0) {
+                iop_report(s, IOP_LOG_INFO, "accept: recovered");
+                w->last_err = 0;
+                w->accept_took = 0;
+            }
+        }
     } else if (res == -EINVAL && w->ms_accept && !w->accept_proven) {
         w->ms_accept = 0;
         iop_report(s, IOP_LOG_INFO, "uring: no multishot accept on this kernel; "
@@ -687,8 +696,7 @@ static int run_uring(iop_server *s)
         ws[i].listen_fd = iop__worker_take_listener(s, i);
         ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
     }
-    iop__run_workers(s, ws, n, sizeof *ws, worker_main);
-    int r = 0;
+    int r = iop__run_workers(s, ws, n, sizeof *ws, worker_main);
     for (unsigned i = 0; i < n; i++) {
         /* Closed at stop; here if the worker failed first, or never ran. */
         if (ws[i].owns_listener && ws[i].listen_fd >= 0)

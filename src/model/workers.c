@@ -47,28 +47,28 @@ int iop__worker_take_listener(iop_server *s, unsigned i)
     return fd;
 }
 
-void iop__run_workers(iop_server *s, void *workers, unsigned n, size_t size,
-                      void *(*main)(void *))
+int iop__run_workers(iop_server *s, void *workers, unsigned n, size_t size,
+                     void *(*main)(void *))
 {
     char *w = workers;
     pthread_t *threads = n > 1 ? calloc(n, sizeof *threads) : NULL;
+    if (n > 1 && !threads)
+        return -ENOMEM;
+    int r = 0;
     unsigned started = 1;
-    if (n > 1 && !threads) {
-        iop_report(s, IOP_LOG_ERROR, "cannot start %u workers: %s", n, strerror(ENOMEM));
-        iop_server_stop(s);
-    } else {
-        for (; started < n; started++) {
-            int e = pthread_create(&threads[started], NULL, main, w + started * size);
-            if (e != 0) {
-                iop_report(s, IOP_LOG_ERROR, "cannot start worker %u: %s", started,
-                           strerror(e));
-                iop_server_stop(s);
-                break;
-            }
+    for (; started < n; started++) {
+        int e = pthread_create(&threads[started], NULL, main, w + started * size);
+        if (e != 0) {
+            iop_report(s, IOP_LOG_ERROR, "cannot start worker %u of %u: %s", started + 1,
+                       n, strerror(e));
+            r = -e;
+            iop_server_stop(s); /* the workers already running wind down */
+            break;
         }
     }
-    main(w); /* the calling thread is worker 0 */
+    main(w); /* the calling thread is worker 0; at once back if stopped */
     for (unsigned i = 1; i < started; i++)
         pthread_join(threads[i], NULL);
     free(threads);
+    return r;
 }

@@ -27,8 +27,10 @@ int iop__worker_take_listener(iop_server *s, unsigned i);
 /* Run main() on each of the n elements of workers (each `size` bytes):
  * worker 0 on the calling thread, the others on threads of their own,
  * then join them. A thread that cannot be started is reported and stops
- * the server, so the workers already running wind down. */
-void iop__run_workers(iop_server *s, void *workers, unsigned n, size_t size,
-                      void *(*main)(void *));
+ * the server, so the workers already running wind down, and its error
+ * (negative errno) is returned: a server short of a worker fails rather
+ * than exit 0 having served nothing. Returns 0 otherwise. */
+int iop__run_workers(iop_server *s, void *workers, unsigned n, size_t size,
+                     void *(*main)(void *));
 
 #endif

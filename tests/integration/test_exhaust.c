@@ -19,6 +19,9 @@
  *   pool_nproc     -m pool:4, limit 2: one worker, "serving with fewer",
  *                  clients served; limit 1: no worker, the server exits 1
  *                  with its reason on stderr
+ *   workers_nproc  -m epoll -w 4 (and uring), limit 2: a worker thread that
+ *                  cannot start fails the server, exit 1 with "cannot start
+ *                  worker 3 of 4" (it used to stop and exit 0, unserved)
  *
  * How the server gets its uid and limit: the harness starts IOPLEX_BIN
  * (the environment variable); it is pointed at this test's own binary,
@@ -477,6 +480,31 @@ static void pool_nproc(void **state)
     }
 }
 
+static void workers_nproc(void **state)
+{
+    (void)state;
+    need_root();
+    static const char *const models[] = {"epoll", "uring"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        if (model_serves_datagrams(models[i]) < 0)
+            continue; /* uring not compiled in */
+        struct server s;
+        const char *const args[] = {"-m", models[i], "-w", "4", "-S", "echo",
+                                    "127.0.0.1", "0", NULL};
+        /* The main thread and one more: workers 0 and 1 run, 2 cannot. */
+        if (start_as(&s, next_uid(), 2, args) != 0) {
+            CHECK(&s, s.exited && s.status == 1);
+        } else {
+            int st = server_wait_exit(&s, IO_MS);
+            server_pump(&s);
+            if (st != 1)
+                server_dump(&s);
+            CHECK(&s, st == 1);
+        }
+        CHECK(&s, stderr_count(&s, "cannot start worker 3 of 4") == 1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *wrap = getenv("EXHAUST_WRAP");
@@ -493,6 +521,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(thread_nproc, teardown),
         cmocka_unit_test_teardown(prefork_nproc, teardown),
         cmocka_unit_test_teardown(pool_nproc, teardown),
+        cmocka_unit_test_teardown(workers_nproc, teardown),
     };
     return cmocka_run_group_tests_name("test_exhaust", tests, NULL, teardown);
 }
