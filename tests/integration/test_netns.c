@@ -511,6 +511,7 @@ struct model_run {
     unsigned char *data;
     struct job *bulk, *bench[BENCH_PROCS];
     struct nft_counts to_srv, to_cli; /* dropped on the server's / client's input */
+    long long bench_bytes;            /* echoed to the benches, all checked */
 };
 
 static struct model_run runs[MAX_MODELS];
@@ -648,9 +649,11 @@ static int check_bulk(const struct model_run *r)
 }
 
 /* A bench run answered all its messages with every byte right. */
-static int check_bench(const struct model_run *r, const struct job *j)
+static int check_bench(struct model_run *r, const struct job *j)
 {
     char *json = slurp(j->out_path, NULL);
+    if (json && json_num(json, "bytes_received") > 0)
+        r->bench_bytes += (long long)json_num(json, "bytes_received");
     double want = atof(BENCH_MSGS);
     int ok = j->status == 0 && json && json_num(json, "messages") == want &&
              json_num(json, "messages_failed") == 0 && json_num(json, "total") == 0 &&
@@ -709,10 +712,11 @@ static void every_model_exact_under_loss(void **state)
     }
 
     /* The report: numbers for docs/reliability.md. */
-    fprintf(stderr, "\nlink: tbf %s burst %s latency %s each way; loss by nft on input\n",
+    fprintf(stderr, "\nlink: tbf %s burst %s latency %s each way; loss by nft on input; "
+            "bytes each way, echoed exactly; drops/packets per direction\n",
             LINK_RATE, LINK_BURST, LINK_LATENCY);
-    fprintf(stderr, "%-10s %5s %10s %13s %13s %13s %9s %11s\n", "model", "loss", "bulk B",
-            "bench msgs", "drops c->s", "drops s->c", "bulk ms", "slowest ms");
+    fprintf(stderr, "%-10s %5s %10s %13s %10s %13s %13s %9s %11s\n", "model", "loss", "bulk B",
+            "bench msgs", "bench B", "drops c->s", "drops s->c", "bulk ms", "slowest ms");
     for (size_t i = 0; i < nruns; i++) {
         struct model_run *r = &runs[i];
         long long slowest = r->bulk->ms;
@@ -722,8 +726,9 @@ static void every_model_exact_under_loss(void **state)
         char cs[32], sc[32];
         snprintf(cs, sizeof cs, "%lld/%lld", r->to_srv.dropped, r->to_srv.seen);
         snprintf(sc, sizeof sc, "%lld/%lld", r->to_cli.dropped, r->to_cli.seen);
-        fprintf(stderr, "%-10s %4d%% %10d %6d x %-4s %13s %13s %9lld %11lld\n", r->name, r->loss,
-                BULK_BYTES, BENCH_PROCS, BENCH_MSGS, cs, sc, r->bulk->ms, slowest);
+        fprintf(stderr, "%-10s %4d%% %10d %6d x %-4s %10lld %13s %13s %9lld %11lld\n", r->name,
+                r->loss, BULK_BYTES, BENCH_PROCS, BENCH_MSGS, r->bench_bytes, cs, sc, r->bulk->ms,
+                slowest);
     }
     long long retrans_s = proc_counter(ns_srv, "/proc/net/snmp", "Tcp:", "RetransSegs");
     long long retrans_c = proc_counter(ns_cli, "/proc/net/snmp", "Tcp:", "RetransSegs");
