@@ -204,7 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
         take_output(&c, svc == &recorder ? &out : NULL, &out_len);
         /* The output drained: a producer (bytes, chargen) may add more;
          * a few times only, so a request for 64 MiB stays cheap. */
-        if (svc->on_drain && !(c.flags & IOP__CONN_CLOSING) && drains++ < 8) {
+        if (svc->on_drain && !(c.flags & IOP__CONN_CLOSING) && drains++ < 2) {
             svc->on_drain(&c);
             take_output(&c, NULL, NULL);
         }

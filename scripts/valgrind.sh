@@ -2,8 +2,9 @@
 # make test-valgrind: valgrind memcheck over a representative subset, on
 # a normal (not sanitized) build:
 #  - the unit tests, each run under valgrind;
-#  - integration tests whose every ioplex process (servers, the fork
-#    model's children, clients) runs under valgrind: IOPLEX_BIN names
+#  - integration tests (model_exchange under iterative, thread, epoll and
+#    fork; test_clients, the connect client) whose every ioplex process
+#    (servers, the fork model's children, clients) runs under valgrind: IOPLEX_BIN names
 #    scripts/valgrind-ioplex.sh, which the harness starts instead of ioplex.
 # Zero errors and zero definite or indirect leaks, or the run fails. The
 # verdict is read from every process's log (one per pid): a server a test
@@ -19,7 +20,7 @@
 set -eu
 
 build=${1:?usage: valgrind.sh BUILD_DIR [CTEST_REGEX]}
-tests=${2:-'^model_exchange\.(iterative|thread|epoll|fork)$'}
+tests=${2:-'^(model_exchange\.(iterative|thread|epoll|fork)|integration\.test_clients)$'}
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd)
 logs="$build/valgrind-logs"
