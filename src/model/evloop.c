@@ -252,6 +252,7 @@ static void worker_teardown(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    iop__evctx_adopt(&w->x); /* set up by the thread that started the workers */
     watch_listener(w, 1);
     int r = iop__loop_run(w->loop);
     worker_teardown(w); /* on its own thread: its output chunks go back to its cache */

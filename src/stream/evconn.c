@@ -377,8 +377,14 @@ int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop)
     if (!x->scratch)
         return -ENOMEM;
     if (s->svc->flags & IOP_SERVICE_SHARED_STATE)
-        return open_mailbox(x); /* on the worker's thread: it owns the mailbox */
+        return open_mailbox(x);
     return 0;
+}
+
+void iop__evctx_adopt(struct iop__evctx *x)
+{
+    if (x->mbox)
+        iop__mailbox_adopt(x->mbox);
 }
 
 void iop__evctx_free(struct iop__evctx *x)

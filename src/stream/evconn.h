@@ -38,7 +38,11 @@ struct iop__evctx {
     struct iop__timer kick;
 };
 
+/* The calling thread owns the context's mailbox; a context set up for
+ * another thread is handed over with iop__evctx_adopt() on that thread,
+ * before its loop runs. */
 int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop);
+void iop__evctx_adopt(struct iop__evctx *x);
 void iop__evctx_free(struct iop__evctx *x);
 
 /* Take over an accepted, non-blocking socket: on_open, then serve it.

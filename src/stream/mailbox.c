@@ -50,6 +50,8 @@ static void free_list(struct iop__msg *p)
     }
 }
 
+void iop__mailbox_adopt(struct iop__mailbox *m) { m->thread = pthread_self(); }
+
 void iop__mailbox_destroy(struct iop__mailbox *m)
 {
     if (m->wake_fd < 0)

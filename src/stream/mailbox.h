@@ -57,9 +57,13 @@ struct iop__mailbox {
     void *kick_arg;
 };
 
-/* On the owner's thread. Returns 0 or a negative errno (no descriptor). */
+/* Owned by the calling thread (see iop__mailbox_adopt()). Returns 0 or a
+ * negative errno (no descriptor). */
 int iop__mailbox_init(struct iop__mailbox *m, const iop_server *s,
                       iop__kick_fn *kick, void *kick_arg);
+/* Make the calling thread the owner: for a mailbox set up by one thread
+ * for another, before any connection of the new owner exists. */
+void iop__mailbox_adopt(struct iop__mailbox *m);
 /* Free whatever is still posted and the descriptor. */
 void iop__mailbox_destroy(struct iop__mailbox *m);
 /* Readable (POLLIN) while posts wait: poll it, or watch it in the loop. */
