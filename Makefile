@@ -76,14 +76,13 @@ clean:
 #                       FUZZ_CI_SECONDS per target, FUZZ_JOBS at a time; fails
 #                       on any crash, leak, sanitizer report or broken property
 #   make test-valgrind  memcheck on a normal build: the unit tests, and
-#                       model_exchange under iterative, thread, epoll and fork,
-#                       and test_clients, with every ioplex process under
-#                       valgrind (not uring: valgrind cannot see the kernel
-#                       fill its buffers)
+#                       model_exchange under iterative, thread, epoll and fork
+#                       with every ioplex process under valgrind (not uring:
+#                       valgrind cannot see the kernel fill its buffers)
 FUZZ_SECONDS ?= 600
 FUZZ_CI_SECONDS ?= 30
 FUZZ_JOBS ?= 2
-VALGRIND_TESTS ?= ^(model_exchange\.(iterative|thread|epoll|fork)|integration\.test_clients)$$
+VALGRIND_TESTS ?= ^model_exchange\.(iterative|thread|epoll|fork)$$
 
 .PHONY: fuzz test-fuzz test-valgrind
 

@@ -3,8 +3,8 @@
 # a normal (not sanitized) build:
 #  - the unit tests, each run under valgrind;
 #  - integration tests (model_exchange under iterative, thread, epoll and
-#    fork; test_clients, the connect client) whose every ioplex process
-#    (servers, the fork model's children, clients) runs under valgrind: IOPLEX_BIN names
+#    fork) whose every ioplex process (servers, the fork model's children)
+#    runs under valgrind: IOPLEX_BIN names
 #    scripts/valgrind-ioplex.sh, which the harness starts instead of ioplex.
 # Zero errors and zero definite or indirect leaks, or the run fails. The
 # verdict is read from every process's log (one per pid): a server a test
@@ -13,14 +13,18 @@
 #
 #   sh scripts/valgrind.sh BUILD_DIR [CTEST_REGEX]
 #
-# Left out: the uring model (valgrind does not see the kernel fill the
-# provided buffers: every byte received reads as uninitialised, and the
-# run is too slow for the tests' bounds) and aio (the POSIX AIO helper
-# threads and signals under valgrind: too slow to be bounded).
+# The default set keeps the run near two minutes. Also clean when run by
+# hand (CTEST_REGEX '^model_exchange\.(select|poll|prefork|pool|aio)$',
+# about 1.5 min more). Left out:
+#  - the uring model: valgrind does not see the kernel fill the provided
+#    buffers, so every byte received reads as uninitialised (hundreds of
+#    false reports), and the test overruns its 120 s bound;
+#  - test_clients (the connect client): it bounds how long a client takes
+#    (1.5 s for a datagram answer), which valgrind's start-up nearly uses.
 set -eu
 
 build=${1:?usage: valgrind.sh BUILD_DIR [CTEST_REGEX]}
-tests=${2:-'^(model_exchange\.(iterative|thread|epoll|fork)|integration\.test_clients)$'}
+tests=${2:-'^model_exchange\.(iterative|thread|epoll|fork)$'}
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd)
 logs="$build/valgrind-logs"
