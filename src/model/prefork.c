@@ -93,6 +93,17 @@
  * them (and one "accept: recovered", by the first child that catches up:
  * iop__accept_caught_up()), not one per child.
  *
+ * --max-conns M: M children at most (fewer if N is smaller), and a client
+ * beyond them is turned away at once, as under the other models, instead
+ * of waiting in the backlog until a child is free. Each child marks its
+ * slot busy in the shared page while it serves; the one that takes the
+ * last free slot writes a byte to the parent's "full" pipe, and the
+ * parent then watches the listener too, accepting and closing while every
+ * slot is busy. It stops watching as soon as a slot is free (the listener
+ * stays readable until a child takes the client, so watching it then
+ * would spin). A child that dies serving has its slot freed by the parent
+ * when it is reaped.
+ *
  * Services with shared state are refused: the children are processes.
  */
 #define _GNU_SOURCE
@@ -104,6 +115,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -119,6 +131,7 @@
 struct shared {
     pthread_mutex_t accept_lock; /* initialised only with --accept-lock */
     atomic_int accept_err;       /* the accept failure last reported, 0 if none */
+    atomic_int busy[];           /* --max-conns: per slot, serving a client */
 };
 
 struct prefork {
@@ -135,6 +148,10 @@ struct prefork {
     int fork_err;           /* the fork() failure last reported */
     uint64_t retry_at;      /* after a failed fork(), when to try again */
     int running;            /* past the first N forks */
+    /* --max-conns only (else slot_pid is NULL and full[] is -1): */
+    pid_t *slot_pid;        /* the child in each slot, 0 if free */
+    unsigned slot;          /* in a child: its own */
+    int full[2];            /* a child that takes the last free slot writes here */
 };
 
 static unsigned default_children(void)
@@ -146,9 +163,15 @@ static unsigned default_children(void)
 
 /* ---- the accept lock ------------------------------------------------------ */
 
-static struct shared *shared_create(int with_lock)
+static size_t shared_size(unsigned nslots)
 {
-    struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
+    return sizeof(struct shared) + nslots * sizeof(atomic_int);
+}
+
+/* MAP_ANONYMOUS memory starts zeroed: every slot free. */
+static struct shared *shared_create(int with_lock, unsigned nslots)
+{
+    struct shared *sh = mmap(NULL, shared_size(nslots), PROT_READ | PROT_WRITE,
                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return NULL;
@@ -165,20 +188,65 @@ static struct shared *shared_create(int with_lock)
         e = pthread_mutex_init(&sh->accept_lock, &a);
     pthread_mutexattr_destroy(&a);
     if (e != 0) {
-        munmap(sh, sizeof *sh);
+        munmap(sh, shared_size(nslots));
         errno = e;
         return NULL;
     }
     return sh;
 }
 
-static void shared_destroy(struct shared *sh, int with_lock)
+static void shared_destroy(struct shared *sh, int with_lock, unsigned nslots)
 {
     if (!sh)
         return;
     if (with_lock)
         pthread_mutex_destroy(&sh->accept_lock);
-    munmap(sh, sizeof *sh);
+    munmap(sh, shared_size(nslots));
+}
+
+/* ---- --max-conns: busy slots --------------------------------------------------- */
+
+static int counting(const struct prefork *p) { return p->slot_pid != NULL; }
+
+/* In a child, around serving a client. */
+static void slot_busy(struct prefork *p, int busy)
+{
+    if (!counting(p))
+        return;
+    atomic_store(&p->sh->busy[p->slot], busy);
+    if (!busy)
+        return;
+    for (unsigned i = 0; i < p->want; i++)
+        if (!atomic_load(&p->sh->busy[i]))
+            return;
+    char b = 0; /* the last free slot: the parent turns the next ones away */
+    if (write(p->full[1], &b, 1) < 0) {
+        /* full: the parent has a wake-up pending already */
+    }
+}
+
+static int all_busy(const struct prefork *p)
+{
+    for (unsigned i = 0; i < p->want; i++)
+        if (!atomic_load(&p->sh->busy[i]))
+            return 0;
+    return 1;
+}
+
+/* In the parent, while every slot is busy: accept and close what waits. */
+static void turn_away(struct prefork *p)
+{
+    iop_server *s = p->s;
+    while (all_busy(p)) {
+        struct sockaddr_storage peer;
+        socklen_t len;
+        int fd = iop__accept_one(s, &peer, &len);
+        if (fd < 0)
+            return; /* EAGAIN: none left; others: the children meet them too */
+        iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients already "
+                   "(--max-conns)", p->want);
+        close(fd);
+    }
 }
 
 static void accept_lock(struct shared *sh)
@@ -223,6 +291,7 @@ static void child_main(struct prefork *p)
             continue;
         }
         iop__accept_ok(s);
+        slot_busy(p, 1);
         /* Served on the thread that takes the stop signal: the stop shuts
          * the reading side, so recv() returns and the client is answered. */
         atomic_store(&s->inline_fd, fd);
@@ -231,6 +300,7 @@ static void child_main(struct prefork *p)
         iop__serve_blocking(s, fd, &peer, peerlen);
         atomic_store(&s->inline_fd, -1);
         close(fd);
+        slot_busy(p, 0);
         if (s->cfg.once)
             break;
     }
@@ -241,9 +311,14 @@ static void child_main(struct prefork *p)
 
 static int spawn(struct prefork *p)
 {
+    if (counting(p)) /* a free slot: there is one for each missing child */
+        for (p->slot = 0; p->slot < p->want && p->slot_pid[p->slot]; p->slot++)
+            ;
     pid_t pid = iop__children_fork(&p->kids, p->s);
     if (pid == 0)
         child_main(p); /* does not return */
+    if (pid > 0 && counting(p))
+        p->slot_pid[p->slot] = pid;
     if (pid < 0) {
         if ((int)pid != p->fork_err && (p->kids.n > 0 || p->running))
             iop_report(p->s, IOP_LOG_ERROR, "fork: %s; serving with %zu of %u "
@@ -262,6 +337,11 @@ static int spawn(struct prefork *p)
 static void child_exited(void *arg, pid_t pid, int status, int tracked)
 {
     struct prefork *p = arg;
+    for (unsigned i = 0; counting(p) && i < p->want; i++)
+        if (p->slot_pid[i] == pid) { /* it may have died serving */
+            p->slot_pid[i] = 0;
+            atomic_store(&p->sh->busy[i], 0);
+        }
     if (!tracked || iop__stopping(p->s))
         return;
     if (p->s->cfg.once && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -322,9 +402,38 @@ static int set_nonblocking(int fd)
     return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
 }
 
+static void prefork_free(struct prefork *p)
+{
+    if (p->kids.pipe[0] >= 0) /* opened */
+        iop__children_close(&p->kids);
+    shared_destroy(p->sh, p->locked, counting(p) ? p->want : 0);
+    free(p->slot_pid);
+    for (int i = 0; i < 2; i++)
+        if (p->full[i] >= 0)
+            close(p->full[i]);
+}
+
+/* --max-conns: the slots and the "full" pipe. */
+static int counting_open(struct prefork *p)
+{
+    if (!p->s->cfg.max_conns)
+        return 0;
+    if (!(p->slot_pid = calloc(p->want, sizeof *p->slot_pid)))
+        return -ENOMEM;
+    return pipe2(p->full, O_CLOEXEC | O_NONBLOCK) == 0 ? 0 : -errno;
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+}
+
 static int run_prefork(iop_server *s)
 {
-    struct prefork p = {.s = s, .parent = getpid()};
+    struct prefork p = {.s = s, .parent = getpid(), .full = {-1, -1},
+                        .kids = {.pipe = {-1, -1}}};
     p.want = s->cfg.workers ? s->cfg.workers : default_children();
     if (s->cfg.once)
         p.want = 1;
@@ -337,15 +446,21 @@ static int run_prefork(iop_server *s)
     if (r != 0)
         return r;
     p.locked = s->cfg.accept_lock;
-    if (!(p.sh = shared_create(p.locked))) {
+    r = counting_open(&p);
+    if (r != 0) {
+        prefork_free(&p);
+        return r;
+    }
+    if (!(p.sh = shared_create(p.locked, counting(&p) ? p.want : 0))) {
         r = -errno;
         iop_report(s, IOP_LOG_ERROR, "%s: %s", p.locked ? "accept lock"
                    : "shared page", strerror(errno));
+        prefork_free(&p);
         return r;
     }
     r = iop__children_open(&p.kids);
     if (r != 0) {
-        shared_destroy(p.sh, p.locked);
+        prefork_free(&p);
         return r;
     }
     for (unsigned i = 0; i < p.want && r == 0; i++)
@@ -353,8 +468,7 @@ static int run_prefork(iop_server *s)
     if (p.kids.n == 0) { /* not one: an error, not a server without children */
         iop_report(s, IOP_LOG_ERROR, "fork: %s; no child could be started",
                    strerror(-r));
-        iop__children_close(&p.kids);
-        shared_destroy(p.sh, p.locked);
+        prefork_free(&p);
         return r;
     }
     if (r != 0) /* fewer than N: the loop tries again (replace_children) */
@@ -363,11 +477,15 @@ static int run_prefork(iop_server *s)
     r = 0;
     while (!p.once_done) {
         int timeout = replace_children(&p);
-        struct pollfd pf[2] = {
+        /* The listener only while every slot is busy (--max-conns). */
+        int watch = counting(&p) && all_busy(&p);
+        struct pollfd pf[4] = {
             {.fd = s->stop_pipe[0], .events = POLLIN},
             {.fd = iop__children_fd(&p.kids), .events = POLLIN},
+            {.fd = p.full[0], .events = POLLIN},
+            {.fd = watch ? s->listen_fd : -1, .events = POLLIN},
         };
-        if (poll(pf, 2, timeout) < 0) {
+        if (poll(pf, 4, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             r = -errno;
@@ -378,6 +496,10 @@ static int run_prefork(iop_server *s)
             break;
         if (pf[1].revents)
             iop__children_reap(&p.kids, child_exited, &p);
+        if (pf[2].revents)
+            drain_pipe(p.full[0]);
+        if (pf[3].revents)
+            turn_away(&p);
     }
     if (p.once_done)
         iop_server_stop(s); /* wakes any child still waiting (none with one) */
@@ -393,8 +515,7 @@ static int run_prefork(iop_server *s)
         }
     }
     iop__children_wait(&p.kids, -1, NULL, NULL);
-    iop__children_close(&p.kids);
-    shared_destroy(p.sh, p.locked);
+    prefork_free(&p);
     return r;
 }
 

@@ -32,11 +32,11 @@
  *   max_conns_flood   --max-conns 4, 4 clients holding, 50 more: each of
  *                     the 50 sees EOF or a reset within a bound (not a
  *                     hang), the 4 are still served, and once they leave
- *                     4 new clients are served together. prefork (which
- *                     starts only 4 children then) and iterative (one
- *                     client at a time) refuse no one: the 50 wait in the
- *                     listen backlog, unanswered while the holders stay,
- *                     and are all served once they leave.
+ *                     4 new clients are served together (prefork: its 4
+ *                     children busy, the parent turns the 50 away).
+ *                     iterative (one client at a time) refuses no one:
+ *                     the 50 wait in the listen backlog, unanswered while
+ *                     the holder stays, and are all served once it leaves.
  *
  * Every wait is bounded; timing is judged only from below (a timeout
  * cannot fire early) and with generous upper bounds, and the active
@@ -101,7 +101,8 @@
 
 static const char *model;
 static int one_at_a_time; /* iterative */
-static int queues_extra;  /* iterative, prefork: --max-conns refuses no one */
+static int queues_extra;  /* iterative: --max-conns refuses no one */
+static int serves_few;    /* iterative, prefork: fewer clients at once than WARM_CLIENTS */
 static unsigned seed;
 
 #define CHECK(s, cond)                                                   \
@@ -612,10 +613,10 @@ static void warm_up(struct server *s)
     for (int i = 0; i < WARM_CLIENTS; i++) {
         fd[i] = client_connect(s);
         CHECK(s, fd[i] >= 0 && bytes_once(fd[i], 4000));
-        if (queues_extra)
+        if (serves_few)
             client_close(fd[i]);
     }
-    if (!queues_extra)
+    if (!serves_few)
         for (int i = 0; i < WARM_CLIENTS; i++)
             client_close(fd[i]);
 }
@@ -759,7 +760,8 @@ int main(int argc, char **argv)
     static struct harness_cases cases;
     model = harness_model_checked(argc, argv, NULL);
     one_at_a_time = strcmp(model, "iterative") == 0;
-    queues_extra = one_at_a_time || strcmp(model, "prefork") == 0;
+    queues_extra = one_at_a_time;
+    serves_few = one_at_a_time || strcmp(model, "prefork") == 0;
     seed = harness_seed();
     harness_add_case(&cases, "tcp4", "slow_and_silent", slow_and_silent, NULL);
     harness_add_case(&cases, "unix", "stalled_reader", stalled_reader, NULL);
