@@ -2,7 +2,8 @@
 # this file only names the steps.
 #   make        build (warnings are errors)
 #   make test   the whole suite, then again under ASan + UBSan, then the
-#               threaded parts under TSan
+#               threaded parts under TSan, then the fuzzers (bounded) and
+#               valgrind memcheck on a subset
 #   make demo   every model side by side (ioplex compare --quick), then the
 #               course's exchange over every transport
 #   make bench  the benchmarks (bench/; never part of the tests)
@@ -55,7 +56,7 @@ test-tsan: setup build-tsan/CMakeCache.txt
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		ctest --test-dir build-tsan --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)' -E '$(TSAN_EXCLUDE)'
 
-test: test-normal test-asan test-tsan
+test: test-normal test-asan test-tsan test-fuzz test-valgrind
 
 demo: build
 	build/ioplex compare --quick --out compare-out
@@ -67,7 +68,7 @@ bench: setup
 	sh bench/idle_memory.sh build-bench
 
 clean:
-	rm -rf build build-asan build-tsan build-bench
+	rm -rf build build-asan build-tsan build-bench build-fuzz build-valgrind
 
 # ---- hardening: fuzzing and valgrind --------------------------------------
 #   make fuzz           every libFuzzer target (fuzz/, clang, ASan + UBSan)

@@ -235,7 +235,9 @@ struct iop_server_config {
     int accept_lock;                   /* prefork: children take a lock around
                                         * accept() (Stevens' ch. 30 answer to
                                         * the thundering herd) */
-    int idle_timeout_ms;               /* close connections silent this long; 0: never */
+    int idle_timeout_ms;               /* close connections idle this long (no
+                                        * complete message in, no output out);
+                                        * 0: never */
     size_t high_water;                 /* stop reading a connection whose queued
                                         * output passes this; 0: 256 KiB */
     size_t low_water;                  /* resume below this; 0: high_water / 4 */
