@@ -341,8 +341,10 @@ static int connect_unix(const struct iop_addr *a, int timeout_ms, int *out,
      * to; Linux "autobind" gives one in the abstract namespace, so nothing
      * is left behind in the file system. */
     if (type == SOCK_DGRAM) {
-        sa_family_t fam = AF_UNIX;
-        if (bind(fd, (struct sockaddr *)&fam, sizeof fam) != 0)
+        /* Only the family is passed, but from a zeroed sockaddr_un: tools
+         * that read sun_path regardless (valgrind) find it empty. */
+        struct sockaddr_un self = {.sun_family = AF_UNIX};
+        if (bind(fd, (struct sockaddr *)&self, sizeof(sa_family_t)) != 0)
             r = -errno;
     }
 #endif
