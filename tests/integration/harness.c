@@ -4,7 +4,6 @@
 #include "ioplex.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +22,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* cmocka, for server_stop_clean()'s failure (after what it needs). */
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
 
 #ifndef IOPLEX_BIN
 #error "IOPLEX_BIN must name the ioplex binary"
@@ -695,19 +699,31 @@ int server_wait_stderr(struct server *s, const char *needle, int timeout_ms)
     return wait_needle(s, 0, needle, timeout_ms);
 }
 
-int server_output_count(struct server *s, const char *needle)
+/* Non-overlapping occurrences of needle in buf[0 .. len). */
+static int count_in(const char *buf, size_t len, const char *needle)
 {
-    server_pump(s);
     size_t nlen = strlen(needle);
     if (nlen == 0)
         return 0;
     int count = 0;
-    const char *p = s->out, *end = s->out + s->out_len;
+    const char *p = buf, *end = buf + len;
     while ((p = memmem(p, (size_t)(end - p), needle, nlen)) != NULL) {
         count++;
         p += nlen;
     }
     return count;
+}
+
+int server_output_count(struct server *s, const char *needle)
+{
+    server_pump(s);
+    return count_in(s->out, s->out_len, needle);
+}
+
+int server_stderr_count(struct server *s, const char *needle)
+{
+    server_pump(s);
+    return count_in(s->err, s->err_len, needle);
 }
 
 int server_wait_exit(struct server *s, int timeout_ms)
@@ -751,6 +767,19 @@ int server_stop(struct server *s, int timeout_ms)
         return -1;
     }
     return r;
+}
+
+void server_stop_clean(struct server *s)
+{
+    int st = server_stop(s, 0);
+    if (st != 0) {
+        server_dump(s);
+        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
+    }
+    if (s->leftovers) {
+        server_dump(s);
+        fail_msg("processes of the server's group outlived it (killed)");
+    }
 }
 
 void server_dump(struct server *s)
@@ -1132,6 +1161,38 @@ out:
     return ret;
 }
 
+/* ---- the echo and ack services ------------------------------------------------ */
+
+int echo_line(int fd, const char *line, int timeout_ms)
+{
+    size_t len = strlen(line);
+    char buf[128];
+    if (len > sizeof buf || send_all(fd, line, len) != 0)
+        return 0;
+    return recv_exact(fd, buf, len, timeout_ms) == (ssize_t)len &&
+           memcmp(buf, line, len) == 0;
+}
+
+/* What the ack service answers to every message. */
+static const char ack_reply[] = "I got your message\n";
+
+int recv_ack(int fd, int timeout_ms)
+{
+    char buf[256];
+    ssize_t n = recv_all(fd, buf, sizeof buf, timeout_ms);
+    return n == (ssize_t)strlen(ack_reply) && memcmp(buf, ack_reply, strlen(ack_reply)) == 0;
+}
+
+int ack_exchange(struct server *s, const char *line)
+{
+    int fd = client_connect(s);
+    if (fd < 0)
+        return 0;
+    int ok = send_all(fd, line, strlen(line)) == 0 && recv_ack(fd, HARNESS_IO_TIMEOUT_MS);
+    client_close(fd);
+    return ok;
+}
+
 /* ---- commands ---------------------------------------------------------- */
 
 int run_cmd(const char *const argv[], const char *stdin_data, size_t stdin_len,
@@ -1311,64 +1372,4 @@ char *harness_tmp_path(char *buf, size_t cap, const char *stem)
         return NULL;
     }
     return buf;
-}
-
-int count_children(pid_t ppid, int zombies_only)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return -1;
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        const char *rp = strrchr(buf, ')'); /* the name may hold spaces and ')' */
-        char state;
-        int pp;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &pp) != 2)
-            continue;
-        if (pp == (int)ppid && (!zombies_only || state == 'Z'))
-            count++;
-    }
-    closedir(d);
-    return count;
-}
-
-static int count_dir(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-int count_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    return count_dir(path);
-}
-
-int count_threads(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    return count_dir(path);
 }

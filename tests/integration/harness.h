@@ -30,6 +30,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* What /proc says of a server's processes (count_children(), count_fds(),
+ * count_threads(), ...). */
+#include "procfs.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -133,6 +137,8 @@ int server_wait_output(struct server *s, const char *needle, int timeout_ms);
 int server_wait_stderr(struct server *s, const char *needle, int timeout_ms);
 /* Occurrences of `needle` in the stdout read so far (non-overlapping). */
 int server_output_count(struct server *s, const char *needle);
+/* The same in its stderr. */
+int server_stderr_count(struct server *s, const char *needle);
 
 /* Is the server process still running (not exited)? Reaps it if it has
  * exited, storing its status. */
@@ -155,6 +161,10 @@ int server_wait_exit(struct server *s, int timeout_ms);
 int server_stop(struct server *s, int timeout_ms);
 /* SIGKILL at once (process group too), reap, close the pipes. */
 void server_kill(struct server *s);
+/* In a cmocka test: server_stop() (SIGTERM), and fail the test, showing
+ * the server's output, unless it exited 0 with no process of its group
+ * left over. */
+void server_stop_clean(struct server *s);
 
 /* Print the server's command line, address, stdout and stderr on stderr
  * (for a failing test's log). */
@@ -221,6 +231,18 @@ int expect_eof(int fd, int timeout_ms);
 ssize_t stream_exchange(int fd, const void *out, size_t outlen, char *in,
                         size_t incap, unsigned *seed, int timeout_ms);
 
+/* ---- the echo and ack services ----------------------------------------- */
+
+/* Send line (at most 128 bytes) to an echo server and read as many bytes
+ * back. 1 if the same came back within timeout_ms, else 0. */
+int echo_line(int fd, const char *line, int timeout_ms);
+/* Read an ack server's answer through end-of-file: 1 if it is
+ * "I got your message\n" (within timeout_ms), else 0. */
+int recv_ack(int fd, int timeout_ms);
+/* A new client sends line to an ack server and gets the answer
+ * (recv_ack(), HARNESS_IO_TIMEOUT_MS); closed after. 1 if it did. */
+int ack_exchange(struct server *s, const char *line);
+
 /* ---- commands ---------------------------------------------------------- */
 
 /*
@@ -260,13 +282,18 @@ void fill_random(void *buf, size_t len, unsigned *seed);
 long long now_ms(void);
 void sleep_ms(int ms);
 
-/* Count the processes whose parent is ppid (from /proc/<pid>/stat); with
- * zombies_only, only those in state 'Z'. -1 if /proc cannot be read. */
-int count_children(pid_t ppid, int zombies_only);
-/* Open descriptors of pid (entries of /proc/<pid>/fd), threads of pid
- * (entries of /proc/<pid>/task); -1 if unreadable. */
-int count_fds(pid_t pid);
-int count_threads(pid_t pid);
+/*
+ * In a test: if cond is false, show the server's command line and output
+ * (server_dump()), then fail with "file:line: cond". fail_msg() is
+ * cmocka's; the macro expands where it is used, after <cmocka.h>.
+ */
+#define CHECK(s, cond)                                                   \
+    do {                                                                 \
+        if (!(cond)) {                                                   \
+            server_dump(s);                                              \
+            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
+        }                                                                \
+    } while (0)
 
 #ifdef __cplusplus
 }

@@ -30,14 +30,6 @@ static int one_at_a_time; /* the iterative model */
 static int bounded;
 static unsigned seed;
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 static const char *transport_of(void **state)
 {
     return *state ? *state : "tcp4";
@@ -48,35 +40,6 @@ static void start(struct server *s, void **state, const char *const extra[])
     const char *t = transport_of(state);
     if (server_start_on(s, model, t, "ack", extra) != 0)
         fail_msg("cannot start ack on %s under %s", t, model);
-}
-
-static void stop(struct server *s)
-{
-    int st = server_stop(s, 0);
-    if (st != 0) {
-        server_dump(s);
-        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
-    }
-    CHECK(s, !s->leftovers);
-}
-
-/* Read the ack answer through EOF. */
-static int got_ack(int fd, int timeout_ms)
-{
-    char buf[256];
-    ssize_t n = recv_all(fd, buf, sizeof buf, timeout_ms);
-    return n == (ssize_t)strlen(ACK) && memcmp(buf, ACK, strlen(ACK)) == 0;
-}
-
-/* One complete exchange with a new client. */
-static int exchange(struct server *s, const char *line)
-{
-    int fd = client_connect(s);
-    if (fd < 0)
-        return 0;
-    int ok = send_all(fd, line, strlen(line)) == 0 && got_ack(fd, IO_MS);
-    client_close(fd);
-    return ok;
 }
 
 /* Offset of needle in the server's stdout, or -1. */
@@ -105,19 +68,19 @@ static void two_clients(void **state)
         CHECK(&s, wait_readable(b, 500) == 0);
         CHECK(&s, output_pos(&s, "Here is the message: second") < 0);
         CHECK(&s, send_fragmented(a, "first\n", 6, &seed) == 0);
-        CHECK(&s, got_ack(a, IO_MS));
-        CHECK(&s, got_ack(b, IO_MS));
+        CHECK(&s, recv_ack(a, IO_MS));
+        CHECK(&s, recv_ack(b, IO_MS));
         CHECK(&s, server_wait_output(&s, "Here is the message: second\n", IO_MS));
         long pa = output_pos(&s, "Here is the message: first\n");
         long pb = output_pos(&s, "Here is the message: second\n");
         CHECK(&s, pa >= 0 && pa < pb);
     } else {
         /* B is answered while A is connected and silent. */
-        CHECK(&s, got_ack(b, IO_MS));
+        CHECK(&s, recv_ack(b, IO_MS));
         CHECK(&s, server_wait_output(&s, "Here is the message: second\n", IO_MS));
         CHECK(&s, wait_readable(a, 0) == 0);
         CHECK(&s, send_fragmented(a, "first\n", 6, &seed) == 0);
-        CHECK(&s, got_ack(a, IO_MS));
+        CHECK(&s, recv_ack(a, IO_MS));
         CHECK(&s, server_wait_output(&s, "Here is the message: first\n", IO_MS));
         long pa = output_pos(&s, "Here is the message: first\n");
         long pb = output_pos(&s, "Here is the message: second\n");
@@ -125,7 +88,7 @@ static void two_clients(void **state)
     }
     client_close(a);
     client_close(b);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* Twenty clients connected and silent at once; answered in reverse
@@ -144,11 +107,11 @@ static void twenty_silent(void **state)
         char line[32];
         snprintf(line, sizeof line, "client %d\n", i);
         CHECK(&s, send_all(fd[i], line, strlen(line)) == 0);
-        CHECK(&s, got_ack(fd[i], IO_MS));
+        CHECK(&s, recv_ack(fd[i], IO_MS));
         client_close(fd[i]);
     }
     CHECK(&s, server_output_count(&s, "Here is the message: client ") == 20);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* --once: exit 0 once the first client has been served. */
@@ -157,7 +120,7 @@ static void once(void **state)
     struct server s;
     static const char *const extra[] = {"--once", NULL};
     start(&s, state, extra);
-    CHECK(&s, exchange(&s, "only\n"));
+    CHECK(&s, ack_exchange(&s, "only\n"));
     int st = server_wait_exit(&s, IO_MS);
     CHECK(&s, st == 0);
     CHECK(&s, !s.leftovers);
@@ -178,7 +141,7 @@ static void once_second_client(void **state)
     CHECK(&s, b >= 0);
     CHECK(&s, send_all(b, "second\n", 7) == 0);
     CHECK(&s, send_all(a, "first\n", 6) == 0);
-    CHECK(&s, got_ack(a, IO_MS));
+    CHECK(&s, recv_ack(a, IO_MS));
     int st = server_wait_exit(&s, IO_MS);
     CHECK(&s, st == 0);
     client_close(a);
@@ -233,13 +196,13 @@ static void no_leaks(void **state)
 {
     struct server s;
     start(&s, state, NULL);
-    CHECK(&s, exchange(&s, "warm-up\n"));
+    CHECK(&s, ack_exchange(&s, "warm-up\n"));
     sleep_ms(50);
     int fds = count_fds(s.pid);
     int threads = count_threads(s.pid);
     CHECK(&s, fds > 0 && threads > 0);
     for (int i = 0; i < SEQUENTIAL_CLIENTS; i++)
-        CHECK(&s, exchange(&s, "again\n"));
+        CHECK(&s, ack_exchange(&s, "again\n"));
     int fds_after = settle(count_fds, s.pid, fds);
     int threads_after = settle(count_threads, s.pid, threads);
     if (fds_after > fds || threads_after > threads)
@@ -250,7 +213,7 @@ static void no_leaks(void **state)
     CHECK(&s, threads_after <= threads);
     CHECK(&s, server_output_count(&s, "Here is the message: again\n") ==
                   SEQUENTIAL_CLIENTS);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* fork: after many clients, each fully served, no zombie child remains,
@@ -269,16 +232,16 @@ static void no_zombies(void **state)
     CHECK(&s, zombies_of(s.pid) == 0);
     client_close(idle);
     for (int i = 0; i < SEQUENTIAL_CLIENTS; i++)
-        CHECK(&s, exchange(&s, "zombie?\n"));
+        CHECK(&s, ack_exchange(&s, "zombie?\n"));
     int z = settle(zombies_of, s.pid, 0);
     if (z != 0)
         fprintf(stderr, "server %d: %d zombie children after 5 s\n", (int)s.pid, z);
     CHECK(&s, z == 0);
     /* Every child has exited (each client saw its connection close). */
     CHECK(&s, settle(children_of, s.pid, 0) == 0);
-    CHECK(&s, exchange(&s, "still there\n"));
+    CHECK(&s, ack_exchange(&s, "still there\n"));
     CHECK(&s, server_wait_output(&s, "Here is the message: still there\n", IO_MS));
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- registration ---------------------------------------------------------- */

@@ -42,8 +42,6 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -108,14 +106,6 @@ static int is_select;
 static unsigned seed;
 static unsigned char pool[POOL_SIZE + MSG_MAX];
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 /* ---- descriptors this file opens itself (the harness registers 1024) ---- */
 
 static int *own_fds;
@@ -165,78 +155,6 @@ static void set_nofile(rlim_t soft)
         return;
     r.rlim_cur = soft < r.rlim_max ? soft : r.rlim_max;
     setrlimit(RLIMIT_NOFILE, &r);
-}
-
-/* VmRSS of pid in KiB, -1 if unreadable. */
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
-
-/* utime + stime (clock ticks) from a /proc/.../stat file, -1 if unreadable. */
-static long long stat_ticks(const char *path)
-{
-    char buf[1024];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the name may hold spaces */
-    if (!p)
-        return -1;
-    /* After ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt
-     * majflt cmajflt utime(14) stime(15). */
-    unsigned long long ut, st;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
-}
-
-static long long cpu_ticks(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    return stat_ticks(path);
-}
-
-/* CPU ticks of each thread of pid: tids[] and ticks[], up to max. */
-static int thread_ticks(pid_t pid, int *tids, long long *ticks, int max)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < max) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[384];
-        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-        tids[n] = atoi(e->d_name);
-        ticks[n] = stat_ticks(path);
-        if (ticks[n] >= 0)
-            n++;
-    }
-    closedir(d);
-    return n;
 }
 
 /* Listening TCP sockets on 127.0.0.1:port (/proc/net/tcp, state 0A). */
@@ -292,16 +210,6 @@ static void start(struct server *s, const char *transport, const char *const ext
 {
     if (server_start_on(s, model, transport, "echo", extra) != 0)
         fail_msg("cannot start echo on %s under %s", transport, model);
-}
-
-static void stop(struct server *s)
-{
-    int st = server_stop(s, 0);
-    if (st != 0) {
-        server_dump(s);
-        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
-    }
-    CHECK(s, !s->leftovers);
 }
 
 static socklen_t server_sockaddr(const struct server *s, struct sockaddr_storage *ss)
@@ -546,7 +454,7 @@ static void load(void **state)
         server_dump(&s);
         fail_msg("%s", why);
     }
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* One echo round trip of len random bytes on a blocking client. */
@@ -608,7 +516,7 @@ static void backpressure(void **state)
     for (int i = 0; i < 50; i++)
         CHECK(&s, echo_once(y, 1 + rng_next(&sd) % MSG_MAX, &sd));
     sleep_ms(100);
-    long base = rss_kb(s.pid);
+    long base = proc_rss_kb(s.pid);
     CHECK(&s, base > 0);
 
     /* X sends and never reads, until the kernel takes nothing more for
@@ -629,7 +537,7 @@ static void backpressure(void **state)
         pf.revents = 0;
         poll(&pf, 1, 50);
     }
-    long rss = rss_kb(s.pid);
+    long rss = proc_rss_kb(s.pid);
     fprintf(stderr, "backpressure: the kernel took %zu bytes%s; server RSS %ld KiB -> "
             "%ld KiB\n", sent, sent < FLOOD_MAX ? ", then nothing for 1 s" : " (all of them)",
             base, rss);
@@ -643,7 +551,7 @@ static void backpressure(void **state)
     size_t more = flood_send(x, sent, FLOOD_MAX); /* a late window update at most */
     sent += more;
     CHECK(&s, more <= 65536);
-    CHECK(&s, rss_kb(s.pid) - base < flood_bound_kb());
+    CHECK(&s, proc_rss_kb(s.pid) - base < flood_bound_kb());
 
     /* X reads: the server resumes below the low watermark and echoes
      * every byte, in order, then closes after X's end-of-file. */
@@ -675,7 +583,7 @@ static void backpressure(void **state)
     own_close(x);
     CHECK(&s, echo_once(y, 100, &sd));
     client_close(y);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- descriptor exhaustion --------------------------------------------------- */
@@ -749,10 +657,10 @@ static void emfile(void **state)
     CHECK(&s, server_wait_stderr(&s, "pausing new connections", IO_MS));
 
     /* Waiting without spinning: little CPU over 2 s, nothing answered. */
-    long long c0 = cpu_ticks(s.pid);
+    long long c0 = proc_cpu_ticks(s.pid);
     long long w0 = now_ms();
     sleep_ms(2000);
-    long long c1 = cpu_ticks(s.pid);
+    long long c1 = proc_cpu_ticks(s.pid);
     double cpu_s = (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK);
     double wall_s = (double)(now_ms() - w0) / 1000.0;
     fprintf(stderr, "emfile: server used %.2f s of CPU in %.2f s while out of descriptors\n",
@@ -798,7 +706,7 @@ static void emfile(void **state)
     fprintf(stderr, "emfile: %d of %d clients served in the end\n", nserved, EMFILE_CLIENTS);
     CHECK(&s, nserved == EMFILE_CLIENTS);
     CHECK(&s, server_wait_stderr(&s, "accept: recovered", IO_MS));
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- idle timeout ---------------------------------------------------------------- */
@@ -866,7 +774,7 @@ static void idle_timeout(void **state)
     int eof = expect_eof(active, 3000);
     CHECK(&s, eof == 1 || (stall >= STALL_MS && eof == -1));
     client_close(active);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- SIGTERM with requests in flight ---------------------------------------------- */
@@ -906,7 +814,7 @@ static void sigterm_in_flight(void **state)
     }
     int st = server_wait_exit(&s, IO_MS);
     CHECK(&s, st == 0);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- workers ------------------------------------------------------------------------ */
@@ -944,7 +852,7 @@ static void workers(void **state)
 
     int tids[64];
     long long t0[64], t1[64];
-    int n0 = thread_ticks(s.pid, tids, t0, 64);
+    int n0 = proc_thread_ticks(s.pid, tids, t0, 64);
     int clients = 300, rounds = LOAD_ROUNDS / 2 > 5 ? LOAD_ROUNDS / 2 : 5;
     char why[512];
     if (run_load(&s, clients, rounds, LOAD_TIMEOUT_MS, why, sizeof why) != 0) {
@@ -953,7 +861,7 @@ static void workers(void **state)
     }
     twenty_silent(&s);
     int tids1[64];
-    int n1 = thread_ticks(s.pid, tids1, t1, 64);
+    int n1 = proc_thread_ticks(s.pid, tids1, t1, 64);
     /* Spread: the nw busiest threads each did a real share of the work
      * (CPU ticks; /proc has no finer per-thread clock here). */
     if (n0 > 0 && n1 == n0 && memcmp(tids, tids1, sizeof tids[0] * (size_t)n0) == 0) {
@@ -980,7 +888,7 @@ static void workers(void **state)
     } else {
         fprintf(stderr, "workers: per-thread CPU times unreadable; spread not checked\n");
     }
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* Unix sockets have no SO_REUSEPORT: the workers share one listener. */
@@ -997,7 +905,7 @@ static void workers_unix(void **state)
         fail_msg("-w 2 on unix: %s", why);
     }
     twenty_silent(&s);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- memory of idle connections ----------------------------------------------------- */
@@ -1019,7 +927,7 @@ static void lazy_memory(void **state)
     client_close(y);
     sleep_ms(200);
     int fds0 = count_fds(s.pid);
-    long base = rss_kb(s.pid);
+    long base = proc_rss_kb(s.pid);
     CHECK(&s, fds0 > 0 && base > 0);
 
     int n = load_clients();
@@ -1037,7 +945,7 @@ static void lazy_memory(void **state)
     while ((fds = count_fds(s.pid)) < fds0 + n && now_ms() < deadline)
         sleep_ms(20);
     sleep_ms(200);
-    long rss = rss_kb(s.pid);
+    long rss = proc_rss_kb(s.pid);
     long per = (rss - base) * 1024 / n;
     fprintf(stderr, "lazy_memory: %d idle connections: server RSS %ld KiB -> %ld KiB, "
             "%ld bytes each\n", n, base, rss, per);
@@ -1056,7 +964,7 @@ static void lazy_memory(void **state)
     for (int i = 0; i < n; i++)
         own_close(fd[i]);
     free(fd);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- select and FD_SETSIZE ------------------------------------------------------ */
@@ -1138,7 +1046,7 @@ static void select_fd_setsize(void **state)
     CHECK(&s, y >= 0);
     CHECK(&s, echo_once(y, 1000, &sd));
     client_close(y);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- registration ------------------------------------------------------------------- */

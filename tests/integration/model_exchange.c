@@ -25,15 +25,6 @@
 static const char *model;
 static unsigned seed;
 
-/* Fail the test, showing the server's output first. */
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 static const struct test_transport *transport_of(void **state)
 {
     return *state;
@@ -45,17 +36,6 @@ static void start(struct server *s, void **state, const char *service,
     const struct test_transport *t = transport_of(state);
     if (server_start_on(s, model, t->name, service, extra) != 0)
         fail_msg("cannot start %s on %s under %s", service, t->name, model);
-}
-
-/* SIGTERM; a server stopped while idle exits 0. */
-static void stop(struct server *s)
-{
-    int st = server_stop(s, 0);
-    if (st != 0) {
-        server_dump(s);
-        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
-    }
-    CHECK(s, !s->leftovers);
 }
 
 /* ---- streams ------------------------------------------------------------ */
@@ -73,7 +53,7 @@ static void stream_ack(void **state)
     CHECK(&s, memcmp(buf, ACK, strlen(ACK)) == 0);
     client_close(fd);
     CHECK(&s, server_wait_output(&s, "Here is the message: hello world\n", IO_MS));
-    stop(&s);
+    server_stop_clean(&s);
     CHECK(&s, server_output_count(&s, "Here is the message: ") == 1);
 }
 
@@ -96,7 +76,7 @@ static void stream_echo(void **state)
     free(back);
     client_close(fd);
     CHECK(&s, same);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void stream_discard(void **state)
@@ -116,7 +96,7 @@ static void stream_discard(void **state)
     /* Nothing comes back; the server closes once it has read our EOF. */
     CHECK(&s, expect_eof(fd, IO_MS) == 1);
     client_close(fd);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void check_daytime_line(struct server *s, const char *buf, ssize_t n)
@@ -137,7 +117,7 @@ static void stream_daytime(void **state)
     ssize_t n = recv_all(fd, buf, sizeof buf, IO_MS); /* one line, then EOF */
     client_close(fd);
     check_daytime_line(&s, buf, n);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* RFC 864: line k, character i is ' ' + (k + i) % 95; 72 of them, "\r\n". */
@@ -179,7 +159,7 @@ static void stream_chargen(void **state)
     CHECK(&s, n == 740);
     check_chargen(&s, buf, 740);
     client_close(fd);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void stream_bytes(void **state)
@@ -208,7 +188,7 @@ static void stream_bytes(void **state)
     CHECK(&s, strncmp(buf, "ERROR", 5) == 0);
     CHECK(&s, buf[n - 1] == '\n' && memchr(buf, '\n', (size_t)n) == buf + n - 1);
     client_close(fd);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void stream_echo_line(void **state)
@@ -244,7 +224,7 @@ static void stream_echo_line(void **state)
     free(back);
     client_close(fd);
     CHECK(&s, same);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void stream_echo_len32(void **state)
@@ -276,7 +256,7 @@ static void stream_echo_len32(void **state)
     free(back);
     client_close(fd);
     CHECK(&s, same);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- datagrams ------------------------------------------------------------ */
@@ -299,7 +279,7 @@ static void dgram_ack(void **state)
     CHECK(&s, n == (ssize_t)strlen(ACK));
     CHECK(&s, server_wait_output(&s, "Here is the message: again\n", IO_MS));
     client_close(fd);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void dgram_echo(void **state)
@@ -321,7 +301,7 @@ static void dgram_echo(void **state)
         CHECK(&s, memcmp(in, out, len) == 0);
     }
     client_close(fd);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void dgram_daytime(void **state)
@@ -336,7 +316,7 @@ static void dgram_daytime(void **state)
     client_close(fd);
     check_daytime_line(&s, buf, n);
     CHECK(&s, memchr(buf, '\n', (size_t)n) == buf + n - 1);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 static void dgram_chargen(void **state)
@@ -351,7 +331,7 @@ static void dgram_chargen(void **state)
     client_close(fd);
     CHECK(&s, n == 6 * 74);
     check_chargen(&s, buf, (size_t)n);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- a model without datagrams refuses them --------------------------------- */

@@ -40,7 +40,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,82 +59,7 @@
 
 static const char *model;
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 /* ---- the server's processes -------------------------------------------------- */
-
-/* utime + stime of pid in clock ticks, -1 if unreadable. */
-static long long cpu_ticks(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the name may hold spaces */
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                     &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
-}
-
-/* The PIDs whose parent is ppid (from /proc); returns how many. */
-static int children_of(pid_t ppid, pid_t *out, int max)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t k = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (k <= 0)
-            continue;
-        buf[k] = '\0';
-        char *p = strrchr(buf, ')');
-        int pp;
-        if (p && sscanf(p + 2, "%*c %d", &pp) == 1 && pp == (int)ppid)
-            out[n++] = (pid_t)pid;
-    }
-    closedir(d);
-    return n;
-}
-
-/* CPU ticks of the server and its children. */
-static long long server_ticks(pid_t pid)
-{
-    pid_t kids[MAX_PIDS];
-    int n = children_of(pid, kids, MAX_PIDS);
-    long long t = cpu_ticks(pid);
-    for (int i = 0; i < n && t >= 0; i++) {
-        long long k = cpu_ticks(kids[i]);
-        if (k > 0)
-            t += k; /* a child that just exited: gone from the sum */
-    }
-    return t;
-}
 
 /* The lowest descriptor number pid has free, -1 if /proc cannot tell. */
 static int lowest_free_fd(pid_t pid)
@@ -202,29 +126,7 @@ static rlim_t set_own_nofile(rlim_t soft)
     return old;
 }
 
-/* Occurrences of needle in the server's stderr so far. */
-static int stderr_count(struct server *s, const char *needle)
-{
-    server_pump(s);
-    int n = 0;
-    for (const char *p = s->err; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
-/* ---- clients ----------------------------------------------------------------- */
-
-/* Send a line, read it back. 1 if it came back whole. */
-static int echo_once(int fd, const char *line, int timeout_ms)
-{
-    size_t len = strlen(line);
-    char buf[128];
-    if (send_all(fd, line, len) != 0)
-        return 0;
-    return recv_exact(fd, buf, len, timeout_ms) == (ssize_t)len &&
-           memcmp(buf, line, len) == 0;
-}
-
+/* SIGTERM; fails the test unless the server exits 0. */
 static int stop(struct server *s)
 {
     int st = server_stop(s, 0);
@@ -256,7 +158,7 @@ static void emfile_live(void **state)
         old[i] = client_connect(&s);
         CHECK(&s, old[i] >= 0);
         snprintf(line, sizeof line, "old %d\n", i);
-        CHECK(&s, echo_once(old[i], line, IO_MS));
+        CHECK(&s, echo_line(old[i], line, IO_MS));
     }
     if (iterative) {
         /* One client at a time: served, gone, and its descriptor closed
@@ -264,7 +166,7 @@ static void emfile_live(void **state)
         int fds0 = count_fds(s.pid);
         int c = client_connect(&s);
         CHECK(&s, c >= 0);
-        CHECK(&s, echo_once(c, "before\n", IO_MS));
+        CHECK(&s, echo_line(c, "before\n", IO_MS));
         client_close(c);
         long long until = now_ms() + IO_MS;
         while (count_fds(s.pid) > fds0 && now_ms() < until)
@@ -279,7 +181,7 @@ static void emfile_live(void **state)
     acc[0] = s.pid;
     if (prefork) {
         long long until = now_ms() + IO_MS;
-        while ((nacc = children_of(s.pid, acc, MAX_PIDS)) < 4 && now_ms() < until)
+        while ((nacc = proc_children(s.pid, acc, MAX_PIDS, 1)) < 4 && now_ms() < until)
             sleep_ms(10);
         CHECK(&s, nacc == 4);
     }
@@ -304,17 +206,17 @@ static void emfile_live(void **state)
     CHECK(&s, server_wait_stderr(&s, "pausing new connections", IO_MS));
 
     /* The pressure lasts: old clients served, no spin. */
-    long long c0 = server_ticks(s.pid), w0 = now_ms();
+    long long c0 = proc_tree_ticks(s.pid, 1), w0 = now_ms();
     int rounds = 0;
     while (now_ms() - w0 < EXHAUST_MS) {
         for (int i = 0; i < nold; i++) {
             snprintf(line, sizeof line, "old %d round %d\n", i, rounds);
-            CHECK(&s, echo_once(old[i], line, IO_MS));
+            CHECK(&s, echo_line(old[i], line, IO_MS));
         }
         rounds++;
         sleep_ms(100);
     }
-    long long c1 = server_ticks(s.pid);
+    long long c1 = proc_tree_ticks(s.pid, 1);
     double wall = (double)(now_ms() - w0) / 1000.0;
     double cpu = (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK);
     CHECK(&s, c0 >= 0 && c1 >= c0);
@@ -324,8 +226,8 @@ static void emfile_live(void **state)
     CHECK(&s, cpu / wall < CPU_RATIO_MAX);
     for (int i = 0; i < NEW_CLIENTS; i++)
         CHECK(&s, wait_readable(nw[i], 0) == 0);
-    CHECK(&s, stderr_count(&s, "pausing new connections") == 1);
-    CHECK(&s, stderr_count(&s, "recovered") == 0);
+    CHECK(&s, server_stderr_count(&s, "pausing new connections") == 1);
+    CHECK(&s, server_stderr_count(&s, "recovered") == 0);
 
     /* The pressure goes: the waiting are answered, once "recovered". */
     long long r0 = now_ms();
@@ -343,14 +245,14 @@ static void emfile_live(void **state)
     CHECK(&s, server_wait_stderr(&s, "accept: recovered", IO_MS));
     int c = client_connect(&s);
     CHECK(&s, c >= 0);
-    CHECK(&s, echo_once(c, "after\n", IO_MS));
+    CHECK(&s, echo_line(c, "after\n", IO_MS));
     client_close(c);
     for (int i = 0; i < nold; i++) {
-        CHECK(&s, echo_once(old[i], "old, after\n", IO_MS));
+        CHECK(&s, echo_line(old[i], "old, after\n", IO_MS));
         client_close(old[i]);
     }
-    CHECK(&s, stderr_count(&s, "pausing new connections") == 1);
-    CHECK(&s, stderr_count(&s, "accept: recovered") == 1);
+    CHECK(&s, server_stderr_count(&s, "pausing new connections") == 1);
+    CHECK(&s, server_stderr_count(&s, "accept: recovered") == 1);
     stop(&s);
 }
 
@@ -425,9 +327,9 @@ static void emfile_full(void **state)
     CHECK(&s, nserved > 0 && nserved < FULL_CLIENTS);
     CHECK(&s, server_wait_stderr(&s, "pausing new connections", IO_MS));
 
-    long long c0 = server_ticks(s.pid), w0 = now_ms();
+    long long c0 = proc_tree_ticks(s.pid, 1), w0 = now_ms();
     sleep_ms(EXHAUST_MS);
-    long long c1 = server_ticks(s.pid);
+    long long c1 = proc_tree_ticks(s.pid, 1);
     double wall = (double)(now_ms() - w0) / 1000.0;
     double cpu = (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK);
     fprintf(stderr, "emfile_full %s: %.2f s CPU in %.2f s out of descriptors (%.0f%%)\n",
@@ -437,7 +339,7 @@ static void emfile_full(void **state)
     for (int i = 0; i < FULL_CLIENTS; i++)
         if (!served[i])
             CHECK(&s, wait_readable(fd[i], 0) == 0);
-    CHECK(&s, stderr_count(&s, "pausing new connections") == 1);
+    CHECK(&s, server_stderr_count(&s, "pausing new connections") == 1);
 
     /* The served leave; every waiting client is served in turn. */
     for (int i = 0; i < FULL_CLIENTS; i++)
@@ -450,8 +352,8 @@ static void emfile_full(void **state)
             nserved, FULL_CLIENTS);
     CHECK(&s, nserved == FULL_CLIENTS);
     CHECK(&s, server_wait_stderr(&s, "accept: recovered", IO_MS));
-    int paused = stderr_count(&s, "pausing new connections");
-    int recovered = stderr_count(&s, "accept: recovered");
+    int paused = server_stderr_count(&s, "pausing new connections");
+    int recovered = server_stderr_count(&s, "accept: recovered");
     fprintf(stderr, "emfile_full %s: %d 'pausing' and %d 'recovered' lines in all\n", model,
             paused, recovered);
     /* One episode, though descriptors came back one at a time while

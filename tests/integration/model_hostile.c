@@ -47,8 +47,6 @@
 #include "harness.h"
 #include "harness_cases.h"
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -105,94 +103,13 @@ static int queues_extra;  /* iterative: --max-conns refuses no one */
 static int serves_few;    /* iterative, prefork: fewer clients at once than WARM_CLIENTS */
 static unsigned seed;
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 /* ---- the server's process tree ------------------------------------------------- */
 
-/* The children of ppid (up to max); their number, -1 if /proc is unreadable. */
-static int children_of(pid_t ppid, pid_t *out, int max)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < max) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        const char *rp = strrchr(buf, ')');
-        char state;
-        int pp;
-        if (rp && sscanf(rp + 1, " %c %d", &state, &pp) == 2 && pp == (int)ppid &&
-            state != 'Z')
-            out[n++] = (pid_t)atoi(e->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
+/* The server's children that are not zombies (fork, prefork). */
 static int nchildren(pid_t pid)
 {
     pid_t kids[256];
-    return children_of(pid, kids, 256);
-}
-
-/* Open descriptors of pid and of its children (fork, prefork). */
-static int tree_fds(pid_t pid)
-{
-    pid_t kids[256];
-    int total = count_fds(pid);
-    int n = children_of(pid, kids, 256);
-    for (int i = 0; i < n; i++) {
-        int k = count_fds(kids[i]);
-        if (k > 0) /* (a child that has just exited counts nothing) */
-            total += k;
-    }
-    return total;
-}
-
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    long kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
-
-/* VmRSS of pid and its children, KiB. */
-static long tree_rss_kb(pid_t pid)
-{
-    pid_t kids[256];
-    long total = rss_kb(pid);
-    int n = children_of(pid, kids, 256);
-    for (int i = 0; i < n; i++)
-        total += rss_kb(kids[i]);
-    return total;
+    return proc_children(pid, kids, 256, 0);
 }
 
 /* Poll (up to SETTLE_MS) until f(pid) <= limit; returns the last value. */
@@ -237,16 +154,6 @@ static void start(struct server *s, const char *transport, const char *service,
 {
     if (server_start_on(s, model, transport, service, extra) != 0)
         fail_msg("cannot start %s on %s under %s", service, transport, model);
-}
-
-static void stop(struct server *s)
-{
-    int st = server_stop(s, 0);
-    if (st != 0) {
-        server_dump(s);
-        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
-    }
-    CHECK(s, !s->leftovers);
 }
 
 /* One raw echo round trip of len random bytes. */
@@ -403,7 +310,7 @@ static void slow_and_silent(void **state)
     client_close(slow);
     client_close(silent);
     client_close(active);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- a peer that stops reading, with an idle timeout ---------------------------- */
@@ -453,7 +360,7 @@ static void stalled_reader(void **state)
         CHECK(&s, bytes_once(y, 1000));
         client_close(y);
     }
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- a peer that never reads, without a timeout: memory -------------------------- */
@@ -484,7 +391,7 @@ static void nonreader_memory(void **state)
     CHECK(&s, w >= 0 && echo_once(w, 200));
     client_close(w);
     sleep_ms(100);
-    int fds0 = tree_fds(s.pid);
+    int fds0 = proc_tree_fds(s.pid);
     int x = client_connect(&s);
     CHECK(&s, x >= 0 && echo_once(x, 200));
     int y = -1;
@@ -493,7 +400,7 @@ static void nonreader_memory(void **state)
         CHECK(&s, y >= 0 && echo_once(y, 200));
     }
     sleep_ms(100);
-    long base = tree_rss_kb(s.pid);
+    long base = proc_tree_rss_kb(s.pid);
     CHECK(&s, base > 0);
 
     /* X sends and never reads, until the kernel takes nothing more for
@@ -513,7 +420,7 @@ static void nonreader_memory(void **state)
         struct pollfd pf = {.fd = x, .events = POLLOUT};
         poll(&pf, 1, 50);
     }
-    long rss = tree_rss_kb(s.pid);
+    long rss = proc_tree_rss_kb(s.pid);
     fprintf(stderr, "nonreader_memory: the kernel took %zu bytes%s; server RSS %ld KiB "
             "-> %ld KiB (bound +%ld KiB)\n", sent,
             sent < FLOOD_MAX ? ", then nothing for 1 s" : " (all of them)", base, rss,
@@ -526,48 +433,17 @@ static void nonreader_memory(void **state)
         client_close(y);
     }
     close_reset(x);
-    int fds = settle(tree_fds, s.pid, fds0);
+    int fds = settle(proc_tree_fds, s.pid, fds0);
     if (fds > fds0)
         fprintf(stderr, "nonreader_memory: %d descriptors before, %d after\n", fds0, fds);
     CHECK(&s, fds <= fds0);
     int z = served_client(&s);
     CHECK(&s, z >= 0);
     client_close(z);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- resets, half-open peers, clients killed mid-reply --------------------------- */
-
-/* The server's threads, leaving out io_uring's kernel workers ("iou-wrk-",
- * "iou-sqp-"): the kernel starts them for operations it cannot complete
- * at once (a send to a full socket) and ends them when it sees fit, not
- * when the connection closes. -1 if unreadable. */
-static int nthreads_of(pid_t pid)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[384], comm[32] = "";
-        snprintf(path, sizeof path, "%s/%s/comm", dir, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            if (!fgets(comm, sizeof comm, f))
-                comm[0] = '\0';
-            fclose(f);
-        }
-        if (strncmp(comm, "iou-", 4) != 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
 
 /* One round of every kind of abrupt peer, ABRUPT_EACH of each. */
 static void abrupt_round(struct server *s)
@@ -636,18 +512,18 @@ static void abrupt_peers(void **state)
     unsetenv("MALLOC_ARENA_MAX");
     warm_up(&s);
     sleep_ms(200);
-    int fds0 = tree_fds(s.pid);
-    int kids0 = nchildren(s.pid), threads0 = nthreads_of(s.pid);
+    int fds0 = proc_tree_fds(s.pid);
+    int kids0 = nchildren(s.pid), threads0 = count_threads_no_iou(s.pid);
     long rss[ABRUPT_ROUNDS + 1];
-    rss[0] = tree_rss_kb(s.pid);
+    rss[0] = proc_tree_rss_kb(s.pid);
     CHECK(&s, fds0 > 0 && kids0 >= 0 && threads0 > 0);
     int fds = 0, kids = 0, threads = 0;
     for (int round = 1; round <= ABRUPT_ROUNDS; round++) {
         abrupt_round(&s);
-        fds = settle(tree_fds, s.pid, fds0);
+        fds = settle(proc_tree_fds, s.pid, fds0);
         kids = settle(nchildren, s.pid, kids0);
-        threads = settle(nthreads_of, s.pid, threads0);
-        rss[round] = tree_rss_kb(s.pid);
+        threads = settle(count_threads_no_iou, s.pid, threads0);
+        rss[round] = proc_tree_rss_kb(s.pid);
         fprintf(stderr, "abrupt_peers: round %d, %d peers each reset mid-request, killed "
                 "mid-reply, half-open: descriptors %d -> %d, processes %d -> %d, threads "
                 "%d -> %d, RSS %ld KiB -> %ld KiB\n", round, ABRUPT_EACH, fds0, fds,
@@ -666,7 +542,7 @@ static void abrupt_peers(void **state)
     int z = client_connect(&s);
     CHECK(&s, z >= 0 && bytes_once(z, 4000));
     client_close(z);
-    stop(&s); /* (sanitizer builds: a leak fails the exit status) */
+    server_stop_clean(&s); /* (sanitizer builds: a leak fails the exit status) */
 }
 
 /* ---- a connection flood beyond --max-conns ----------------------------------------- */
@@ -681,7 +557,7 @@ static void max_conns_flood(void **state)
     CHECK(&s, w >= 0 && echo_once(w, 10));
     client_close(w);
     sleep_ms(200);
-    int fds0 = tree_fds(s.pid);
+    int fds0 = proc_tree_fds(s.pid);
 
     int nhold = one_at_a_time ? 1 : FLOOD_HOLDERS;
     int hold[FLOOD_HOLDERS], extra_fd[FLOOD_EXTRA];
@@ -746,11 +622,11 @@ static void max_conns_flood(void **state)
         fprintf(stderr, "max_conns_flood: %d extra clients all closed by the server "
                 "within %lld ms; the holders served throughout\n", eof, refused_in);
     }
-    int fds = settle(tree_fds, s.pid, fds0);
+    int fds = settle(proc_tree_fds, s.pid, fds0);
     if (fds > fds0)
         fprintf(stderr, "max_conns_flood: %d descriptors before, %d after\n", fds0, fds);
     CHECK(&s, fds <= fds0);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- registration ------------------------------------------------------------------ */

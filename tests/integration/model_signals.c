@@ -25,14 +25,6 @@
 static const char *model;
 static unsigned seed;
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 static const char *transport_of(void **state)
 {
     return *state ? *state : "tcp4";

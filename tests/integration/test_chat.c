@@ -43,14 +43,6 @@
 #define QUIET_MS 300 /* "nothing arrives": this long */
 #define MAX_CLIENTS 8
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 struct model_cfg {
     const char *name;    /* test name suffix */
     const char *model;
@@ -412,21 +404,6 @@ static void test_concurrent(void **state)
 #define RSS_BOUND_KB (4 * 1024)
 #endif
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 static void test_slow_receiver(void **state)
 {
     const struct model_cfg *m = *state;
@@ -438,7 +415,7 @@ static void test_slow_receiver(void **state)
     /* The kernel holds some of what the mute client does not read (the
      * server's send buffer grows to a few MB): the flood is well beyond. */
 
-    long rss0 = rss_kb(srv.pid);
+    long rss0 = proc_rss_kb(srv.pid);
     CHECK(&srv, rss0 > 0);
     static char round[FLOOD_ROUND * FLOOD_LINE];
     for (int i = 0; i < FLOOD_ROUND; i++) {
@@ -467,7 +444,7 @@ static void test_slow_receiver(void **state)
             i++;
         }
         if (r % 16 == 15) {
-            long kb = rss_kb(srv.pid);
+            long kb = proc_rss_kb(srv.pid);
             if (kb > rss_max)
                 rss_max = kb;
         }

@@ -34,9 +34,7 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -58,14 +56,6 @@
 #define IO_MS HARNESS_IO_TIMEOUT_MS
 #define UID_BASE 3000000
 #define MAX_PIDS 64
-
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
 
 /* ---- the wrapper: this binary as the server's first step --------------------- */
 
@@ -169,94 +159,7 @@ static int teardown(void **state)
     return harness_teardown(state);
 }
 
-/* ---- the server's processes -------------------------------------------------- */
-
-static long long cpu_ticks(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                     &ut, &st) != 2)
-        return -1;
-    return (long long)(ut + st);
-}
-
-static int children_of(pid_t ppid, pid_t *out, int max)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t k = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (k <= 0)
-            continue;
-        buf[k] = '\0';
-        char *p = strrchr(buf, ')');
-        int pp;
-        char st;
-        if (p && sscanf(p + 2, "%c %d", &st, &pp) == 2 && pp == (int)ppid && st != 'Z')
-            out[n++] = (pid_t)pid;
-    }
-    closedir(d);
-    return n;
-}
-
-/* CPU ticks of the server and its children. */
-static long long server_ticks(pid_t pid)
-{
-    pid_t kids[MAX_PIDS];
-    int n = children_of(pid, kids, MAX_PIDS);
-    long long t = cpu_ticks(pid);
-    for (int i = 0; i < n && t >= 0; i++) {
-        long long k = cpu_ticks(kids[i]);
-        if (k > 0)
-            t += k;
-    }
-    return t;
-}
-
-static int stderr_count(struct server *s, const char *needle)
-{
-    server_pump(s);
-    int n = 0;
-    for (const char *p = s->err; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* ---- clients ----------------------------------------------------------------- */
-
-static int echo_once(int fd, const char *line, int timeout_ms)
-{
-    size_t len = strlen(line);
-    char buf[128];
-    if (send_all(fd, line, len) != 0)
-        return 0;
-    return recv_exact(fd, buf, len, timeout_ms) == (ssize_t)len &&
-           memcmp(buf, line, len) == 0;
-}
 
 /* A new client that must be turned away: a clean end-of-stream. */
 static void expect_turned_away(struct server *s)
@@ -275,7 +178,7 @@ static int served_again(struct server *s)
     while (now_ms() < until) {
         int c = client_connect(s);
         CHECK(s, c >= 0);
-        int ok = echo_once(c, "again\n", IO_MS);
+        int ok = echo_line(c, "again\n", IO_MS);
         client_close(c);
         if (ok)
             return 1;
@@ -300,41 +203,41 @@ static void per_client(const char *model, const char *failed, const char *recove
         old[i] = client_connect(&s);
         CHECK(&s, old[i] >= 0);
         snprintf(line, sizeof line, "old %d\n", i);
-        CHECK(&s, echo_once(old[i], line, IO_MS));
+        CHECK(&s, echo_line(old[i], line, IO_MS));
     }
     expect_turned_away(&s);
     CHECK(&s, server_wait_stderr(&s, failed, IO_MS));
 
     /* The pressure lasts: a new client every 100 ms, each turned away;
      * the old ones served; no spin. */
-    long long c0 = server_ticks(s.pid), w0 = now_ms();
+    long long c0 = proc_tree_ticks(s.pid, 0), w0 = now_ms();
     int turned = 0;
     while (now_ms() - w0 < EXHAUST_MS) {
         expect_turned_away(&s);
         turned++;
         for (int i = 0; i < 2; i++) {
             snprintf(line, sizeof line, "old %d, turn %d\n", i, turned);
-            CHECK(&s, echo_once(old[i], line, IO_MS));
+            CHECK(&s, echo_line(old[i], line, IO_MS));
         }
         sleep_ms(100);
     }
-    long long c1 = server_ticks(s.pid);
+    long long c1 = proc_tree_ticks(s.pid, 0);
     double wall = (double)(now_ms() - w0) / 1000.0;
     double cpu = (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK);
     fprintf(stderr, "%s_nproc: %d clients turned away; %.2f s CPU in %.2f s (%.0f%%)\n",
             model, turned + 1, cpu, wall, 100.0 * cpu / wall);
     CHECK(&s, c0 >= 0 && c1 >= c0);
     CHECK(&s, cpu / wall < CPU_RATIO_MAX);
-    CHECK(&s, stderr_count(&s, failed) == 1);
-    CHECK(&s, stderr_count(&s, recovered) == 0);
+    CHECK(&s, server_stderr_count(&s, failed) == 1);
+    CHECK(&s, server_stderr_count(&s, recovered) == 0);
 
     /* One leaves: its slot serves new clients again. */
     client_close(old[0]);
     CHECK(&s, served_again(&s));
     CHECK(&s, server_wait_stderr(&s, recovered, IO_MS));
-    CHECK(&s, echo_once(old[1], "old 1, after\n", IO_MS));
+    CHECK(&s, echo_line(old[1], "old 1, after\n", IO_MS));
     client_close(old[1]);
-    CHECK(&s, stderr_count(&s, failed) == 1);
+    CHECK(&s, server_stderr_count(&s, failed) == 1);
     int st = server_stop(&s, 0);
     if (st != 0) {
         server_dump(&s);
@@ -377,7 +280,7 @@ static void prefork_nproc(void **state)
 
     /* Two children serve; the parent retries without spinning. */
     int c[4];
-    long long c0 = server_ticks(s.pid), w0 = now_ms();
+    long long c0 = proc_tree_ticks(s.pid, 0), w0 = now_ms();
     for (int i = 0; i < 2; i++) {
         c[i] = client_connect(&s);
         CHECK(&s, c[i] >= 0);
@@ -385,21 +288,21 @@ static void prefork_nproc(void **state)
     int rounds = 0;
     while (now_ms() - w0 < EXHAUST_MS) {
         for (int i = 0; i < 2; i++)
-            CHECK(&s, echo_once(c[i], "two at a time\n", IO_MS));
+            CHECK(&s, echo_line(c[i], "two at a time\n", IO_MS));
         rounds++;
         sleep_ms(100);
     }
-    long long c1 = server_ticks(s.pid);
+    long long c1 = proc_tree_ticks(s.pid, 0);
     double wall = (double)(now_ms() - w0) / 1000.0;
     double cpu = (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK);
     pid_t kids[MAX_PIDS];
-    int nkids = children_of(s.pid, kids, MAX_PIDS);
+    int nkids = proc_children(s.pid, kids, MAX_PIDS, 0);
     fprintf(stderr, "prefork_nproc: %d children of 4; %.2f s CPU in %.2f s (%.0f%%)\n",
             nkids, cpu, wall, 100.0 * cpu / wall);
     CHECK(&s, nkids == 2);
     CHECK(&s, c0 >= 0 && c1 >= c0);
     CHECK(&s, cpu / wall < CPU_RATIO_MAX);
-    CHECK(&s, stderr_count(&s, "fork: ") == 1);
+    CHECK(&s, server_stderr_count(&s, "fork: ") == 1);
     for (int i = 0; i < 2; i++)
         client_close(c[i]);
 
@@ -407,7 +310,7 @@ static void prefork_nproc(void **state)
     hogs_end();
     CHECK(&s, server_wait_stderr(&s, "fork: recovered", IO_MS));
     long long until = now_ms() + IO_MS;
-    while ((nkids = children_of(s.pid, kids, MAX_PIDS)) < 4 && now_ms() < until)
+    while ((nkids = proc_children(s.pid, kids, MAX_PIDS, 0)) < 4 && now_ms() < until)
         sleep_ms(20);
     CHECK(&s, nkids == 4);
     for (int i = 0; i < 4; i++) { /* four at a time now */
@@ -415,10 +318,10 @@ static void prefork_nproc(void **state)
         CHECK(&s, c[i] >= 0);
     }
     for (int i = 0; i < 4; i++)
-        CHECK(&s, echo_once(c[i], "four at a time\n", IO_MS));
+        CHECK(&s, echo_line(c[i], "four at a time\n", IO_MS));
     for (int i = 0; i < 4; i++)
         client_close(c[i]);
-    CHECK(&s, stderr_count(&s, "fork: ") == 2); /* the failure, the recovery */
+    CHECK(&s, server_stderr_count(&s, "fork: ") == 2); /* the failure, the recovery */
     int st = server_stop(&s, 0);
     if (st != 0) {
         server_dump(&s);
@@ -441,10 +344,10 @@ static void pool_nproc(void **state)
     for (int i = 0; i < 3; i++) {
         int c = client_connect(&s);
         CHECK(&s, c >= 0);
-        CHECK(&s, echo_once(c, "one worker\n", IO_MS));
+        CHECK(&s, echo_line(c, "one worker\n", IO_MS));
         client_close(c);
     }
-    CHECK(&s, stderr_count(&s, "cannot start thread") == 1);
+    CHECK(&s, server_stderr_count(&s, "cannot start thread") == 1);
     int st = server_stop(&s, 0);
     if (st != 0) {
         server_dump(&s);
@@ -473,10 +376,10 @@ static void pool_nproc(void **state)
         server_pump(&s);
         fprintf(stderr, "pool_nproc: with no worker the server exited %d:\n%s", st, s.err);
         CHECK(&s, st == 1);
-        CHECK(&s, stderr_count(&s, "cannot start thread 1 of 4") == 1);
+        CHECK(&s, server_stderr_count(&s, "cannot start thread 1 of 4") == 1);
     } else {
         CHECK(&s, s.exited && s.status == 1);
-        CHECK(&s, stderr_count(&s, "cannot start thread 1 of 4") == 1);
+        CHECK(&s, server_stderr_count(&s, "cannot start thread 1 of 4") == 1);
     }
 }
 
@@ -501,7 +404,7 @@ static void workers_nproc(void **state)
                 server_dump(&s);
             CHECK(&s, st == 1);
         }
-        CHECK(&s, stderr_count(&s, "cannot start worker 3 of 4") == 1);
+        CHECK(&s, server_stderr_count(&s, "cannot start worker 3 of 4") == 1);
     }
 }
 

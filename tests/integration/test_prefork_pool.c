@@ -8,10 +8,7 @@
  */
 #include "harness.h"
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,53 +24,9 @@
 #include "ioplex.h"
 
 #define IO_MS HARNESS_IO_TIMEOUT_MS
-#define ACK "I got your message\n"
 #define MAX_KIDS 64
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 /* ---- helpers ------------------------------------------------------------------- */
-
-/* The PIDs of ppid's children (zombies included), from /proc; returns how
- * many (at most cap stored). */
-static int children_pids(pid_t ppid, pid_t *pids, int cap)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t r = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (r <= 0)
-            continue;
-        buf[r] = '\0';
-        const char *rp = strrchr(buf, ')');
-        char state;
-        int pp;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &pp) != 2 || pp != (int)ppid)
-            continue;
-        if (n < cap)
-            pids[n] = (pid_t)atoi(e->d_name);
-        n++;
-    }
-    closedir(d);
-    return n;
-}
 
 /* Wait (bounded) until pid has exactly n children, none a zombie. */
 static int wait_children(pid_t pid, int n, int timeout_ms)
@@ -104,7 +57,7 @@ static int wait_replaced(pid_t pid, pid_t victim, int n, int timeout_ms)
     long long deadline = now_ms() + timeout_ms;
     for (;;) {
         pid_t pids[MAX_KIDS];
-        int k = children_pids(pid, pids, MAX_KIDS);
+        int k = proc_children(pid, pids, MAX_KIDS, 1);
         if (k == n && !contains(pids, k < MAX_KIDS ? k : MAX_KIDS, victim) &&
             count_children(pid, 1) == 0)
             return 1;
@@ -112,32 +65,6 @@ static int wait_replaced(pid_t pid, pid_t victim, int n, int timeout_ms)
             return 0;
         sleep_ms(10);
     }
-}
-
-/* Read the ack answer through EOF. */
-static int got_ack(int fd, int timeout_ms)
-{
-    char buf[256];
-    ssize_t n = recv_all(fd, buf, sizeof buf, timeout_ms);
-    return n == (ssize_t)strlen(ACK) && memcmp(buf, ACK, strlen(ACK)) == 0;
-}
-
-/* One complete ack exchange with a new client. */
-static int exchange(struct server *s, const char *line)
-{
-    int fd = client_connect(s);
-    if (fd < 0)
-        return 0;
-    int ok = send_all(fd, line, strlen(line)) == 0 && got_ack(fd, IO_MS);
-    client_close(fd);
-    return ok;
-}
-
-static void stop_ok(struct server *s)
-{
-    int st = server_stop(s, 0);
-    CHECK(s, st == 0);
-    CHECK(s, !s->leftovers);
 }
 
 /* ---- prefork ------------------------------------------------------------------- */
@@ -150,9 +77,9 @@ static void prefork_keeps_n(void **state)
     CHECK(&s, server_startl(&s, "-m", "prefork:3", "127.0.0.1", "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, 3, IO_MS));
     for (int i = 0; i < 10; i++)
-        CHECK(&s, exchange(&s, "hello\n"));
+        CHECK(&s, ack_exchange(&s, "hello\n"));
     CHECK(&s, wait_children(s.pid, 3, IO_MS));
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* The default is twice the cores and at least 4; -w says the same as :N;
@@ -169,14 +96,14 @@ static void prefork_counts(void **state)
     struct server s;
     CHECK(&s, server_startl(&s, "-m", "prefork", "127.0.0.1", "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, dflt, IO_MS));
-    stop_ok(&s);
+    server_stop_clean(&s);
     CHECK(&s, server_startl(&s, "-m", "prefork", "-w", "2", "127.0.0.1", "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, 2, IO_MS));
-    stop_ok(&s);
+    server_stop_clean(&s);
     CHECK(&s, server_startl(&s, "-m", "prefork:5", "--max-conns", "2", "127.0.0.1",
                             "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, 2, IO_MS));
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* A child killed with SIGKILL is replaced by a new one, and the server
@@ -188,11 +115,11 @@ static void prefork_replaces_killed(void **state)
     CHECK(&s, server_startl(&s, "-m", "prefork:3", "127.0.0.1", "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, 3, IO_MS));
     pid_t before[MAX_KIDS], after[MAX_KIDS];
-    CHECK(&s, children_pids(s.pid, before, MAX_KIDS) == 3);
+    CHECK(&s, proc_children(s.pid, before, MAX_KIDS, 1) == 3);
     pid_t victim = before[1];
     CHECK(&s, kill(victim, SIGKILL) == 0);
     CHECK(&s, wait_replaced(s.pid, victim, 3, IO_MS));
-    int n = children_pids(s.pid, after, MAX_KIDS);
+    int n = proc_children(s.pid, after, MAX_KIDS, 1);
     CHECK(&s, n == 3);
     int fresh = 0;
     for (int i = 0; i < n; i++)
@@ -200,8 +127,8 @@ static void prefork_replaces_killed(void **state)
     CHECK(&s, fresh == 1);
     CHECK(&s, server_wait_stderr(&s, "killed by signal 9", IO_MS));
     for (int i = 0; i < 5; i++)
-        CHECK(&s, exchange(&s, "after\n"));
-    stop_ok(&s);
+        CHECK(&s, ack_exchange(&s, "after\n"));
+    server_stop_clean(&s);
 }
 
 /* Children dying over and over are replaced at a bounded rate (a burst of
@@ -226,7 +153,7 @@ static void prefork_restart_throttle(void **state)
     int throttled = 0;
     while (!throttled && now_ms() < deadline) {
         pid_t pids[MAX_KIDS];
-        int n = children_pids(s.pid, pids, MAX_KIDS);
+        int n = proc_children(s.pid, pids, MAX_KIDS, 1);
         for (int i = 0; i < n && i < MAX_KIDS; i++)
             kill(pids[i], SIGKILL);
         sleep_ms(5);
@@ -241,9 +168,9 @@ static void prefork_restart_throttle(void **state)
             restarts, took);
     CHECK(&s, restarts <= 2 + (int)(took / 200) + 2);
     CHECK(&s, wait_children(s.pid, 2, IO_MS));
-    CHECK(&s, exchange(&s, "recovered\n"));
+    CHECK(&s, ack_exchange(&s, "recovered\n"));
     CHECK(&s, count_in(s.err, "dying faster") == 1);
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* 200 clients, each fully served: no zombie, still N children. */
@@ -254,11 +181,11 @@ static void prefork_no_zombies(void **state)
     CHECK(&s, server_startl(&s, "-m", "prefork:4", "127.0.0.1", "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, 4, IO_MS));
     for (int i = 0; i < 200; i++)
-        CHECK(&s, exchange(&s, "zombie?\n"));
+        CHECK(&s, ack_exchange(&s, "zombie?\n"));
     CHECK(&s, wait_children(s.pid, 4, IO_MS));
     CHECK(&s, count_children(s.pid, 1) == 0);
     CHECK(&s, server_output_count(&s, "Here is the message: zombie?\n") == 200);
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* --accept-lock: 50 clients served, two silent ones at once, and a child
@@ -272,28 +199,28 @@ static void prefork_accept_lock(void **state)
                             NULL) == 0);
     CHECK(&s, wait_children(s.pid, 3, IO_MS));
     for (int i = 0; i < 50; i++)
-        CHECK(&s, exchange(&s, "locked\n"));
+        CHECK(&s, ack_exchange(&s, "locked\n"));
     CHECK(&s, server_output_count(&s, "Here is the message: locked\n") == 50);
     int a = client_connect(&s), b = client_connect(&s);
     CHECK(&s, a >= 0 && b >= 0);
-    CHECK(&s, exchange(&s, "third\n")); /* two children busy, the third serves */
-    CHECK(&s, send_all(b, "b\n", 2) == 0 && got_ack(b, IO_MS));
-    CHECK(&s, send_all(a, "a\n", 2) == 0 && got_ack(a, IO_MS));
+    CHECK(&s, ack_exchange(&s, "third\n")); /* two children busy, the third serves */
+    CHECK(&s, send_all(b, "b\n", 2) == 0 && recv_ack(b, IO_MS));
+    CHECK(&s, send_all(a, "a\n", 2) == 0 && recv_ack(a, IO_MS));
     client_close(a);
     client_close(b);
     /* Kill a child, three times over: whichever held the lock, the
      * replacements get it (a robust mutex). */
     for (int round = 0; round < 3; round++) {
         pid_t pids[MAX_KIDS];
-        CHECK(&s, children_pids(s.pid, pids, MAX_KIDS) == 3);
+        CHECK(&s, proc_children(s.pid, pids, MAX_KIDS, 1) == 3);
         pid_t victim = pids[round % 3];
         CHECK(&s, kill(victim, SIGKILL) == 0);
-        CHECK(&s, exchange(&s, "still\n"));
+        CHECK(&s, ack_exchange(&s, "still\n"));
         CHECK(&s, wait_replaced(s.pid, victim, 3, IO_MS));
     }
     for (int i = 0; i < 10; i++)
-        CHECK(&s, exchange(&s, "again\n"));
-    stop_ok(&s);
+        CHECK(&s, ack_exchange(&s, "again\n"));
+    server_stop_clean(&s);
 }
 
 /* SIGTERM with clients connected: exit 0, every child gone, the silent
@@ -305,14 +232,14 @@ static void prefork_sigterm(void **state)
     CHECK(&s, server_startl(&s, "-m", "prefork:3", "127.0.0.1", "0", NULL) == 0);
     CHECK(&s, wait_children(s.pid, 3, IO_MS));
     pid_t pids[MAX_KIDS];
-    CHECK(&s, children_pids(s.pid, pids, MAX_KIDS) == 3);
+    CHECK(&s, proc_children(s.pid, pids, MAX_KIDS, 1) == 3);
     int silent = client_connect(&s), partial = client_connect(&s);
     CHECK(&s, silent >= 0 && partial >= 0);
     CHECK(&s, send_all(partial, "half", 4) == 0);
     sleep_ms(100);
     CHECK(&s, kill(s.pid, SIGTERM) == 0);
     CHECK(&s, expect_eof(silent, IO_MS) == 1);
-    CHECK(&s, got_ack(partial, IO_MS));
+    CHECK(&s, recv_ack(partial, IO_MS));
     int st = server_wait_exit(&s, IO_MS);
     CHECK(&s, st == 0);
     CHECK(&s, !s.leftovers);
@@ -383,9 +310,9 @@ static void pool_two_at_once(void **state)
     CHECK(&s, wait_readable(c, 500) == 0); /* queued: no thread for it */
     CHECK(&s, server_output_count(&s, "Here is the message: third") == 0);
     /* Both silent ones are in service: either answers at once. */
-    CHECK(&s, send_all(b, "b\n", 2) == 0 && got_ack(b, IO_MS));
-    CHECK(&s, got_ack(c, IO_MS)); /* b's thread took it */
-    CHECK(&s, send_all(a, "a\n", 2) == 0 && got_ack(a, IO_MS));
+    CHECK(&s, send_all(b, "b\n", 2) == 0 && recv_ack(b, IO_MS));
+    CHECK(&s, recv_ack(c, IO_MS)); /* b's thread took it */
+    CHECK(&s, send_all(a, "a\n", 2) == 0 && recv_ack(a, IO_MS));
     long pb = -1, pc = -1;
     server_pump(&s);
     const char *q = strstr(s.out, "Here is the message: b\n");
@@ -398,7 +325,7 @@ static void pool_two_at_once(void **state)
     client_close(a);
     client_close(b);
     client_close(c);
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* pool:1 --max-conns 2: one in service, one queued, the third refused
@@ -422,11 +349,11 @@ static void pool_max_conns_counts_queue(void **state)
     CHECK(&s, server_wait_stderr(&s, "max-conns", IO_MS));
     client_close(c);
     CHECK(&s, wait_readable(b, 200) == 0);
-    CHECK(&s, send_all(a, "first\n", 6) == 0 && got_ack(a, IO_MS));
-    CHECK(&s, got_ack(b, IO_MS));
+    CHECK(&s, send_all(a, "first\n", 6) == 0 && recv_ack(a, IO_MS));
+    CHECK(&s, recv_ack(b, IO_MS));
     client_close(a);
     client_close(b);
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* SIGTERM with a client in service and one queued (pool:1): both answered
@@ -445,8 +372,8 @@ static void pool_sigterm_with_queue(void **state)
     CHECK(&s, send_all(b, "queued\n", 7) == 0);
     sleep_ms(100);
     CHECK(&s, kill(s.pid, SIGTERM) == 0);
-    CHECK(&s, got_ack(a, IO_MS));
-    CHECK(&s, got_ack(b, IO_MS));
+    CHECK(&s, recv_ack(a, IO_MS));
+    CHECK(&s, recv_ack(b, IO_MS));
     CHECK(&s, server_wait_exit(&s, IO_MS) == 0);
     CHECK(&s, server_output_count(&s, "Here is the message: in service\n") == 1);
     CHECK(&s, server_output_count(&s, "Here is the message: queued\n") == 1);
@@ -471,17 +398,17 @@ static void aio_max_conns(void **state)
     CHECK(&s, b >= 0);
     CHECK(&s, expect_eof(b, IO_MS) == 1);
     client_close(b);
-    CHECK(&s, send_all(a, "one\n", 4) == 0 && got_ack(a, IO_MS));
+    CHECK(&s, send_all(a, "one\n", 4) == 0 && recv_ack(a, IO_MS));
     client_close(a);
     long long deadline = now_ms() + 5000;
     int served = 0;
     while (!served && now_ms() < deadline) {
-        served = exchange(&s, "later\n");
+        served = ack_exchange(&s, "later\n");
         if (!served)
             sleep_ms(50);
     }
     CHECK(&s, served);
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* echo --max-frame 100: an oversized line closes that connection only;
@@ -508,7 +435,7 @@ static void aio_oversized(void **state)
     CHECK(&s, recv_exact(good, back, 6, IO_MS) == 6 && memcmp(back, "after\n", 6) == 0);
     client_close(good);
     CHECK(&s, server_wait_stderr(&s, "longer than 100", IO_MS));
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 /* 300 sequential clients of bytes (Stevens' request): each gets exactly
@@ -535,7 +462,7 @@ static void aio_many_short(void **state)
     while (count_fds(s.pid) > fds0 && now_ms() < deadline)
         sleep_ms(20);
     CHECK(&s, count_fds(s.pid) <= fds0);
-    stop_ok(&s);
+    server_stop_clean(&s);
 }
 
 int main(void)

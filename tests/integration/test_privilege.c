@@ -104,19 +104,6 @@ static int status_field(const char *status, const char *key, char *out, size_t c
     return -1;
 }
 
-static int read_text(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n < 0)
-        return -1;
-    buf[n] = '\0';
-    return 0;
-}
-
 static int cmp_gid(const void *a, const void *b)
 {
     gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
@@ -145,7 +132,7 @@ static const char *task_creds_differ(const char *status_path, const struct who *
                                      char *why, size_t cap)
 {
     char st[4096], f[512];
-    if (read_text(status_path, st, sizeof st) != 0)
+    if (proc_read_text(status_path, st, sizeof st) < 0)
         return NULL; /* the task has just ended: nothing to judge */
     unsigned long v[4];
     if (status_field(st, "Uid", f, sizeof f) != 0 ||
@@ -219,38 +206,12 @@ static int check_creds(struct server *s, pid_t pid, const struct who *w, const c
     return tasks;
 }
 
-/* The processes whose parent is ppid (at most max). */
-static int children_of(pid_t ppid, pid_t *out, int max)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        if (read_text(path, buf, sizeof buf) != 0)
-            continue;
-        char *p = strrchr(buf, ')');
-        int pp;
-        if (p && sscanf(p + 2, "%*c %d", &pp) == 1 && pp == (int)ppid)
-            out[n++] = (pid_t)pid;
-    }
-    closedir(d);
-    return n;
-}
-
 /* Wait (bounded) until pid has at least `want` children. */
 static int wait_children(pid_t pid, pid_t *kids, int want)
 {
     long long until = now_ms() + HARNESS_IO_TIMEOUT_MS;
     int n;
-    while ((n = children_of(pid, kids, MAX_PIDS)) < want && now_ms() < until)
+    while ((n = proc_children(pid, kids, MAX_PIDS, 1)) < want && now_ms() < until)
         sleep_ms(20);
     return n;
 }

@@ -39,14 +39,6 @@
 
 static unsigned seed;
 
-#define CHECK(s, cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            server_dump(s);                                              \
-            fail_msg("%s:%d: %s", __FILE__, __LINE__, #cond);            \
-        }                                                                \
-    } while (0)
-
 static int have_uring(void)
 {
     return model_serves_datagrams("uring") >= 0;
@@ -58,16 +50,6 @@ static int teardown(void **state)
     unsetenv("IOPLEX_URING_FALLBACK");
     unsetenv("IOPLEX_URING_BUFFERS");
     return harness_teardown(state);
-}
-
-static void stop(struct server *s)
-{
-    int st = server_stop(s, 0);
-    if (st != 0) {
-        server_dump(s);
-        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
-    }
-    CHECK(s, !s->leftovers);
 }
 
 /* ---- io_uring unavailable ------------------------------------------------------ */
@@ -166,7 +148,7 @@ static void fallback(void **state)
         CHECK(&s, memcmp(line, got, (size_t)len) == 0);
         client_close(c[i]);
     }
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- the receive buffers run dry ------------------------------------------------------ */
@@ -211,7 +193,7 @@ static void dry_ring(void **state)
     }
     for (int i = 0; i < DRY_CLIENTS; i++)
         client_close(fd[i]);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- --max-conns ------------------------------------------------------------------- */
@@ -238,7 +220,7 @@ static void max_conns(void **state)
     CHECK(&s, send_all(a, "x\n", 2) == 0 && recv_exact(a, buf, 2, IO_MS) == 2);
     client_close(a);
     client_close(b);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- datagrams with workers ----------------------------------------------------------- */
@@ -264,7 +246,7 @@ static void dgram_workers(void **state)
         }
         client_close(fd);
     }
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 int main(void)
