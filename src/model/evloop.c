@@ -58,7 +58,6 @@ struct worker {
     int owns_listener; /* its own SO_REUSEPORT socket, closed at stop */
     int accept_paused;
     int last_err;      /* the accept failure last reported */
-    int accept_took;   /* accepted since: "recovered" once caught up (EAGAIN) */
     int accepted;      /* for --once */
     struct iop__timer accept_resume;
     int result;
@@ -75,15 +74,18 @@ static void watch_listener(struct worker *w, int on)
     iop__loop_io(w->loop, w->listen_fd, on ? IOP_EV_READ : 0, fn, w);
 }
 
+/* A timer callback: the pause is over, or a descriptor was freed. The
+ * listener is tried at once, not only watched: with no client waiting it
+ * would not wake us, and its EAGAIN is what ends the episode. */
 static void resume_accept(iop_loop *loop, void *arg)
 {
-    (void)loop;
     struct worker *w = arg;
     if (!w->accept_paused || w->x.stopping)
         return;
     w->accept_paused = 0;
     iop__timer_stop(w->loop, &w->accept_resume);
     watch_listener(w, 1);
+    on_accept(loop, w->listen_fd, IOP_EV_READ, w);
 }
 
 static void pause_accept(struct worker *w, int err)
@@ -92,7 +94,6 @@ static void pause_accept(struct worker *w, int err)
         iop_report(w->s, IOP_LOG_ERROR, "accept: %s; pausing new connections "
                    "until a descriptor is free", iop_strerror(err));
     w->last_err = err;
-    w->accept_took = 0;
     w->accept_paused = 1;
     watch_listener(w, 0);
     iop__timer_start(w->loop, &w->accept_resume, ACCEPT_PAUSE_MS, resume_accept, w);
@@ -102,8 +103,10 @@ static void conn_closed(struct iop__evctx *x)
 {
     struct worker *w = x->owner;
     atomic_fetch_sub(&w->s->live_conns, 1);
-    if (w->accept_paused)
-        resume_accept(w->loop, w); /* a descriptor was just freed */
+    if (w->accept_paused) { /* a descriptor was just freed: resume after this event */
+        iop__timer_stop(w->loop, &w->accept_resume);
+        iop__timer_start(w->loop, &w->accept_resume, 0, resume_accept, w);
+    }
     if (w->s->cfg.once && w->accepted && atomic_load(&w->s->live_conns) == 0)
         iop_server_stop(w->s);
 }
@@ -150,8 +153,9 @@ static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
         if (fd < 0) {
             int e = errno;
             if (e == EAGAIN || e == EWOULDBLOCK) {
-                /* Caught up: the episode ends (see iop__accept_failed()). */
-                if ((w->last_err == -EMFILE || w->last_err == -ENFILE) && w->accept_took) {
+                /* Caught up: no client waits, and (Linux takes the
+                 * descriptor before it looks at the queue) one was free. */
+                if (w->last_err == -EMFILE || w->last_err == -ENFILE) {
                     iop_report(w->s, IOP_LOG_INFO, "accept: recovered");
                     w->last_err = 0;
                 }
@@ -162,8 +166,6 @@ static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
             pause_accept(w, -e); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
             return;
         }
-        if (w->last_err == -EMFILE || w->last_err == -ENFILE)
-            w->accept_took = 1;
         take(w, fd, &peer, len);
         if (w->s->cfg.once)
             return;
