@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "tool.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,46 +39,27 @@
 /* Runs that must see no error wait long for answers: a loaded machine can
  * stall a process for a second, and that is not the server's fault. */
 #define SLACK "--timeout", "10"
-#define OUT_CAP 65536
 
 /* ---- running ioplex bench and jq ----------------------------------------- */
 
-struct result {
-    int code;
-    char out[OUT_CAP];
-    char err[OUT_CAP];
-    long long ms;
-};
-
-static void show(const char *what, const struct result *r)
-{
-    fprintf(stderr, "--- %s: exit %d after %lld ms\n--- stdout:\n%s--- stderr:\n%s---\n",
-            what, r->code, r->ms, r->out, r->err);
-}
 
 /* `ioplex bench ARGS...`; the arguments end with NULL. */
-static void bench(struct result *r, ...)
+static void bench(struct tool_result *r, ...)
 {
-    const char *argv[48];
-    size_t n = 0;
-    argv[n++] = ioplex_bin();
-    argv[n++] = "bench";
+    const char *args[48] = {"bench"};
+    size_t n = 1;
     va_list ap;
     va_start(ap, r);
     const char *a;
     while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(n < sizeof argv / sizeof argv[0] - 1);
-        argv[n++] = a;
+        assert_true(n < sizeof args / sizeof args[0] - 1);
+        args[n++] = a;
     }
     va_end(ap);
-    argv[n] = NULL;
-    memset(r, 0, sizeof *r);
-    long long t0 = now_ms();
-    r->code = run_cmd(argv, NULL, 0, r->out, sizeof r->out, NULL, r->err,
-                      sizeof r->err, RUN_TIMEOUT_MS);
-    r->ms = now_ms() - t0;
+    args[n] = NULL;
+    tool_run(r, args, RUN_TIMEOUT_MS);
     if (r->code < 0) {
-        show("bench (killed at the timeout)", r);
+        tool_show("bench (killed at the timeout)", r);
         fail_msg("ioplex bench did not end within %d ms", RUN_TIMEOUT_MS);
     }
 }
@@ -158,42 +140,16 @@ static void expect_all(const char *json, ...)
         }                                                                           \
     } while (0)
 
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (const char *p = s; *p; p++)
-        n += *p == '\n';
-    if (*s && s[strlen(s) - 1] != '\n')
-        n++;
-    return n;
-}
-
 /* Exit `code` and exactly one stderr line, "ioplex bench: ..." naming each
  * NULL-terminated needle. */
-static void expect_error(const char *what, const struct result *r, int code, ...)
-{
-    int ok = r->code == code && count_lines(r->err) == 1 &&
-             strncmp(r->err, "ioplex bench: ", 14) == 0;
-    va_list ap;
-    va_start(ap, code);
-    const char *needle;
-    while ((needle = va_arg(ap, const char *)) != NULL)
-        if (!strstr(r->err, needle)) {
-            fprintf(stderr, "--- %s: stderr does not say '%s'\n", what, needle);
-            ok = 0;
-        }
-    va_end(ap);
-    if (!ok) {
-        show(what, r);
-        fail_msg("%s: expected exit %d and one line on stderr", what, code);
-    }
-}
+#define expect_error(what, r, code, ...) \
+    tool_expect_error(what, r, code, "ioplex bench: ", __VA_ARGS__)
 
 /* The run succeeded and printed one JSON object on stdout. */
-static void expect_json_ok(const char *what, const struct result *r)
+static void expect_json_ok(const char *what, const struct tool_result *r)
 {
     if (r->code != 0 || !jq_true(r->out, "type == \"object\"")) {
-        show(what, r);
+        tool_show(what, r);
         fail_msg("%s: expected exit 0 and a JSON object", what);
     }
 }
@@ -352,7 +308,7 @@ static void test_pingpong_counts(void **state)
     REQUIRE_JQ();
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
-    struct result r;
+    struct tool_result r;
     bench(&r, "-c", "4", "-P", "2", "-s", "16-1024", "-n", "2000", "--warmup", "0", SLACK,
           "--json", s.address, NULL);
     expect_json_ok("pingpong -n 2000", &r);
@@ -380,12 +336,12 @@ static void test_pingpong_human(void **state)
     (void)state;
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
-    struct result r;
+    struct tool_result r;
     bench(&r, "-c", "2", "-n", "500", "--warmup", "0", SLACK, s.address, NULL);
     if (r.code != 0 || !strstr(r.out, "500 answered") || !strstr(r.out, "p99.9 ") ||
         !strstr(r.out, "MB/s") || !strstr(r.out, "errors       none") ||
         !(strstr(r.out, " us") || strstr(r.out, " ms"))) {
-        show("human summary", &r);
+        tool_show("human summary", &r);
         fail_msg("the summary lacks counts, units or the errors line");
     }
     assert_string_equal(r.err, ""); /* no progress line off a terminal */
@@ -402,7 +358,7 @@ static void test_framing(void **state)
         struct server s;
         assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "-F", kinds[i],
                                        "127.0.0.1", "0", NULL), 0);
-        struct result r;
+        struct tool_result r;
         bench(&r, "--framing", kinds[i], "-c", "3", "-P", "3", "-s", "1-2000", "-n",
               "1500", "--warmup", "0", SLACK, "--json", s.address, NULL);
         expect_json_ok(kinds[i], &r);
@@ -421,7 +377,7 @@ static void test_udp(void **state)
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "iterative", "-u", "-S", "echo", "127.0.0.1",
                                    "0", NULL), 0);
-    struct result r;
+    struct tool_result r;
     bench(&r, "-u", "-c", "2", "-P", "2", "-s", "8-1400", "-n", "600", "--warmup", "0",
           "--timeout", "0.5", "--json", s.address, NULL);
     expect_json_ok("udp", &r);
@@ -446,7 +402,7 @@ static void test_unix(void **state)
     char path[108];
     assert_non_null(harness_tmp_path(path, sizeof path, "bench"));
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "-U", path, NULL), 0);
-    struct result r;
+    struct tool_result r;
     bench(&r, "-U", path, "-c", "2", "-P", "4", "-n", "1000", "--warmup", "0", SLACK, "--json",
           NULL);
     expect_json_ok("unix", &r);
@@ -462,7 +418,7 @@ static void test_stream_mode(void **state)
     REQUIRE_JQ();
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
-    struct result r;
+    struct tool_result r;
     bench(&r, "-m", "stream", "-c", "2", "-d", "0.5", "--warmup", "0", SLACK, "--json", s.address,
           NULL);
     expect_json_ok("stream to echo", &r);
@@ -487,7 +443,7 @@ static void test_rate_mode(void **state)
     REQUIRE_JQ();
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
-    struct result r;
+    struct tool_result r;
     bench(&r, "-m", "rate", "-R", "200", "-c", "2", "-d", "1", "--warmup", "0", "--json",
           s.address, NULL);
     expect_json_ok("rate", &r);
@@ -503,7 +459,7 @@ static void test_connect_mode(void **state)
     REQUIRE_JQ();
     struct server s;
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "bytes", "127.0.0.1", "0", NULL), 0);
-    struct result r;
+    struct tool_result r;
     bench(&r, "-m", "connect", "-c", "4", "-s", "1000", "-n", "300", "--warmup", "0", SLACK,
           "--json", s.address, NULL);
     expect_json_ok("connect", &r);
@@ -523,7 +479,7 @@ static void test_hgrm(void **state)
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
     char path[108];
     assert_non_null(harness_tmp_path(path, sizeof path, "latency"));
-    struct result r;
+    struct tool_result r;
     bench(&r, "-n", "1000", "--warmup", "0", "--json", "--hgrm", path, s.address, NULL);
     expect_json_ok("hgrm", &r);
     server_stop(&s, 0);
@@ -584,14 +540,14 @@ static void test_intervals(void **state)
     assert_int_equal(server_startl(&s, "-m", "thread", "-S", "echo", "127.0.0.1", "0", NULL), 0);
     char path[108];
     assert_non_null(harness_tmp_path(path, sizeof path, "intervals"));
-    struct result r;
+    struct tool_result r;
     bench(&r, "-c", "2", "-d", "1", "--warmup", "0.2", "--interval", "0.25",
           "--interval-file", path, "--json", s.address, NULL);
     expect_json_ok("intervals", &r);
     server_stop(&s, 0);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
-    static char lines[OUT_CAP];
+    static char lines[TOOL_OUT_CAP];
     size_t len = fread(lines, 1, sizeof lines - 1, f);
     fclose(f);
     lines[len] = '\0';
@@ -631,7 +587,7 @@ static void test_intervals(void **state)
 /* Run against a misbehaving server: -c 1 -n 3, every message fails. A
  * short --timeout only where the timeout is what is tested; elsewhere a
  * stall of the machine must not turn into one. */
-static void against_bad(struct result *r, enum misbehaviour how, int json)
+static void against_bad(struct tool_result *r, enum misbehaviour how, int json)
 {
     char port[16];
     port_str(port, sizeof port, bad_server_start(how, 64));
@@ -650,10 +606,10 @@ static void expect_classified(const char *what, enum misbehaviour how, const cha
                               int code, const char *words)
 {
     REQUIRE_JQ();
-    struct result r;
+    struct tool_result r;
     against_bad(&r, how, 1);
     if (r.code != code || !jq_true(r.out, "type == \"object\"")) {
-        show(what, &r);
+        tool_show(what, &r);
         fail_msg("%s: expected exit %d and a JSON report", what, code);
     }
     char count[64], words_filter[256];
@@ -666,7 +622,7 @@ static void expect_classified(const char *what, enum misbehaviour how, const cha
      * on stderr saying nothing got through. */
     against_bad(&r, how, 0);
     if (!strstr(r.out, words) || !strstr(r.out, "3 in all")) {
-        show(what, &r);
+        tool_show(what, &r);
         fail_msg("%s: the summary does not explain the errors", what);
     }
     expect_error(what, &r, code, "no message got through", words, NULL);
@@ -697,7 +653,7 @@ static void test_stall_bounded(void **state)
     (void)state;
     char port[16];
     port_str(port, sizeof port, bad_server_start(STALLS, 64));
-    struct result r;
+    struct tool_result r;
     bench(&r, "-c", "3", "-d", "1", "--warmup", "0.5", "--timeout", "5", "127.0.0.1", port,
           NULL);
     bad_server_stop();
@@ -730,18 +686,16 @@ static void test_usage_errors(void **state)
         {{NULL}, "missing address"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *argv[12] = {ioplex_bin(), "bench"};
-        size_t n = 2;
+        const char *args[12] = {"bench"};
+        size_t n = 1;
         for (size_t j = 0; j < 6 && cases[i].args[j]; j++)
-            argv[n++] = cases[i].args[j];
-        argv[n] = NULL;
-        struct result r;
-        memset(&r, 0, sizeof r);
-        r.code = run_cmd(argv, NULL, 0, r.out, sizeof r.out, NULL, r.err, sizeof r.err,
-                         RUN_TIMEOUT_MS);
+            args[n++] = cases[i].args[j];
+        args[n] = NULL;
+        struct tool_result r;
+        tool_run(&r, args, RUN_TIMEOUT_MS);
         expect_error(cases[i].says, &r, 2, cases[i].says, NULL);
     }
-    struct result r;
+    struct tool_result r;
     bench(&r, "--help", NULL);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "usage: ioplex bench"));
@@ -752,7 +706,7 @@ static void test_unreachable(void **state)
     (void)state;
     char port[16];
     port_str(port, sizeof port, free_port(SOCK_STREAM));
-    struct result r;
+    struct tool_result r;
     bench(&r, "-c", "10", "-d", "1", "127.0.0.1", port, NULL);
     expect_error("refused", &r, 4, "refused", "is the server running", NULL);
     assert_string_equal(r.out, "");

@@ -8,6 +8,7 @@
  * resolve, 4 refused / no server at the path, 5 timed out, 6 cannot bind.
  */
 #include "harness.h"
+#include "tool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +33,6 @@
 #include "ioplex.h"
 
 #define CMD_TIMEOUT_MS 10000
-#define OUT_CAP 16384
 
 /* Sockets this file opens itself (not through client_connect), closed in
  * teardown even when an assertion leaves a test early. */
@@ -56,72 +56,6 @@ static int teardown(void **state)
 
 /* ---- running the tool ----------------------------------------------------- */
 
-struct result {
-    int code;
-    char out[OUT_CAP];
-    char err[OUT_CAP];
-    long long ms; /* how long it ran */
-};
-
-/* Run `ioplex ARGS...` (NULL-terminated) with stdin closed. */
-static void ioplex_run(struct result *r, const char *const args[])
-{
-    const char *argv[32];
-    size_t n = 0;
-    argv[n++] = ioplex_bin();
-    for (size_t i = 0; args[i]; i++) {
-        assert_true(n < sizeof argv / sizeof argv[0] - 1);
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-    memset(r, 0, sizeof *r);
-    long long t0 = now_ms();
-    r->code = run_cmd(argv, NULL, 0, r->out, sizeof r->out, NULL, r->err,
-                      sizeof r->err, CMD_TIMEOUT_MS);
-    r->ms = now_ms() - t0;
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (const char *p = s; *p; p++)
-        if (*p == '\n')
-            n++;
-    if (*s && s[strlen(s) - 1] != '\n')
-        n++; /* a last line without its newline */
-    return n;
-}
-
-static void show(const char *what, const struct result *r)
-{
-    fprintf(stderr, "--- %s: exit %d after %lld ms\n--- stdout:\n%s--- stderr:\n%s---\n",
-            what, r->code, r->ms, r->out, r->err);
-}
-
-/*
- * The command failed with `code`, and stderr is exactly one line that
- * starts with `prefix` and contains each of the NULL-terminated needles.
- */
-static void expect_error(const char *what, const struct result *r, int code,
-                         const char *prefix, ...)
-{
-    int ok = r->code == code && count_lines(r->err) == 1 &&
-             strncmp(r->err, prefix, strlen(prefix)) == 0;
-    va_list ap;
-    va_start(ap, prefix);
-    const char *needle;
-    while ((needle = va_arg(ap, const char *)) != NULL)
-        if (!strstr(r->err, needle)) {
-            fprintf(stderr, "--- %s: stderr does not name '%s'\n", what, needle);
-            ok = 0;
-        }
-    va_end(ap);
-    if (!ok) {
-        show(what, r);
-        fail_msg("%s: expected exit %d and one stderr line starting '%s'",
-                 what, code, prefix);
-    }
-}
 
 /* A TCP port on 127.0.0.1 that nothing listens on (bound, then closed). */
 static unsigned free_tcp_port(void)
@@ -177,14 +111,14 @@ static void test_port_in_use(void **state)
     char port[16];
     snprintf(port, sizeof port, "%u", s.port);
 
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "127.0.0.1", port, NULL});
-    expect_error("serve on a port in use", &r, 6, "ioplex serve: ", port, NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "127.0.0.1", port, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve on a port in use", &r, 6, "ioplex serve: ", port, NULL);
     /* The same through an ADDRESS. */
     char addr[64];
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%s", port);
-    ioplex_run(&r, (const char *const[]){"serve", addr, NULL});
-    expect_error("serve tcp:// on a port in use", &r, 6, "ioplex serve: ", port, NULL);
+    tool_run(&r, (const char *const[]){"serve", addr, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve tcp:// on a port in use", &r, 6, "ioplex serve: ", port, NULL);
 
     /* The first server did not notice. */
     expect_ack(&s, "still here");
@@ -194,12 +128,13 @@ static void test_port_in_use(void **state)
 static void test_unknown_host(void **state)
 {
     (void)state;
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "nosuchhost.invalid", "0", NULL});
-    expect_error("serve nosuchhost.invalid", &r, 3, "ioplex serve: ",
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "nosuchhost.invalid", "0", NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve nosuchhost.invalid", &r, 3, "ioplex serve: ",
                  "nosuchhost.invalid", NULL);
-    ioplex_run(&r, (const char *const[]){"connect", "nosuchhost.invalid", "80", NULL});
-    expect_error("connect nosuchhost.invalid", &r, 3, "ioplex connect: ",
+    tool_run(&r, (const char *const[]){"connect", "nosuchhost.invalid", "80", NULL},
+             CMD_TIMEOUT_MS);
+    tool_expect_error("connect nosuchhost.invalid", &r, 3, "ioplex connect: ",
                  "nosuchhost.invalid", NULL);
 }
 
@@ -208,24 +143,24 @@ static void test_unix_path_too_long(void **state)
     (void)state;
     char path[256];
     long_path(path, 200);
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "-U", path, NULL});
-    expect_error("serve -U <200 chars>", &r, 2, "ioplex serve: ", "too long", NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "-U", path, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -U <200 chars>", &r, 2, "ioplex serve: ", "too long", NULL);
     struct stat st;
     assert_int_not_equal(lstat(path, &st), 0); /* nothing was created */
 
     char addr[300];
     snprintf(addr, sizeof addr, "unix://%s", path);
-    ioplex_run(&r, (const char *const[]){"serve", addr, NULL});
-    expect_error("serve unix://<200 chars>", &r, 2, "ioplex serve: ", "too long", NULL);
+    tool_run(&r, (const char *const[]){"serve", addr, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve unix://<200 chars>", &r, 2, "ioplex serve: ", "too long", NULL);
 
-    ioplex_run(&r, (const char *const[]){"connect", "-U", path, NULL});
-    expect_error("connect -U <200 chars>", &r, 2, "ioplex connect: ", "too long", NULL);
+    tool_run(&r, (const char *const[]){"connect", "-U", path, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("connect -U <200 chars>", &r, 2, "ioplex connect: ", "too long", NULL);
 
     /* 108 bytes (sun_path's size) is one too many: the NUL must fit. */
     long_path(path, 108);
-    ioplex_run(&r, (const char *const[]){"serve", "-U", path, NULL});
-    expect_error("serve -U <108 chars>", &r, 2, "ioplex serve: ", "too long", NULL);
+    tool_run(&r, (const char *const[]){"serve", "-U", path, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -U <108 chars>", &r, 2, "ioplex serve: ", "too long", NULL);
 }
 
 /* ---- usage errors ----------------------------------------------------------- */
@@ -253,15 +188,15 @@ static void run_usage_cases(const char *cmd, const struct usage_case *cases,
             strncat(what, args[j], sizeof what - strlen(what) - 2);
             strncat(what, " ", sizeof what - strlen(what) - 1);
         }
-        struct result r;
-        ioplex_run(&r, args);
+        struct tool_result r;
+        tool_run(&r, args, CMD_TIMEOUT_MS);
         int ok = r.code == 2 && count_lines(r.err) == 1 &&
                  strncmp(r.err, prefix, strlen(prefix)) == 0 &&
                  strstr(r.err, cases[i].needle);
         if (!ok) {
             fprintf(stderr, "FAILED: ioplex %s: want exit 2 and one line "
                     "'%s...%s...'\n", what, prefix, cases[i].needle);
-            show(what, &r);
+            tool_show(what, &r);
             failures++;
         }
     }
@@ -315,18 +250,18 @@ static void test_connect_usage_errors(void **state)
 static void test_top_level(void **state)
 {
     (void)state;
-    struct result r;
+    struct tool_result r;
 
-    ioplex_run(&r, (const char *const[]){NULL});
+    tool_run(&r, (const char *const[]){NULL}, CMD_TIMEOUT_MS);
     if (r.code != 2 || r.err[0] == '\0') {
-        show("ioplex", &r);
+        tool_show("ioplex", &r);
         fail_msg("ioplex without arguments: want exit 2 and usage on stderr");
     }
 
-    ioplex_run(&r, (const char *const[]){"bogus", NULL});
-    expect_error("ioplex bogus", &r, 2, "ioplex", "bogus", NULL);
+    tool_run(&r, (const char *const[]){"bogus", NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("ioplex bogus", &r, 2, "ioplex", "bogus", NULL);
 
-    ioplex_run(&r, (const char *const[]){"--version", NULL});
+    tool_run(&r, (const char *const[]){"--version", NULL}, CMD_TIMEOUT_MS);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, IOPLEX_VERSION));
 
@@ -335,7 +270,7 @@ static void test_top_level(void **state)
         {"--help", NULL}, {"serve", "--help", NULL}, {"connect", "--help", NULL},
     };
     for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
-        ioplex_run(&r, helps[i]);
+        tool_run(&r, helps[i], CMD_TIMEOUT_MS);
         int ok = r.code == 0 && r.err[0] == '\0';
         static const char *const codes[] = {"0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 "};
         const char *ec = strstr(r.out, "Exit codes");
@@ -343,14 +278,14 @@ static void test_top_level(void **state)
         for (size_t j = 0; ok && j < sizeof codes / sizeof codes[0]; j++)
             ok = strstr(ec, codes[j]) != NULL;
         if (!ok) {
-            show(helps[i][0], &r);
+            tool_show(helps[i][0], &r);
             fail_msg("ioplex %s %s: want exit 0 and the exit codes on stdout",
                      helps[i][0], helps[i][1] ? helps[i][1] : "");
         }
     }
 
     /* serve --help lists the models it can run, and the services. */
-    ioplex_run(&r, (const char *const[]){"serve", "--help", NULL});
+    tool_run(&r, (const char *const[]){"serve", "--help", NULL}, CMD_TIMEOUT_MS);
     assert_int_equal(r.code, 0);
     for (const struct iop_model_info *const *m = iop_models(); *m; m++)
         if (!strstr(r.out, (*m)->name))
@@ -371,18 +306,18 @@ static void test_connect_refused(void **state)
     (void)state;
     char port[16];
     snprintf(port, sizeof port, "%u", free_tcp_port());
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"connect", "127.0.0.1", port, NULL});
-    expect_error("connect to a closed port", &r, 4, "ioplex connect: ", port, NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"connect", "127.0.0.1", port, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("connect to a closed port", &r, 4, "ioplex connect: ", port, NULL);
 
     char path[256];
     assert_non_null(harness_tmp_path(path, sizeof path, "missing"));
-    ioplex_run(&r, (const char *const[]){"connect", "-U", path, NULL});
-    expect_error("connect -U to a missing path", &r, 4, "ioplex connect: ", path, NULL);
+    tool_run(&r, (const char *const[]){"connect", "-U", path, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("connect -U to a missing path", &r, 4, "ioplex connect: ", path, NULL);
     char addr[300];
     snprintf(addr, sizeof addr, "unix://%s", path);
-    ioplex_run(&r, (const char *const[]){"connect", addr, NULL});
-    expect_error("connect unix:// to a missing path", &r, 4, "ioplex connect: ", path, NULL);
+    tool_run(&r, (const char *const[]){"connect", addr, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("connect unix:// to a missing path", &r, 4, "ioplex connect: ", path, NULL);
 }
 
 static void test_connect_idle_timeout(void **state)
@@ -401,11 +336,12 @@ static void test_connect_idle_timeout(void **state)
     char port[16];
     snprintf(port, sizeof port, "%u", ntohs(sin.sin_port));
 
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"connect", "-w", "1", "127.0.0.1", port, NULL});
-    expect_error("connect -w 1 to a silent peer", &r, 5, "ioplex connect: ", NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"connect", "-w", "1", "127.0.0.1", port, NULL},
+             CMD_TIMEOUT_MS);
+    tool_expect_error("connect -w 1 to a silent peer", &r, 5, "ioplex connect: ", NULL);
     if (r.ms < 800 || r.ms > 5000) {
-        show("connect -w 1", &r);
+        tool_show("connect -w 1", &r);
         fail_msg("connect -w 1 gave up after %lld ms, want about 1000", r.ms);
     }
 }
@@ -615,11 +551,12 @@ static void test_unix_path_is_regular_file(void **state)
     assert_int_equal(write(fd, "keep me\n", 8), 8);
     close(fd);
 
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "-U", path, NULL});
-    expect_error("serve -U <regular file>", &r, 6, "ioplex serve: ", path, NULL);
-    ioplex_run(&r, (const char *const[]){"serve", "-m", "iterative", "-u", "-U", path, NULL});
-    expect_error("serve -u -U <regular file>", &r, 6, "ioplex serve: ", path, NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "-U", path, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -U <regular file>", &r, 6, "ioplex serve: ", path, NULL);
+    tool_run(&r, (const char *const[]){"serve", "-m", "iterative", "-u", "-U", path, NULL},
+             CMD_TIMEOUT_MS);
+    tool_expect_error("serve -u -U <regular file>", &r, 6, "ioplex serve: ", path, NULL);
 
     /* The file is untouched. */
     struct stat st;
@@ -645,9 +582,9 @@ static void test_unix_stale_socket_replaced(void **state)
     expect_ack(&s, "first life");
 
     /* A live server's socket is not taken over. */
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "-U", path, NULL});
-    expect_error("serve -U <a live server's socket>", &r, 6, "ioplex serve: ",
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "-U", path, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -U <a live server's socket>", &r, 6, "ioplex serve: ",
                  path, NULL);
     expect_ack(&s, "still first");
 

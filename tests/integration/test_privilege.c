@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "tool.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -43,7 +44,6 @@
 #include "ioplex.h"
 
 #define CMD_TIMEOUT_MS 10000
-#define OUT_CAP 8192
 #define LOW_PORT_MIN 600 /* privileged ports tried: 600..1019 */
 #define LOW_PORT_SPAN 420
 #define PORT_TRIES 8
@@ -218,54 +218,6 @@ static int wait_children(pid_t pid, pid_t *kids, int want)
 
 /* ---- running the tool ------------------------------------------------------ */
 
-struct result {
-    int code;
-    char out[OUT_CAP];
-    char err[OUT_CAP];
-};
-
-static void ioplex_run(struct result *r, const char *const args[])
-{
-    const char *argv[32];
-    size_t n = 0;
-    argv[n++] = ioplex_bin();
-    for (size_t i = 0; args[i]; i++) {
-        assert_true(n < sizeof argv / sizeof argv[0] - 1);
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-    memset(r, 0, sizeof *r);
-    r->code = run_cmd(argv, NULL, 0, r->out, sizeof r->out, NULL, r->err,
-                      sizeof r->err, CMD_TIMEOUT_MS);
-}
-
-static int count_lines(const char *s)
-{
-    int n = 0;
-    for (const char *p = s; *p; p++)
-        n += *p == '\n';
-    return n + (*s && s[strlen(s) - 1] != '\n');
-}
-
-/* Exit `code` and one stderr line "ioplex serve: ..." naming each of the
- * NULL-terminated needles. */
-static void expect_error(const char *what, const struct result *r, int code, ...)
-{
-    int ok = r->code == code && count_lines(r->err) == 1 &&
-             strncmp(r->err, "ioplex serve: ", 14) == 0;
-    va_list ap;
-    va_start(ap, code);
-    const char *needle;
-    while ((needle = va_arg(ap, const char *)) != NULL)
-        if (!strstr(r->err, needle)) {
-            fprintf(stderr, "--- %s: stderr does not name '%s'\n", what, needle);
-            ok = 0;
-        }
-    va_end(ap);
-    if (!ok)
-        fail_msg("%s: exit %d and stderr '%s'; want exit %d and one line", what,
-                 r->code, r->err, code);
-}
 
 /* ---- serving --------------------------------------------------------------- */
 
@@ -449,9 +401,11 @@ static void test_root_refused_unless_allowed(void **state)
 {
     (void)state;
     NEED_ROOT();
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "--user", "root", "127.0.0.1", "0", NULL});
-    expect_error("serve --user root", &r, 2, "'root'", "uid 0", "--allow-root", NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "--user", "root", "127.0.0.1", "0", NULL},
+             CMD_TIMEOUT_MS);
+    tool_expect_error("serve --user root", &r, 2, "ioplex serve: ", "'root'", "uid 0",
+                      "--allow-root", NULL);
 
     struct who root;
     lookup("root", &root);
@@ -467,17 +421,17 @@ static void test_unknown_user(void **state)
 {
     (void)state;
     NEED_ROOT();
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "--user", "ioplex-no-such-user",
-                                         "127.0.0.1", "0", NULL});
-    expect_error("serve --user <unknown>", &r, 2, "unknown user 'ioplex-no-such-user'",
-                 NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "--user", "ioplex-no-such-user",
+                                         "127.0.0.1", "0", NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve --user <unknown>", &r, 2, "ioplex serve: ",
+                      "unknown user 'ioplex-no-such-user'", NULL);
     /* Refused before binding: no socket file is made. */
     char path[256];
     assert_non_null(harness_tmp_path(path, sizeof path, "nouser"));
-    ioplex_run(&r, (const char *const[]){"serve", "--user", "ioplex-no-such-user", "-U",
-                                         path, NULL});
-    expect_error("serve --user <unknown> -U", &r, 2, "unknown user", NULL);
+    tool_run(&r, (const char *const[]){"serve", "--user", "ioplex-no-such-user", "-U",
+                                         path, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve --user <unknown> -U", &r, 2, "ioplex serve: ", "unknown user", NULL);
     struct stat st;
     assert_int_not_equal(lstat(path, &st), 0);
     assert_int_equal(errno, ENOENT);
@@ -511,7 +465,7 @@ static void test_user_needs_root(void **state)
     }
     close(exe);
     close(errp[1]);
-    char err[OUT_CAP] = "";
+    char err[8192] = "";
     size_t len = 0;
     long long until = now_ms() + CMD_TIMEOUT_MS;
     for (;;) {
@@ -533,9 +487,10 @@ static void test_user_needs_root(void **state)
         waitpid(pid, &status, 0);
         fail_msg("serve --user as nobody did not exit (stderr '%s')", err);
     }
-    struct result r = {.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+    struct tool_result r = {.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1};
     memcpy(r.err, err, len + 1);
-    expect_error("serve --user, not as root", &r, 2, "--user needs root", NULL);
+    tool_expect_error("serve --user, not as root", &r, 2, "ioplex serve: ",
+                      "--user needs root", NULL);
 }
 
 /* ---- Unix socket files ------------------------------------------------------- */
@@ -636,18 +591,21 @@ static void test_bad_mode(void **state)
     char path[256];
     assert_non_null(harness_tmp_path(path, sizeof path, "badmode"));
     static const char *const bad[] = {"rw", "0800", "10000", "0", "", "-1", "0o660"};
-    struct result r;
+    struct tool_result r;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ioplex_run(&r, (const char *const[]){"serve", "--mode", bad[i], "-U", path, NULL});
+        tool_run(&r, (const char *const[]){"serve", "--mode", bad[i], "-U", path, NULL},
+                 CMD_TIMEOUT_MS);
         char what[64];
         snprintf(what, sizeof what, "serve --mode '%s'", bad[i]);
-        expect_error(what, &r, 2, "--mode", NULL);
+        tool_expect_error(what, &r, 2, "ioplex serve: ", "--mode", NULL);
     }
-    ioplex_run(&r, (const char *const[]){"serve", "--mode", "0600", "127.0.0.1", "0", NULL});
-    expect_error("serve --mode 0600 <tcp>", &r, 2, "--mode", "Unix", NULL);
-    ioplex_run(&r, (const char *const[]){"serve", "-u", "--mode", "0600", "127.0.0.1", "0",
-                                         NULL});
-    expect_error("serve -u --mode 0600 <udp>", &r, 2, "--mode", "Unix", NULL);
+    tool_run(&r, (const char *const[]){"serve", "--mode", "0600", "127.0.0.1", "0", NULL},
+             CMD_TIMEOUT_MS);
+    tool_expect_error("serve --mode 0600 <tcp>", &r, 2, "ioplex serve: ", "--mode", "Unix", NULL);
+    tool_run(&r, (const char *const[]){"serve", "-u", "--mode", "0600", "127.0.0.1", "0",
+                                         NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -u --mode 0600 <udp>", &r, 2, "ioplex serve: ", "--mode", "Unix",
+                      NULL);
     struct stat st;
     assert_int_not_equal(lstat(path, &st), 0);
 }
@@ -716,12 +674,12 @@ static void test_not_a_socket_kept(void **state)
     char dir[256], link[256], target[256];
     assert_non_null(harness_tmp_path(dir, sizeof dir, "dir"));
     assert_int_equal(mkdir(dir, 0700), 0);
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "-U", dir, NULL});
-    expect_error("serve -U <a directory>", &r, 6, dir, NULL);
-    ioplex_run(&r, (const char *const[]){"serve", "-m", "iterative", "-u", "--mode", "0600",
-                                         "-U", dir, NULL});
-    expect_error("serve -u --mode -U <a directory>", &r, 6, dir, NULL);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "-U", dir, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -U <a directory>", &r, 6, "ioplex serve: ", dir, NULL);
+    tool_run(&r, (const char *const[]){"serve", "-m", "iterative", "-u", "--mode", "0600",
+                                         "-U", dir, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -u --mode -U <a directory>", &r, 6, "ioplex serve: ", dir, NULL);
     struct stat st;
     assert_int_equal(lstat(dir, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
@@ -739,8 +697,10 @@ static void test_not_a_socket_kept(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&un, sizeof un), 0);
     close(fd);
     assert_int_equal(symlink(target, link), 0);
-    ioplex_run(&r, (const char *const[]){"serve", "--mode", "0666", "-U", link, NULL});
-    expect_error("serve -U <a symlink to a stale socket>", &r, 6, link, NULL);
+    tool_run(&r, (const char *const[]){"serve", "--mode", "0666", "-U", link, NULL},
+             CMD_TIMEOUT_MS);
+    tool_expect_error("serve -U <a symlink to a stale socket>", &r, 6, "ioplex serve: ", link,
+                      NULL);
     assert_int_equal(lstat(link, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
     assert_int_equal(lstat(target, &st), 0);
@@ -754,8 +714,8 @@ static void test_not_a_socket_kept(void **state)
 static void test_help_documents_flags(void **state)
 {
     (void)state;
-    struct result r;
-    ioplex_run(&r, (const char *const[]){"serve", "-h", NULL});
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "-h", NULL}, CMD_TIMEOUT_MS);
     assert_int_equal(r.code, 0);
     static const char *const flags[] = {"--user NAME", "--allow-root", "--mode OCTAL"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
