@@ -131,6 +131,47 @@ static void prefork_replaces_killed(void **state)
     server_stop_clean(&s);
 }
 
+/* --max-conns 2 with both children serving: a third client is turned
+ * away at once. A child killed while serving frees its slot, so the
+ * parent does not turn clients away for a slot that only looks busy: with
+ * the replacement stopped (SIGSTOP), a new client waits in the backlog
+ * instead of being closed, and is served once the replacement runs. */
+static void prefork_max_conns_slot_freed(void **state)
+{
+    (void)state;
+    struct server s;
+    CHECK(&s, server_startl(&s, "-m", "prefork:2", "--max-conns", "2", "-S", "echo",
+                            "127.0.0.1", "0", NULL) == 0);
+    CHECK(&s, wait_children(s.pid, 2, IO_MS));
+    int held[2];
+    for (int i = 0; i < 2; i++) {
+        held[i] = client_connect(&s);
+        CHECK(&s, held[i] >= 0 && echo_line(held[i], "held\n", IO_MS));
+    }
+    int extra = client_connect(&s);
+    CHECK(&s, extra >= 0 && expect_eof(extra, IO_MS) == 1);
+    client_close(extra);
+
+    pid_t kids[MAX_KIDS];
+    CHECK(&s, proc_children(s.pid, kids, MAX_KIDS, 1) == 2);
+    CHECK(&s, kill(kids[0], SIGKILL) == 0);
+    CHECK(&s, wait_replaced(s.pid, kids[0], 2, IO_MS));
+    pid_t now[MAX_KIDS];
+    CHECK(&s, proc_children(s.pid, now, MAX_KIDS, 1) == 2);
+    pid_t fresh = now[0] == kids[1] ? now[1] : now[0]; /* the replacement */
+    CHECK(&s, kill(fresh, SIGSTOP) == 0);
+    int next = client_connect(&s);
+    CHECK(&s, next >= 0);
+    int closed = wait_readable(next, 500); /* turned away: EOF within ms */
+    kill(fresh, SIGCONT);
+    CHECK(&s, closed == 0);
+    CHECK(&s, echo_line(next, "served\n", IO_MS));
+    client_close(next);
+    for (int i = 0; i < 2; i++)
+        client_close(held[i]);
+    server_stop_clean(&s);
+}
+
 /* Children dying over and over are replaced at a bounded rate (a burst of
  * N, then one every 200 ms), said once, and the server recovers. */
 static int count_in(const char *hay, const char *needle)
@@ -471,6 +512,7 @@ int main(void)
         cmocka_unit_test_teardown(prefork_keeps_n, harness_teardown),
         cmocka_unit_test_teardown(prefork_counts, harness_teardown),
         cmocka_unit_test_teardown(prefork_replaces_killed, harness_teardown),
+        cmocka_unit_test_teardown(prefork_max_conns_slot_freed, harness_teardown),
         cmocka_unit_test_teardown(prefork_restart_throttle, harness_teardown),
         cmocka_unit_test_teardown(prefork_no_zombies, harness_teardown),
         cmocka_unit_test_teardown(prefork_accept_lock, harness_teardown),
