@@ -109,6 +109,9 @@ struct iop_server {
     atomic_uint live_conns; /* event models: open connections, all workers */
     int last_accept_err;  /* so an accept failure is reported once */
     int accept_took;      /* accepted since it: recovered once caught up */
+    /* prefork: the failure last reported, shared by all the children, so
+     * that one line starts an episode and one ends it (server.c). */
+    atomic_int *accept_err_shared;
     char address[IOP_HOST_MAX + IOP_PATH_MAX + 32];
 };
 

@@ -303,7 +303,10 @@ void iop__accept_failed(iop_server *s, int err)
     /* The listener stays readable while the failure lasts, so polling it
      * again at once would spin. Report once, then pause; the pause ends
      * early on stop. */
-    if (err != s->last_accept_err)
+    int reported = s->last_accept_err;
+    if (s->accept_err_shared) /* another child may have reported it */
+        reported = atomic_exchange(s->accept_err_shared, err);
+    if (err != reported)
         iop_report(s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
                    iop_strerror(err));
     s->last_accept_err = err;
@@ -326,7 +329,12 @@ void iop__accept_caught_up(iop_server *s)
 {
     if (!s->last_accept_err || !s->accept_took || !iop__listener_idle(s))
         return;
-    iop_report(s, IOP_LOG_INFO, "accept: recovered");
+    /* Shared (prefork): only the child that ends the episode reports it;
+     * the others find it ended already, or a newer failure reported. */
+    int expected = s->last_accept_err;
+    if (!s->accept_err_shared ||
+        atomic_compare_exchange_strong(s->accept_err_shared, &expected, 0))
+        iop_report(s, IOP_LOG_INFO, "accept: recovered");
     s->last_accept_err = 0;
     s->accept_took = 0;
 }

@@ -90,8 +90,8 @@
  * Accept failures (EMFILE, ...) in the children: each child is a process
  * with its own descriptors, so each may hit the limit; the failure last
  * reported lives in the shared page, so one line is printed for all of
- * them (and one "accept: recovered", by the first child that catches up:
- * iop__accept_caught_up()), not one per child.
+ * them, and one "accept: recovered": the child that catches up first
+ * swaps the shared failure for 0, and only it reports (server.c).
  *
  * --max-conns M: M children at most (fewer if N is smaller), and a client
  * beyond them is turned away at once, as under the other models, instead
@@ -268,13 +268,9 @@ static void child_main(struct prefork *p)
     for (;;) {
         struct sockaddr_storage peer;
         socklen_t peerlen;
-        if (s->last_accept_err) {
-            if (atomic_load(&p->sh->accept_err) == 0)
-                s->last_accept_err = 0; /* another child reported the end */
-            iop__accept_caught_up(s);
-            if (!s->last_accept_err)
-                atomic_store(&p->sh->accept_err, 0);
-        }
+        if (s->last_accept_err && atomic_load(&p->sh->accept_err) == 0)
+            s->last_accept_err = 0; /* another child reported the end */
+        iop__accept_caught_up(s);
         if (p->locked)
             accept_lock(p->sh);
         int fd = iop__accept(s, &peer, &peerlen);
@@ -282,11 +278,7 @@ static void child_main(struct prefork *p)
             pthread_mutex_unlock(&p->sh->accept_lock);
         if (fd == -ECANCELED)
             break;
-        /* What was last reported is the children's common knowledge: the
-         * first child to fail (or recover) reports it, the others not. */
         if (fd < 0) {
-            if (fd != -ECONNABORTED && fd != -EPROTO)
-                s->last_accept_err = atomic_exchange(&p->sh->accept_err, fd);
             iop__accept_failed(s, fd); /* pauses on EMFILE; ends early on stop */
             continue;
         }
@@ -406,6 +398,7 @@ static void prefork_free(struct prefork *p)
 {
     if (p->kids.pipe[0] >= 0) /* opened */
         iop__children_close(&p->kids);
+    p->s->accept_err_shared = NULL;
     shared_destroy(p->sh, p->locked, counting(p) ? p->want : 0);
     free(p->slot_pid);
     for (int i = 0; i < 2; i++)
@@ -458,6 +451,7 @@ static int run_prefork(iop_server *s)
         prefork_free(&p);
         return r;
     }
+    s->accept_err_shared = &p.sh->accept_err; /* the children's, after fork */
     r = iop__children_open(&p.kids);
     if (r != 0) {
         prefork_free(&p);
