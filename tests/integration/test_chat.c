@@ -120,11 +120,12 @@ static void expect_line(struct client *c, const char *want)
     }
 }
 
-/* Nothing arrives (nothing buffered either) for QUIET_MS. */
-static void expect_quiet(struct client *c)
+/* Nothing arrives (nothing buffered either) until `end` (now_ms()). */
+static void expect_quiet_until(struct client *c, long long end)
 {
     CHECK(&srv, c->len == c->off);
-    int r = wait_readable(c->fd, QUIET_MS);
+    long long left = end - now_ms();
+    int r = wait_readable(c->fd, left > 0 ? (int)left : 0);
     if (r != 0) {
         char got[4096];
         ssize_t n = next_line(c, got, sizeof got, 100);
@@ -132,6 +133,20 @@ static void expect_quiet(struct client *c)
         fail_msg("client user%" PRIu64 " expected nothing, got \"%s\"", c->id,
                  n < 0 ? "(EOF or a partial line)" : got);
     }
+}
+
+/* Nothing arrives for QUIET_MS. */
+static void expect_quiet(struct client *c)
+{
+    expect_quiet_until(c, now_ms() + QUIET_MS);
+}
+
+/* Nothing arrives at clients 0..n-1 for QUIET_MS, watched together. */
+static void expect_quiet_first(int n)
+{
+    long long end = now_ms() + QUIET_MS;
+    for (int k = 0; k < n; k++)
+        expect_quiet_until(&clients[k], end);
 }
 
 static void say(struct client *c, const char *text)
@@ -283,8 +298,7 @@ static void test_room(void **state)
         expect_line(&clients[k], want);
     CHECK(&srv, expect_eof(clients[3].fd, IO_MS) == 1);
 
-    for (int k = 0; k < 3; k++)
-        expect_quiet(&clients[k]);
+    expect_quiet_first(3);
     stop_chat();
 }
 
@@ -369,7 +383,6 @@ static void test_concurrent(void **state)
                 fail_msg("listener 4 saw \"%s\" where listener 3 saw \"%s\"", got, order[n]);
             }
         }
-        expect_quiet(&clients[k]);
     }
     for (int k = 0; k < SENDERS; k++) {
         for (int n = 0; n < SENDERS * LINES_EACH; n++) {
@@ -383,8 +396,8 @@ static void test_concurrent(void **state)
                          order[n], got);
             }
         }
-        expect_quiet(&clients[k]);
     }
+    expect_quiet_first(5); /* and nothing more, nor twice */
     stop_chat();
 }
 
@@ -507,8 +520,9 @@ static void test_iterative(void **state)
     b->port = local_port(b->fd);
     say(b, "hi\n");
     say(&clients[0], "anyone?\n");
-    expect_quiet(&clients[0]);
-    expect_quiet(b);
+    long long end = now_ms() + QUIET_MS;
+    expect_quiet_until(&clients[0], end);
+    expect_quiet_until(b, end);
     char needle[64];
     snprintf(needle, sizeof needle, "open 127.0.0.1:%u ", b->port);
     CHECK(&srv, strstr(srv.err, needle) == NULL);
