@@ -68,7 +68,7 @@ bench: setup
 	sh bench/idle_memory.sh build-bench
 
 clean:
-	rm -rf build build-asan build-tsan build-bench build-fuzz build-valgrind
+	rm -rf build build-asan build-tsan build-bench build-fuzz
 
 # ---- hardening: fuzzing and valgrind --------------------------------------
 #   make fuzz           every libFuzzer target (fuzz/, clang, ASan + UBSan)
@@ -93,9 +93,6 @@ fuzz: setup
 test-fuzz: setup
 	sh fuzz/run.sh build-fuzz $(FUZZ_CI_SECONDS) $(FUZZ_JOBS)
 
-build-valgrind/CMakeCache.txt:
-	cmake -S . -B build-valgrind -DIOPLEX_WERROR=ON $(CMAKE_FLAGS) >/dev/null
-
-test-valgrind: setup build-valgrind/CMakeCache.txt
-	cmake --build build-valgrind -j $(JOBS)
-	sh scripts/valgrind.sh build-valgrind '$(VALGRIND_TESTS)'
+# On the normal build: memcheck needs no build of its own.
+test-valgrind: build
+	sh scripts/valgrind.sh build '$(VALGRIND_TESTS)'

@@ -306,10 +306,12 @@ int cmd_serve(int argc, char **argv)
                 iop_server_address(s), cfg.model ? cfg.model : iop_default_model());
     r = iop_server_run(s);
     running = NULL;
-    iop_server_close(s);
-    if (r != 0) {
-        cli_error("serve", "%s", iop_strerror(r));
-        return EXIT_ERROR;
+    if (r != 0) { /* one line: the reason in words if there is one */
+        const char *why = iop_server_failure(s);
+        cli_error("serve", "%s", why ? why : iop_strerror(r));
     }
+    iop_server_close(s);
+    if (r != 0)
+        return EXIT_ERROR;
     return EXIT_OK;
 }

@@ -268,8 +268,13 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
                     char *err);
 /* The bound address, port 0 resolved: "tcp://127.0.0.1:51717". */
 const char *iop_server_address(const iop_server *s);
-/* Serve until iop_server_stop() or, with `once`, the first client is done. */
+/* Serve until iop_server_stop() or, with `once`, the first client is done.
+ * 0, or a negative errno: see iop_server_failure(). */
 int iop_server_run(iop_server *s);
+/* Why iop_server_run() failed, in words, where the errno alone would not
+ * say it ("cannot start worker 3 of 4: Resource temporarily unavailable");
+ * NULL if it did not fail, or the errno says all. */
+const char *iop_server_failure(const iop_server *s);
 /* Stop accepting, answer what was received, flush within drain_ms and make
  * iop_server_run() return. Async-signal-safe; callable from any thread. */
 void iop_server_stop(iop_server *s);

@@ -113,7 +113,13 @@ struct iop_server {
      * that one line starts an episode and one ends it (server.c). */
     atomic_int *accept_err_shared;
     char address[IOP_HOST_MAX + IOP_PATH_MAX + 32];
+    char failure[256]; /* why run failed: iop_server_failure() */
 };
+
+/* Run cannot go on: keep the reason in words for iop_server_failure() (the
+ * first one only) and return err. Not reported: the caller says it once. */
+int iop__fail(iop_server *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Wait for a connection on the listener or a stop. Returns the accepted
  * descriptor (CLOEXEC), -ECANCELED once stopping, or another negative

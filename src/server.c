@@ -339,6 +339,22 @@ void iop__accept_caught_up(iop_server *s)
     s->accept_took = 0;
 }
 
+int iop__fail(iop_server *s, int err, const char *fmt, ...)
+{
+    if (s->failure[0] == '\0') {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s->failure, sizeof s->failure, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+const char *iop_server_failure(const iop_server *s)
+{
+    return s->failure[0] ? s->failure : NULL;
+}
+
 void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)
 {
     if (!s->cfg.report)

@@ -197,6 +197,8 @@ static void accept_loop(struct pool *p)
     }
 }
 
+/* How many threads started (the first failure reported, fewer serve), or
+ * -errno if none could: the server cannot serve (iop__fail()). */
 static int start_workers(struct pool *p, pthread_t *t, unsigned n)
 {
     pthread_attr_t attr;
@@ -205,10 +207,13 @@ static int start_workers(struct pool *p, pthread_t *t, unsigned n)
     unsigned started = 0;
     for (; started < n; started++) {
         int e = pthread_create(&t[started], &attr, worker, p);
+        if (e != 0 && started == 0) {
+            pthread_attr_destroy(&attr);
+            return iop__fail(p->s, -e, "cannot start thread 1 of %u: %s", n, strerror(e));
+        }
         if (e != 0) {
-            iop_report(p->s, IOP_LOG_ERROR, "cannot start thread %u of %u: %s%s",
-                       started + 1, n, strerror(e),
-                       started ? "; serving with fewer" : "");
+            iop_report(p->s, IOP_LOG_ERROR, "cannot start thread %u of %u: %s; "
+                       "serving with fewer", started + 1, n, strerror(e));
             break;
         }
     }
@@ -237,8 +242,9 @@ static int run_pool(iop_server *s)
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.nonempty, NULL);
     int started = start_workers(&p, threads, n);
-    if (started == 0) {
-        r = -EAGAIN;
+    if (started < 0) {
+        r = started; /* the reason in words: iop_server_failure() */
+        started = 0;
     } else {
         accept_loop(&p);
         /* --once: wait for that client, unless a stop comes first. */

@@ -445,9 +445,8 @@ static int run_prefork(iop_server *s)
         return r;
     }
     if (!(p.sh = shared_create(p.locked, counting(&p) ? p.want : 0))) {
-        r = -errno;
-        iop_report(s, IOP_LOG_ERROR, "%s: %s", p.locked ? "accept lock"
-                   : "shared page", strerror(errno));
+        r = iop__fail(s, -errno, "%s: %s", p.locked ? "accept lock" : "shared page",
+                      strerror(errno));
         prefork_free(&p);
         return r;
     }
@@ -460,8 +459,7 @@ static int run_prefork(iop_server *s)
     for (unsigned i = 0; i < p.want && r == 0; i++)
         r = spawn(&p);
     if (p.kids.n == 0) { /* not one: an error, not a server without children */
-        iop_report(s, IOP_LOG_ERROR, "fork: %s; no child could be started",
-                   strerror(-r));
+        r = iop__fail(s, r, "fork: %s; no child could be started", strerror(-r));
         prefork_free(&p);
         return r;
     }

@@ -59,9 +59,8 @@ int iop__run_workers(iop_server *s, void *workers, unsigned n, size_t size,
     for (; started < n; started++) {
         int e = pthread_create(&threads[started], NULL, main, w + started * size);
         if (e != 0) {
-            iop_report(s, IOP_LOG_ERROR, "cannot start worker %u of %u: %s", started + 1,
-                       n, strerror(e));
-            r = -e;
+            r = iop__fail(s, -e, "cannot start worker %u of %u: %s", started + 1, n,
+                          strerror(e));
             iop_server_stop(s); /* the workers already running wind down */
             break;
         }

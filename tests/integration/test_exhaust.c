@@ -15,13 +15,15 @@
  *   prefork_nproc  -m prefork:4, limit 3: two children start and serve,
  *                  "serving with 2 of 4 children" once, the parent retries
  *                  without spinning; two other processes of its uid end:
- *                  four children, "fork: recovered"
+ *                  four children, "fork: recovered"; limit 1: no child,
+ *                  the server exits 1, its reason in one line
  *   pool_nproc     -m pool:4, limit 2: one worker, "serving with fewer",
- *                  clients served; limit 1: no worker, the server exits 1
- *                  with its reason on stderr
+ *                  clients served; limit 1: no worker, the server exits 1,
+ *                  its reason in one line (it used to print two)
  *   workers_nproc  -m epoll -w 4 (and uring), limit 2: a worker thread that
- *                  cannot start fails the server, exit 1 with "cannot start
- *                  worker 3 of 4" (it used to stop and exit 0, unserved)
+ *                  cannot start fails the server, exit 1 with the one line
+ *                  "cannot start worker 3 of 4" (it used to stop and exit
+ *                  0, unserved)
  *
  * How the server gets its uid and limit: the harness starts IOPLEX_BIN
  * (the environment variable); it is pointed at this test's own binary,
@@ -258,6 +260,46 @@ static void thread_nproc(void **state)
     per_client("thread", "cannot start a thread", "thread: recovered");
 }
 
+/* ---- a server that cannot start its processes or threads ---------------------------- */
+
+/* Under a limit of `nproc` tasks the server cannot start what it needs: it
+ * exits 1 and says why in one line (after its address line, if it printed
+ * it before starting them). Under ASan, LeakSanitizer needs a task of its
+ * own at exit, which a limit of one forbids: no leak check there. */
+static void expect_cannot_start(const char *const *args, unsigned nproc, const char *why)
+{
+    struct server s;
+    const char *asan = getenv("ASAN_OPTIONS");
+    char *saved = asan ? strdup(asan) : NULL;
+    if (nproc == 1) {
+        char opts[512];
+        snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "",
+                 asan && *asan ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+    }
+    int started = start_as(&s, next_uid(), nproc, args);
+    if (saved) {
+        setenv("ASAN_OPTIONS", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("ASAN_OPTIONS");
+    }
+    if (started == 0) {
+        int st = server_wait_exit(&s, IO_MS);
+        server_pump(&s);
+        if (st != 1)
+            server_dump(&s);
+        CHECK(&s, st == 1);
+    } else {
+        CHECK(&s, s.exited && s.status == 1);
+    }
+    CHECK(&s, server_stderr_count(&s, why) == 1);
+    if (server_stderr_count(&s, "\n") != (started == 0 ? 2 : 1)) {
+        server_dump(&s);
+        fail_msg("expected one line saying \"%s\"", why);
+    }
+}
+
 /* ---- prefork: a child that cannot be started --------------------------------------- */
 
 static void prefork_nproc(void **state)
@@ -327,6 +369,9 @@ static void prefork_nproc(void **state)
         server_dump(&s);
         fail_msg("the server exited with status %d", st);
     }
+
+    /* No child at all: an error exit, the reason in one line. */
+    expect_cannot_start(args, 1, "no child could be started");
 }
 
 /* ---- pool: its threads are made at start ----------------------------------------- */
@@ -354,33 +399,8 @@ static void pool_nproc(void **state)
         fail_msg("the server exited with status %d", st);
     }
 
-    /* No worker at all: an error exit, its reason on stderr. The server
-     * prints its address before it starts the threads, so start_as()
-     * succeeds; then it exits by itself. (Under ASan, LeakSanitizer needs
-     * a task of its own at exit, which a limit of one forbids: no leak
-     * check for this one.) */
-    const char *asan = getenv("ASAN_OPTIONS");
-    char *saved = asan ? strdup(asan) : NULL;
-    char opts[512];
-    snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan && *asan ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
-    int started = start_as(&s, next_uid(), 1, args);
-    if (saved) {
-        setenv("ASAN_OPTIONS", saved, 1);
-        free(saved);
-    } else {
-        unsetenv("ASAN_OPTIONS");
-    }
-    if (started == 0) {
-        st = server_wait_exit(&s, IO_MS);
-        server_pump(&s);
-        fprintf(stderr, "pool_nproc: with no worker the server exited %d:\n%s", st, s.err);
-        CHECK(&s, st == 1);
-        CHECK(&s, server_stderr_count(&s, "cannot start thread 1 of 4") == 1);
-    } else {
-        CHECK(&s, s.exited && s.status == 1);
-        CHECK(&s, server_stderr_count(&s, "cannot start thread 1 of 4") == 1);
-    }
+    /* No worker at all: an error exit, the reason in one line. */
+    expect_cannot_start(args, 1, "cannot start thread 1 of 4");
 }
 
 static void workers_nproc(void **state)
@@ -391,20 +411,10 @@ static void workers_nproc(void **state)
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         if (model_serves_datagrams(models[i]) < 0)
             continue; /* uring not compiled in */
-        struct server s;
         const char *const args[] = {"-m", models[i], "-w", "4", "-S", "echo",
                                     "127.0.0.1", "0", NULL};
         /* The main thread and one more: workers 0 and 1 run, 2 cannot. */
-        if (start_as(&s, next_uid(), 2, args) != 0) {
-            CHECK(&s, s.exited && s.status == 1);
-        } else {
-            int st = server_wait_exit(&s, IO_MS);
-            server_pump(&s);
-            if (st != 1)
-                server_dump(&s);
-            CHECK(&s, st == 1);
-        }
-        CHECK(&s, server_stderr_count(&s, "cannot start worker 3 of 4") == 1);
+        expect_cannot_start(args, 2, "cannot start worker 3 of 4");
     }
 }
 
