@@ -34,8 +34,9 @@ test-asan: setup build-asan/CMakeCache.txt
 		ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
 # ThreadSanitizer on what runs threads: the loop's unit test (stops and
-# wake-ups across threads) and the tests of the thread, epoll (model_evload
-# runs -w 2 and -w 4), pool and uring models, and chat. Left out:
+# wake-ups across threads), the tests of the thread, epoll, pool and uring
+# models, model_evload under select and poll too (it runs -w 2 and -w 4),
+# and chat. Left out:
 #  - aio: its servers stop answering under TSan (glibc starts the POSIX AIO
 #    helper threads from inside libc, out of TSan's sight: the likely
 #    cause); test_chat and test_post skip their aio cases under TSan;
@@ -45,7 +46,7 @@ test-asan: setup build-asan/CMakeCache.txt
 #    and then under every model (gcc 12's and clang 14's TSan alike).
 #    Also, under TSan the pool starts accepting 100-300 ms after printing
 #    its address, and sigterm_silent_client gives it 100 ms.
-TSAN_TESTS ?= ^(unit\.test_(loop|post)|model_[a-z]+\.(thread|epoll|pool|uring)|integration\.test_(chat|uring))$$
+TSAN_TESTS ?= ^(unit\.test_(loop|post)|model_[a-z]+\.(thread|epoll|pool|uring)|model_evload\.(select|poll)|integration\.test_(chat|uring))$$
 TSAN_EXCLUDE ?= ^model_signals\.
 
 build-tsan/CMakeCache.txt:

@@ -841,13 +841,14 @@ static void workers(void **state)
     struct server s;
     const char *const extra[] = {"-w", w, NULL};
     start(&s, "tcp4", extra);
-    /* Each worker binds its own listener once its thread runs: wait for
-     * all of them, or early connections all go to the first. */
+    /* The listeners are all bound before the address line, the worker
+     * threads started after it: wait for the threads, or early
+     * connections all go to the first worker. */
     long long deadline = now_ms() + IO_MS;
-    int nl;
-    while ((nl = tcp_listeners(s.port)) >= 0 && nl < nw && now_ms() < deadline)
-        sleep_ms(10);
+    int nl = tcp_listeners(s.port);
     CHECK(&s, nl < 0 || nl == nw);
+    while (count_threads(s.pid) < nw && now_ms() < deadline)
+        sleep_ms(10);
     CHECK(&s, count_threads(s.pid) >= nw);
 
     int tids[64];
