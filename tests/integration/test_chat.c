@@ -209,8 +209,8 @@ static void start_chat(const struct model_cfg *m, const char *const extra[])
     if (model_serves_datagrams(m->model) < 0)
         skip(); /* not built here */
 #if defined(__SANITIZE_THREAD__)
-    /* aio servers stop answering under TSan (glibc starts its AIO helper
-     * threads out of TSan's sight; see TSAN_TESTS in the Makefile). */
+    /* aio servers crash inside TSan's runtime (glibc's AIO helper
+     * threads are unknown to it; see TSAN_TESTS in the Makefile). */
     if (strcmp(m->model, "aio") == 0)
         skip();
 #endif
