@@ -126,17 +126,6 @@ static rlim_t set_own_nofile(rlim_t soft)
     return old;
 }
 
-/* SIGTERM; fails the test unless the server exits 0. */
-static int stop(struct server *s)
-{
-    int st = server_stop(s, 0);
-    if (st != 0) {
-        server_dump(s);
-        fail_msg("the server exited with status %d", st);
-    }
-    return st;
-}
-
 /* ---- emfile_live ------------------------------------------------------------- */
 
 static void emfile_live(void **state)
@@ -253,7 +242,7 @@ static void emfile_live(void **state)
     }
     CHECK(&s, server_stderr_count(&s, "pausing new connections") == 1);
     CHECK(&s, server_stderr_count(&s, "accept: recovered") == 1);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* ---- emfile_full -------------------------------------------------------------- */
@@ -360,7 +349,7 @@ static void emfile_full(void **state)
      * clients waited. */
     CHECK(&s, paused == 1);
     CHECK(&s, recovered == 1);
-    stop(&s);
+    server_stop_clean(&s);
 }
 
 /* Models whose connections hold descriptors of the accepting process. */

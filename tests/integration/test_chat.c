@@ -243,12 +243,7 @@ static void stop_chat(void)
             client_close(clients[i].fd);
             clients[i].fd = -1;
         }
-    int st = server_stop(&srv, 0);
-    if (st != 0) {
-        server_dump(&srv);
-        fail_msg("server exited with status %d after SIGTERM, expected 0", st);
-    }
-    CHECK(&srv, !srv.leftovers);
+    server_stop_clean(&srv);
 }
 
 /* ---- room: joins, lines, leaves ------------------------------------------------ */

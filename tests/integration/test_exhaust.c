@@ -240,11 +240,7 @@ static void per_client(const char *model, const char *failed, const char *recove
     CHECK(&s, echo_line(old[1], "old 1, after\n", IO_MS));
     client_close(old[1]);
     CHECK(&s, server_stderr_count(&s, failed) == 1);
-    int st = server_stop(&s, 0);
-    if (st != 0) {
-        server_dump(&s);
-        fail_msg("the server exited with status %d", st);
-    }
+    server_stop_clean(&s);
 }
 
 static void fork_nproc(void **state)
@@ -364,11 +360,7 @@ static void prefork_nproc(void **state)
     for (int i = 0; i < 4; i++)
         client_close(c[i]);
     CHECK(&s, server_stderr_count(&s, "fork: ") == 2); /* the failure, the recovery */
-    int st = server_stop(&s, 0);
-    if (st != 0) {
-        server_dump(&s);
-        fail_msg("the server exited with status %d", st);
-    }
+    server_stop_clean(&s);
 
     /* No child at all: an error exit, the reason in one line. */
     expect_cannot_start(args, 1, "no child could be started");
@@ -393,11 +385,7 @@ static void pool_nproc(void **state)
         client_close(c);
     }
     CHECK(&s, server_stderr_count(&s, "cannot start thread") == 1);
-    int st = server_stop(&s, 0);
-    if (st != 0) {
-        server_dump(&s);
-        fail_msg("the server exited with status %d", st);
-    }
+    server_stop_clean(&s);
 
     /* No worker at all: an error exit, the reason in one line. */
     expect_cannot_start(args, 1, "cannot start thread 1 of 4");
