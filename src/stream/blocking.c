@@ -297,8 +297,9 @@ void iop__serve_blocking(iop_server *s, int fd,
         }
         c->mbox = &mbox;
     }
+    char name[IOP_PATH_MAX + 16]; /* for the debug lines: no allocation */
     iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop_conn_peer_name(c), (unsigned long long)c->id);
+               iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
     if (svc->on_open)
         svc->on_open(c);
     int err = 0;
@@ -357,6 +358,6 @@ void iop__serve_blocking(iop_server *s, int fd,
         svc->on_close(c, err == -EMSGSIZE ? 0 : err);
     if (c->mbox)
         iop__mailbox_destroy(c->mbox); /* what is still posted goes with it */
-    iop_report(s, IOP_LOG_DEBUG, "close %s", iop_conn_peer_name(c));
+    iop_report(s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
     iop__conn_release(c);
 }
