@@ -80,6 +80,43 @@ int iop__user_lookup(const char *name, int allow_root, struct iop__user *u,
  * check that it took (root cannot be regained). */
 int iop__user_become(const char *name, const struct iop__user *u, char *err);
 
+/* ---- failure episodes ---------------------------------------------------- */
+
+/* A failure that repeats until it passes (EMFILE at accept(), EAGAIN at
+ * fork() or pthread_create()) is one episode: reported when it starts (or
+ * changes kind), and its end once, when the server has caught up: it has
+ * succeeded since the last failure and nothing is left waiting. Not at
+ * the first success: at a limit each freed slot lets one through before
+ * the next fails, and a line for each would be a flood. */
+struct iop__episode {
+    int err;  /* the failure last reported, 0 if none */
+    int took; /* a success since then */
+};
+/* A failure: 1 if it starts an episode (or a new kind): report it. */
+static inline int iop__episode_fail(struct iop__episode *e, int err)
+{
+    int fresh = err != e->err;
+    e->err = err;
+    e->took = 0;
+    return fresh;
+}
+static inline void iop__episode_ok(struct iop__episode *e)
+{
+    if (e->err)
+        e->took = 1;
+}
+/* 1 if the episode can end: it has had a success since. The caller checks
+ * that nothing waits (cheap test first), then reports and ends it. */
+static inline int iop__episode_may_end(const struct iop__episode *e)
+{
+    return e->err && e->took;
+}
+static inline void iop__episode_end(struct iop__episode *e)
+{
+    e->err = 0;
+    e->took = 0;
+}
+
 /* ---- server ------------------------------------------------------------ */
 
 struct iop_server {
@@ -107,8 +144,7 @@ struct iop_server {
     pid_t owner;          /* the process that bound the listener */
     struct iop_addr bound; /* the listener's address, port resolved */
     atomic_uint live_conns; /* event models: open connections, all workers */
-    int last_accept_err;  /* so an accept failure is reported once */
-    int accept_took;      /* accepted since it: recovered once caught up */
+    struct iop__episode accept_ep; /* accept() failures, reported once */
     /* prefork: the failure last reported, shared by all the children, so
      * that one line starts an episode and one ends it (server.c). */
     atomic_int *accept_err_shared;
@@ -138,9 +174,8 @@ uint64_t iop__now_ms(void);
  * exhaustion so the loop does not spin. */
 void iop__accept_failed(iop_server *s, int err);
 void iop__accept_ok(iop_server *s);
-/* "accept: recovered", once the server has caught up after failures: it
- * has accepted since the last one and no client is waiting. (iop__accept()
- * calls it before it waits.) */
+/* "accept: recovered" at the end of an episode: no client is waiting.
+ * (iop__accept() calls it before it waits.) */
 void iop__accept_caught_up(iop_server *s);
 /* 1 if no client waits on the listener (or the server is stopping). */
 int iop__listener_idle(iop_server *s);

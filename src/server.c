@@ -287,15 +287,8 @@ int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen
     }
 }
 
-/*
- * Accept failures come in episodes: the first failure is reported (and a
- * failure of another kind), each pauses accepting, and the episode ends
- * when the server has caught up: it has accepted since the last failure
- * and no client is left waiting. Not at the first accept that works: at
- * the descriptor limit each closed connection lets one accept through
- * before the next fails, and "recovered" then "pausing" again for every
- * closed connection is the flood of lines this is meant to prevent.
- */
+/* Accept failures come in episodes (struct iop__episode): each failure
+ * pauses accepting; the episode ends when no client is left waiting. */
 void iop__accept_failed(iop_server *s, int err)
 {
     if (err == -ECONNABORTED || err == -EPROTO)
@@ -303,22 +296,16 @@ void iop__accept_failed(iop_server *s, int err)
     /* The listener stays readable while the failure lasts, so polling it
      * again at once would spin. Report once, then pause; the pause ends
      * early on stop. */
-    int reported = s->last_accept_err;
+    int fresh = iop__episode_fail(&s->accept_ep, err);
     if (s->accept_err_shared) /* another child may have reported it */
-        reported = atomic_exchange(s->accept_err_shared, err);
-    if (err != reported)
+        fresh = atomic_exchange(s->accept_err_shared, err) != err;
+    if (fresh)
         iop_report(s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
                    iop_strerror(err));
-    s->last_accept_err = err;
-    s->accept_took = 0;
     iop__wait_fd(s, -1, 0, 100);
 }
 
-void iop__accept_ok(iop_server *s)
-{
-    if (s->last_accept_err)
-        s->accept_took = 1;
-}
+void iop__accept_ok(iop_server *s) { iop__episode_ok(&s->accept_ep); }
 
 int iop__listener_idle(iop_server *s)
 {
@@ -327,16 +314,22 @@ int iop__listener_idle(iop_server *s)
 
 void iop__accept_caught_up(iop_server *s)
 {
-    if (!s->last_accept_err || !s->accept_took || !iop__listener_idle(s))
+    struct iop__episode *e = &s->accept_ep;
+    if (!e->err)
         return;
     /* Shared (prefork): only the child that ends the episode reports it;
      * the others find it ended already, or a newer failure reported. */
-    int expected = s->last_accept_err;
+    if (s->accept_err_shared && atomic_load(s->accept_err_shared) == 0) {
+        iop__episode_end(e); /* another child ended it */
+        return;
+    }
+    if (!iop__episode_may_end(e) || !iop__listener_idle(s))
+        return;
+    int expected = e->err;
     if (!s->accept_err_shared ||
         atomic_compare_exchange_strong(s->accept_err_shared, &expected, 0))
         iop_report(s, IOP_LOG_INFO, "accept: recovered");
-    s->last_accept_err = 0;
-    s->accept_took = 0;
+    iop__episode_end(e);
 }
 
 int iop__fail(iop_server *s, int err, const char *fmt, ...)

@@ -159,8 +159,7 @@ struct aloop {
     int drained;         /* drain_ms passed: everything was closed */
     int accepted;        /* --once */
     uint64_t accept_resume; /* accepting paused until then (EMFILE, ...) */
-    int accept_err;
-    int accept_took;     /* accepted since accept_err: recovered when caught up */
+    struct iop__episode accept_ep; /* accept() failures */
     uint64_t next_scan;
     struct alist active;   /* open, least recently active first */
     struct alist lingering; /* by deadline */
@@ -294,7 +293,8 @@ static void notify_close(struct aloop *L, struct aconn *a, int err)
         L->s->svc->on_close(c, err);
     if (L->has_mbox)
         iop__mailbox_purge(&L->mbox, c); /* what was posted goes with it */
-    iop_report(L->s, IOP_LOG_DEBUG, "close %s", iop_conn_peer_name(c));
+    char name[IOP_PATH_MAX + 16];
+    iop_report(L->s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
 }
 
 static void free_conn(struct aloop *L, struct aconn *a)
@@ -591,8 +591,9 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
     L->accepted = 1;
     a->last_active = iop__now_ms();
     list_append(&L->active, a);
+    char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
     iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop_conn_peer_name(&a->c), (unsigned long long)a->c.id);
+               iop__conn_peer_str(&a->c, name, sizeof name), (unsigned long long)a->c.id);
     if (s->svc->on_open)
         s->svc->on_open(&a->c);
     pump(L, a);
@@ -604,11 +605,9 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
  * accept): see iop__accept_failed(). */
 static void pause_accepting(struct aloop *L, int err)
 {
-    if (err != L->accept_err)
+    if (iop__episode_fail(&L->accept_ep, err))
         iop_report(L->s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
                    iop_strerror(err));
-    L->accept_err = err;
-    L->accept_took = 0;
     L->accept_resume = iop__now_ms() + ACCEPT_PAUSE_MS;
 }
 
@@ -630,9 +629,9 @@ static void accept_some(struct aloop *L)
         if (fd == -EAGAIN || fd == -ECONNABORTED || fd == -EPROTO) {
             if (fd != -EAGAIN)
                 continue;
-            if (L->accept_err && L->accept_took) {
+            if (iop__episode_may_end(&L->accept_ep)) { /* none waits */
                 iop_report(L->s, IOP_LOG_INFO, "accept: recovered");
-                L->accept_err = 0;
+                iop__episode_end(&L->accept_ep);
             }
             return;
         }
@@ -640,8 +639,7 @@ static void accept_some(struct aloop *L)
             pause_accepting(L, fd);
             return;
         }
-        if (L->accept_err)
-            L->accept_took = 1;
+        iop__episode_ok(&L->accept_ep);
         take(L, fd, &peer, peerlen);
     }
 }
@@ -716,7 +714,7 @@ static int loop(struct aloop *L)
                                     timeout);
         /* Beyond the limit, new connections are accepted and closed. */
         int listening = !L->stopping && !(s->cfg.once && L->accepted);
-        if (listening && L->accept_err && now < L->accept_resume) {
+        if (listening && L->accept_ep.err && now < L->accept_resume) {
             timeout = timeout_until(now, L->accept_resume, timeout);
             listening = 0;
         }

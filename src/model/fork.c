@@ -56,8 +56,7 @@ static void child_main(iop_server *s, int fd, struct sockaddr_storage *peer,
 struct forker {
     iop_server *s;
     struct iop__children kids;
-    int fork_err;          /* the fork() failure last reported, 0 if none */
-    int forked;            /* a fork() has worked since then */
+    struct iop__episode failing; /* fork() failures */
     uint64_t paused_until; /* not accepting until then (fork failed) */
 };
 
@@ -71,16 +70,13 @@ static int spawn(struct forker *f, int fd, struct sockaddr_storage *peer,
         child_main(s, fd, peer, peerlen);
     close(fd);
     if (pid < 0) {
-        if ((int)pid != f->fork_err)
+        if (iop__episode_fail(&f->failing, (int)pid))
             iop_report(s, IOP_LOG_ERROR, "fork: %s; closing new connections "
                        "until a process can be started", strerror((int)-pid));
-        f->fork_err = (int)pid;
-        f->forked = 0;
         f->paused_until = iop__now_ms() + FORK_PAUSE_MS;
         return (int)pid;
     }
-    if (f->fork_err)
-        f->forked = 1;
+    iop__episode_ok(&f->failing);
     return 0;
 }
 
@@ -88,9 +84,9 @@ static int spawn(struct forker *f, int fd, struct sockaddr_storage *peer,
 static void caught_up(struct forker *f)
 {
     iop__accept_caught_up(f->s);
-    if (f->fork_err && f->forked && iop__listener_idle(f->s)) {
+    if (iop__episode_may_end(&f->failing) && iop__listener_idle(f->s)) {
         iop_report(f->s, IOP_LOG_INFO, "fork: recovered");
-        f->fork_err = 0;
+        iop__episode_end(&f->failing);
     }
 }
 

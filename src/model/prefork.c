@@ -208,29 +208,24 @@ static void shared_destroy(struct shared *sh, int with_lock, unsigned nslots)
 
 static int counting(const struct prefork *p) { return p->slot_pid != NULL; }
 
-/* In a child, around serving a client. */
-static void slot_busy(struct prefork *p, int busy)
-{
-    if (!counting(p))
-        return;
-    atomic_store(&p->sh->busy[p->slot], busy);
-    if (!busy)
-        return;
-    for (unsigned i = 0; i < p->want; i++)
-        if (!atomic_load(&p->sh->busy[i]))
-            return;
-    char b = 0; /* the last free slot: the parent turns the next ones away */
-    if (write(p->full[1], &b, 1) < 0) {
-        /* full: the parent has a wake-up pending already */
-    }
-}
-
 static int all_busy(const struct prefork *p)
 {
     for (unsigned i = 0; i < p->want; i++)
         if (!atomic_load(&p->sh->busy[i]))
             return 0;
     return 1;
+}
+
+/* In a child, around serving a client. */
+static void slot_busy(struct prefork *p, int busy)
+{
+    if (!counting(p))
+        return;
+    atomic_store(&p->sh->busy[p->slot], busy);
+    char b = 0; /* the last free slot: the parent turns the next ones away */
+    if (busy && all_busy(p) && write(p->full[1], &b, 1) < 0) {
+        /* full: the parent has a wake-up pending already */
+    }
 }
 
 /* In the parent, while every slot is busy: accept and close what waits. */
@@ -268,9 +263,6 @@ static void child_main(struct prefork *p)
     for (;;) {
         struct sockaddr_storage peer;
         socklen_t peerlen;
-        if (s->last_accept_err && atomic_load(&p->sh->accept_err) == 0)
-            s->last_accept_err = 0; /* another child reported the end */
-        iop__accept_caught_up(s);
         if (p->locked)
             accept_lock(p->sh);
         int fd = iop__accept(s, &peer, &peerlen);

@@ -76,12 +76,11 @@ static int run_thread(iop_server *s)
     if (r != 0)
         return r;
     int served = 0;
-    int thread_err = 0; /* the pthread_create() failure last reported */
-    int started = 0;    /* a thread has started since then */
+    struct iop__episode failing = {0, 0}; /* pthread_create() failures */
     while (!(s->cfg.once && served)) {
-        if (thread_err && started && iop__listener_idle(s)) {
+        if (iop__episode_may_end(&failing) && iop__listener_idle(s)) {
             iop_report(s, IOP_LOG_INFO, "thread: recovered");
-            thread_err = 0;
+            iop__episode_end(&failing);
         }
         struct job *j = malloc(sizeof *j);
         if (!j) {
@@ -114,18 +113,15 @@ static int run_thread(iop_server *s)
                 iop__registry_remove(&reg, j->fd);
         }
         if (err != 0) {
-            if (err != thread_err)
+            if (iop__episode_fail(&failing, err))
                 iop_report(s, IOP_LOG_ERROR, "cannot start a thread: %s; closing "
                            "new connections until one starts", iop_strerror(err));
-            thread_err = err;
-            started = 0;
             close(j->fd);
             free(j);
             iop__wait_fd(s, -1, 0, THREAD_PAUSE_MS); /* ends early on stop */
             continue;
         }
-        if (thread_err)
-            started = 1;
+        iop__episode_ok(&failing);
         served = 1;
     }
     if (iop__stopping(s)) {
