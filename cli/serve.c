@@ -168,6 +168,16 @@ static int mode_opt(const char *val, unsigned *out)
     return 0;
 }
 
+/* For a server, a Unix path in a missing directory (or under a file, or
+ * on a read-only file system) is a bind failure, not "no server there" as
+ * the same errno means to a client. */
+static int bind_exit_code(int err)
+{
+    if (err == -ENOENT || err == -ENOTDIR || err == -EROFS)
+        return EXIT_BIND;
+    return cli_exit_code(err);
+}
+
 int cmd_serve(int argc, char **argv)
 {
     struct iop_server_config cfg;
@@ -295,7 +305,7 @@ int cmd_serve(int argc, char **argv)
     int r = iop_server_open(&s, &cfg, err);
     if (r != 0) {
         cli_error("serve", "%s", err);
-        return cli_exit_code(r);
+        return bind_exit_code(r);
     }
     running = s;
     struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART */

@@ -14,23 +14,28 @@
 _Static_assert(IOP_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path),
                "IOP_PATH_MAX must match sun_path");
 
+/* A decimal port up to 65535, or a service name as RFC 6335 (5.1) has
+ * them: letters, digits and inner hyphens, at least one letter, so "-1"
+ * is a malformed port (a usage error), not a name that fails to resolve.
+ * '_' is kept for old /etc/services entries ("kerberos_master"). */
 static int valid_port(const char *p, size_t n)
 {
     if (n == 0 || n >= IOP_PORT_MAX)
         return 0;
-    int digits = 1;
+    int letters = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
-        if (ch < '0' || ch > '9')
-            digits = 0;
-        if (!(ch >= '0' && ch <= '9') && !(ch >= 'a' && ch <= 'z') &&
-            !(ch >= 'A' && ch <= 'Z') && ch != '-' && ch != '_')
+        int alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        letters |= alpha;
+        if (!(ch >= '0' && ch <= '9') && !alpha && ch != '-' && ch != '_')
             return 0;
     }
-    if (!digits) /* a service name from /etc/services, e.g. "echo" */
-        return 1;
+    if (letters) /* a service name from /etc/services, e.g. "echo" */
+        return p[0] != '-' && p[n - 1] != '-';
     unsigned long v = 0;
     for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0; /* digits and hyphens: neither a number nor a name */
         v = v * 10 + (unsigned long)(p[i] - '0');
         if (v > 65535)
             return 0;

@@ -229,6 +229,10 @@ static void test_serve_usage_errors(void **state)
         {{"--no-such-flag", "127.0.0.1", "0", NULL}, "--no-such-flag"},
         {{"-Z", "127.0.0.1", "0", NULL}, "Z"},
         {{"127.0.0.1", "0", "-m", NULL}, "m'"},    /* option without value */
+        {{"--", "-1", NULL}, "-1"},                /* neither a port nor a name */
+        {{"--", "127.0.0.1", "-echo", NULL}, "-echo"},
+        /* one member at a time: no member would ever hear another */
+        {{"-S", "chat", "-m", "iterative", "127.0.0.1", "0", NULL}, "iterative"},
     };
     run_usage_cases("serve", cases, sizeof cases / sizeof cases[0]);
 }
@@ -572,6 +576,23 @@ static void test_unix_path_is_regular_file(void **state)
     unlink(path);
 }
 
+/* A socket path in a directory that does not exist cannot be bound (6),
+ * which is not "no server there" (4) as it is for connect. */
+static void test_unix_path_missing_directory(void **state)
+{
+    (void)state;
+    char path[256], sock[300];
+    assert_non_null(harness_tmp_path(path, sizeof path, "no-such-dir"));
+    snprintf(sock, sizeof sock, "%s/x.sock", path);
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "-U", sock, NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve -U <missing dir>/x.sock", &r, 6, "ioplex serve: ", sock, NULL);
+    tool_run(&r, (const char *const[]){"serve", "-m", "iterative", "-u", "-U", sock, NULL},
+             CMD_TIMEOUT_MS);
+    tool_expect_error("serve -u -U <missing dir>/x.sock", &r, 6, "ioplex serve: ", sock,
+                      NULL);
+}
+
 static void test_unix_stale_socket_replaced(void **state)
 {
     (void)state;
@@ -760,6 +781,7 @@ int main(void)
         cmocka_unit_test_teardown(test_max_conns_thread, teardown),
         cmocka_unit_test_teardown(test_max_conns_fork, teardown),
         cmocka_unit_test_teardown(test_unix_path_is_regular_file, teardown),
+        cmocka_unit_test_teardown(test_unix_path_missing_directory, teardown),
         cmocka_unit_test_teardown(test_unix_stale_socket_replaced, teardown),
         cmocka_unit_test_teardown(test_graceful_stop, teardown),
         cmocka_unit_test_teardown(test_sigterm_twice, teardown),

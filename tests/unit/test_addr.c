@@ -141,6 +141,11 @@ static const char *const bads[] = {
     "h:8.0",
     "h:8:0",
     "h:%50",
+    "h:-1",           /* a port that is neither a number nor a name */
+    "-1",
+    "h:1-2",
+    "h:-echo",
+    "h:echo-",
 };
 
 static void test_parse_bad(void **state)
