@@ -24,6 +24,9 @@ struct iop__model {
      * Non-NULL means the model runs its own loops: workers bind their own
      * SO_REUSEPORT listeners, and datagrams go to run() too. */
     const char *backend;
+    /* Serves one connection at a time (iterative): a service whose
+     * connections talk to each other (chat) would have nobody to talk to. */
+    int one_at_a_time;
     /* Serve on s->listen_fd until s->stopping (or the first client with
      * `once`). Returns 0 or a negative errno. */
     int (*run)(iop_server *s);

@@ -99,6 +99,13 @@ static int check_fit(const struct iop_server_config *cfg,
                  "separate processes)", svc->name, m->info.name);
         return IOP_EUNFIT;
     }
+    if ((svc->flags & IOP_SERVICE_SHARED_STATE) && m->one_at_a_time &&
+        iop_transport_is_stream(t)) {
+        snprintf(err, IOP_ERR_LEN, "service '%s' connects its clients to each "
+                 "other, but model '%s' serves one client at a time, so none "
+                 "would ever hear another", svc->name, m->info.name);
+        return IOP_EUNFIT;
+    }
     return 0;
 }
 

@@ -48,6 +48,7 @@ const struct iop__model iop__model_iterative = {
         .datagram = 1,
         .shared_state = 1,
     },
+    .one_at_a_time = 1,
     .run = run_iterative,
 };
 

@@ -12,10 +12,9 @@
  *   slow        a client that never reads while another floods the room
  *               is disconnected at the high watermark, the server's RSS
  *               stays bounded, the others keep chatting
- *   iterative   one client at a time: a lone client gets nothing back and
- *               the next waits, alone in turn
  *   refused     fork and prefork (if built) refuse -S chat: exit 2 and a
- *               message naming chat and the model
+ *               message naming chat and the model; so does iterative,
+ *               which serves one member at a time (nobody hears anyone)
  *
  * A client's name is user<id>, the connection id, which the test reads
  * from the server's -v line "open 127.0.0.1:PORT (connection ID)".
@@ -495,42 +494,6 @@ static void test_slow_receiver(void **state)
     stop_chat();
 }
 
-/* ---- iterative ---------------------------------------------------------------- */
-
-static void test_iterative(void **state)
-{
-    (void)state;
-    static const struct model_cfg it = {"iterative", "iterative", NULL};
-    start_chat(&it, NULL);
-    connect_client(0);
-    say(&clients[0], "hello\n");
-    expect_quiet(&clients[0]); /* alone: nothing back */
-
-    /* A second client waits in the backlog while the first is served:
-     * neither hears of the other. */
-    struct client *b = &clients[1];
-    b->off = b->len = 0;
-    b->fd = client_connect(&srv);
-    CHECK(&srv, b->fd >= 0);
-    b->port = local_port(b->fd);
-    say(b, "hi\n");
-    say(&clients[0], "anyone?\n");
-    long long end = now_ms() + QUIET_MS;
-    expect_quiet_until(&clients[0], end);
-    expect_quiet_until(b, end);
-    char needle[64];
-    snprintf(needle, sizeof needle, "open 127.0.0.1:%u ", b->port);
-    CHECK(&srv, strstr(srv.err, needle) == NULL);
-
-    /* The first leaves; the second is served, alone in turn. */
-    client_close(clients[0].fd);
-    clients[0].fd = -1;
-    CHECK(&srv, server_wait_stderr(&srv, needle, IO_MS));
-    say(b, "still alone\n");
-    expect_quiet(b);
-    stop_chat();
-}
-
 /* ---- refused by the models without shared memory --------------------------------- */
 
 static void refused_by(const char *model)
@@ -558,6 +521,12 @@ static void test_refused_prefork(void **state)
 {
     (void)state;
     refused_by("prefork");
+}
+
+static void test_refused_iterative(void **state)
+{
+    (void)state;
+    refused_by("iterative");
 }
 
 /* ---- the list --------------------------------------------------------------------- */
@@ -592,7 +561,7 @@ int main(void)
                                            (void *)&configs[i]};
             n++;
         }
-    tests[n++] = (struct CMUnitTest)cmocka_unit_test_teardown(test_iterative, harness_teardown);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test_teardown(test_refused_iterative, harness_teardown);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test_teardown(test_refused_fork, harness_teardown);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test_teardown(test_refused_prefork, harness_teardown);
     return _cmocka_run_group_tests("chat", tests, n, NULL, NULL);
