@@ -188,6 +188,27 @@ static void stream_bytes(void **state)
     CHECK(&s, strncmp(buf, "ERROR", 5) == 0);
     CHECK(&s, buf[n - 1] == '\n' && memchr(buf, '\n', (size_t)n) == buf + n - 1);
     client_close(fd);
+
+    /* Pipelined: a large answer owed, then a count over the limit. The
+     * answer comes whole, then the ERROR line, then EOF; a request after
+     * the bad one is not answered. */
+    fd = client_connect(&s);
+    CHECK(&s, fd >= 0);
+    static const char req[] = "300000\n67108865\n5\n";
+    CHECK(&s, send_fragmented(fd, req, sizeof req - 1, &seed) == 0);
+    static char all[300000 + 256];
+    n = recv_all(fd, all, sizeof all, IO_MS);
+    size_t xs = 0;
+    while (xs < (size_t)n && all[xs] == 'x')
+        xs++;
+    if (xs != 300000 || n < 300000 + 6 || strncmp(all + xs, "ERROR", 5) != 0 ||
+        all[n - 1] != '\n' || memchr(all + xs, '\n', (size_t)n - xs) != all + n - 1)
+        fprintf(stderr, "bytes, pipelined past the limit: %zd bytes back, %zu 'x' "
+                "before '%.8s'\n", n, xs, xs < (size_t)n ? all + xs : "");
+    CHECK(&s, xs == 300000);
+    CHECK(&s, n > 300000 + 6 && strncmp(all + xs, "ERROR", 5) == 0);
+    CHECK(&s, all[n - 1] == '\n' && memchr(all + xs, '\n', (size_t)n - xs) == all + n - 1);
+    client_close(fd);
     server_stop_clean(&s);
 }
 
