@@ -58,6 +58,29 @@ static int find_user(const char *name, uid_t *uid, gid_t *gid, int *found)
     return e;
 }
 
+/* 1 if the user's primary or a supplementary group is 0. */
+static int in_group_root(const char *name, gid_t gid)
+{
+    if (gid == 0)
+        return 1;
+    int n = 64;
+    for (int tries = 0; tries < 8; tries++) {
+        gid_t *groups = malloc((size_t)n * sizeof *groups);
+        if (!groups)
+            return 1; /* cannot tell: assume the worst */
+        int want = n;
+        int r = getgrouplist(name, gid, groups, &want);
+        int found = 0;
+        for (int i = 0; r >= 0 && i < want; i++)
+            found |= groups[i] == 0;
+        free(groups);
+        if (r >= 0)
+            return found;
+        n = want > n ? want : n * 2;
+    }
+    return 1;
+}
+
 int iop__user_lookup(const char *name, int allow_root, struct iop__user *u,
                      char *err)
 {
@@ -79,6 +102,14 @@ int iop__user_lookup(const char *name, int allow_root, struct iop__user *u,
     if (u->uid == 0 && !allow_root) {
         snprintf(err, IOP_ERR_LEN, "user '%s' has uid 0: refusing to serve as "
                  "root (--allow-root to insist)", name);
+        return -EINVAL;
+    }
+    /* Group 0 owns, and can often write, files root left group-readable
+     * (/etc, /var/log, sockets): dropping to it is not dropping root's
+     * reach, so it takes the same --allow-root as uid 0. */
+    if (!allow_root && in_group_root(name, u->gid)) {
+        snprintf(err, IOP_ERR_LEN, "user '%s' is in group 0 (root): refusing "
+                 "to serve with root's group (--allow-root to insist)", name);
         return -EINVAL;
     }
     return 0;

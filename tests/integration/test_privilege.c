@@ -417,6 +417,51 @@ static void test_root_refused_unless_allowed(void **state)
     assert_int_equal(server_stop(&s, 0), 0);
 }
 
+/* A user whose primary group is 0: made for this test (no such user on a
+ * stock Debian), removed after it whatever happens. */
+static char group0_user[32];
+
+static void remove_group0_user(void)
+{
+    if (!group0_user[0])
+        return;
+    const char *argv[] = {"userdel", group0_user, NULL};
+    char out[256], err[256];
+    run_cmd(argv, NULL, 0, out, sizeof out, NULL, err, sizeof err, CMD_TIMEOUT_MS);
+    group0_user[0] = '\0';
+}
+
+static void test_group_root_refused_unless_allowed(void **state)
+{
+    (void)state;
+    NEED_ROOT();
+    snprintf(group0_user, sizeof group0_user, "iopg0-%ld", (long)getpid());
+    atexit(remove_group0_user);
+    const char *add[] = {"useradd", "-M", "-N", "-g", "0", "-s", "/usr/sbin/nologin",
+                         group0_user, NULL};
+    char out[256], err[512];
+    int code = run_cmd(add, NULL, 0, out, sizeof out, NULL, err, sizeof err, CMD_TIMEOUT_MS);
+    if (code != 0) {
+        group0_user[0] = '\0';
+        fail_msg("useradd -g 0: exit %d: %s", code, err);
+    }
+    struct tool_result r;
+    tool_run(&r, (const char *const[]){"serve", "--user", group0_user, "127.0.0.1", "0",
+                                         NULL}, CMD_TIMEOUT_MS);
+    tool_expect_error("serve --user <primary group 0>", &r, 2, "ioplex serve: ",
+                      group0_user, "group 0", "--allow-root", NULL);
+
+    struct server s;
+    int started = server_startl(&s, "--user", group0_user, "--allow-root", "127.0.0.1", "0",
+                                NULL);
+    if (started == 0) {
+        expect_ack(&s, "group 0, since asked");
+        started = server_stop(&s, 0);
+    }
+    remove_group0_user();
+    assert_int_equal(started, 0);
+}
+
 static void test_unknown_user(void **state)
 {
     (void)state;
@@ -735,6 +780,7 @@ int main(void)
     }
     const struct CMUnitTest more[] = {
         cmocka_unit_test_teardown(test_root_refused_unless_allowed, harness_teardown),
+        cmocka_unit_test_teardown(test_group_root_refused_unless_allowed, harness_teardown),
         cmocka_unit_test_teardown(test_unknown_user, harness_teardown),
         cmocka_unit_test_teardown(test_user_needs_root, harness_teardown),
         cmocka_unit_test_teardown(test_mode, harness_teardown),
