@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* chat's per-room member cap (src/service/chat.c), for --help. */
+#define CHAT_MEMBERS_HELP "1024"
+
 static iop_server *running;
 static volatile sig_atomic_t stop_signals;
 
@@ -73,6 +76,9 @@ static void usage(FILE *f)
             "      --max-frame N     longest message in bytes; longer ones close\n"
             "                        the connection (default 65536)\n"
             "      --max-conns N     clients served at once; more are closed at once\n"
+            "                        (default 10000, or what `ulimit -n` holds less 32\n"
+            "                        descriptors kept for the server; select: below\n"
+            "                        FD_SETSIZE; aio: two descriptors a client)\n"
             "      --once            exit after the first client, like the lab's server\n"
             "      --backlog N       listen backlog (default SOMAXCONN)\n"
             "      --drain-ms N      at stop, wait this long for output to flush (5000)\n"
@@ -80,9 +86,11 @@ static void usage(FILE *f)
             "                        -m MODEL:N says the same\n"
             "      --accept-lock     prefork: children take turns in accept() under a\n"
             "                        lock, so a new client wakes one (thundering herd)\n"
-            "      --idle-timeout S  close clients with no message in or out for S seconds\n"
+            "      --idle-timeout S  close a client with no message in and no output out\n"
+            "                        for S seconds (default 300, so a stalled peer's\n"
+            "                        half-sent message is not held for ever; 0: never)\n"
             "      --high-water N    stop reading a client whose unsent output passes\n"
-            "                        N bytes (event loops; default 262144)\n"
+            "                        N bytes (default 262144)\n"
             "      --low-water N     resume reading below N bytes (default high/4)\n"
             "      --user NAME       bind as root (a port below 1024 needs it), then\n"
             "                        serve as this user and its groups (needs root)\n"
@@ -103,7 +111,10 @@ static void usage(FILE *f)
     for (const struct iop_service *const *s = iop_services(); *s; s++)
         fprintf(f, "  %-10s %s%s\n", (*s)->name, (*s)->summary,
                 (*s)->on_datagram ? "" : " (streams only)");
-    fprintf(f, "\nSIGINT or SIGTERM stops accepting, answers what was received and\n"
+    fprintf(f, "\nThe defaults bound what peers can take without any flag: memory to\n"
+               "about max-conns x (max-frame + high-water), and time to the idle\n"
+               "timeout; a chat room holds at most " CHAT_MEMBERS_HELP " members.\n"
+               "\nSIGINT or SIGTERM stops accepting, answers what was received and\n"
                "exits 0; a second one exits at once.\n\n" EXIT_CODES_HELP);
 }
 
@@ -234,9 +245,9 @@ int cmd_serve(int argc, char **argv)
             cfg.workers = (unsigned)v;
             break;
         case OPT_IDLE:
-            if (number_opt("--idle-timeout", optarg, 1, 86400, &v))
+            if (number_opt("--idle-timeout", optarg, 0, 86400, &v))
                 return EXIT_USAGE;
-            cfg.idle_timeout_ms = (int)v * 1000;
+            cfg.idle_timeout_ms = v ? (int)v * 1000 : -1; /* 0: never */
             break;
         case OPT_HIGH:
             if (number_opt("--high-water", optarg, 1, 1 << 30, &v))

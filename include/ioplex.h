@@ -138,6 +138,10 @@ enum {
      * model whose connections share memory (not fork or prefork). Its
      * connections can be sent to from any thread with iop_post(). */
     IOP_SERVICE_SHARED_STATE = 1u << 0,
+    /* Its clients talk to each other (chat), so it needs a model that
+     * serves them at once: an iterative server, one client at a time,
+     * refuses it at start. */
+    IOP_SERVICE_CLIENTS_TOGETHER = 1u << 1,
 };
 
 struct iop_service {
@@ -226,7 +230,9 @@ struct iop_server_config {
     const struct iop_service *service; /* NULL: the "ack" service */
     int framing;                       /* -1: the service's own */
     size_t max_frame;                  /* 0: the service's own */
-    unsigned max_conns;                /* 0: no limit; beyond it, accept and close */
+    unsigned max_conns;                /* beyond it, accept and close; 0: the
+                                        * default, 10000 or what RLIMIT_NOFILE
+                                        * holds less 32 (select: FD_SETSIZE) */
     int once;                          /* exit after the first client */
     int backlog;                       /* 0: SOMAXCONN */
     int drain_ms;                      /* bound on flushing at stop; 0: 5000 */
@@ -237,7 +243,7 @@ struct iop_server_config {
                                         * the thundering herd) */
     int idle_timeout_ms;               /* close connections idle this long (no
                                         * complete message in, no output out);
-                                        * 0: never */
+                                        * 0: the default, 300 s; < 0: never */
     size_t high_water;                 /* stop reading a connection whose queued
                                         * output passes this; 0: 256 KiB */
     size_t low_water;                  /* resume below this; 0: high_water / 4 */

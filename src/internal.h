@@ -24,9 +24,17 @@ struct iop__model {
      * Non-NULL means the model runs its own loops: workers bind their own
      * SO_REUSEPORT listeners, and datagrams go to run() too. */
     const char *backend;
-    /* Serves one connection at a time (iterative): a service whose
-     * connections talk to each other (chat) would have nobody to talk to. */
+    /* Serves one connection at a time (iterative): refuses a service
+     * flagged IOP_SERVICE_CLIENTS_TOGETHER. */
     int one_at_a_time;
+    /* For the default --max-conns (iop_server_open()): the descriptors a
+     * connection holds (0: one), the highest descriptor the model can
+     * watch (0: any; select: FD_SETSIZE), and the most connections it can
+     * serve at all (0: no limit of its own; a larger --max-conns is a
+     * usage error). */
+    unsigned conn_fds;
+    unsigned fd_ceiling;
+    unsigned max_conns_ceiling;
     /* Serve on s->listen_fd until s->stopping (or the first client with
      * `once`). Returns 0 or a negative errno. */
     int (*run)(iop_server *s);
@@ -94,6 +102,7 @@ int iop__user_become(const char *name, const struct iop__user *u, char *err);
 struct iop__episode {
     int err;  /* the failure last reported, 0 if none */
     int took; /* a success since then */
+    unsigned long count; /* failures in this episode */
 };
 /* A failure: 1 if it starts an episode (or a new kind): report it. */
 static inline int iop__episode_fail(struct iop__episode *e, int err)
@@ -101,6 +110,7 @@ static inline int iop__episode_fail(struct iop__episode *e, int err)
     int fresh = err != e->err;
     e->err = err;
     e->took = 0;
+    e->count = fresh ? 1 : e->count + 1;
     return fresh;
 }
 static inline void iop__episode_ok(struct iop__episode *e)
@@ -118,7 +128,26 @@ static inline void iop__episode_end(struct iop__episode *e)
 {
     e->err = 0;
     e->took = 0;
+    e->count = 0;
 }
+
+/* ---- admission: --max-conns, one policy for every model ------------------ */
+
+/* Refusals come in episodes too (a flood at the limit refuses thousands):
+ * the first refusal is reported with its reason, and the end, with how
+ * many were refused, once the server has caught up (the caller's caught-up
+ * point, as for accept failures). Each acceptor (a worker, the accepting
+ * thread) keeps its own episode. */
+/* 1 if a new connection may be served with `live` open already; 0 if it is
+ * refused (the caller closes it). */
+int iop__admit(iop_server *s, struct iop__episode *e, unsigned live);
+/* A connection refused for another reason (select: a descriptor beyond
+ * FD_SETSIZE); `kind` tells episodes apart. The caller closes it. */
+void iop__refuse(iop_server *s, struct iop__episode *e, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* At a caught-up point (no client waits): end a refusal episode that has
+ * admitted a connection since its last refusal, with one line. */
+void iop__refusals_caught_up(iop_server *s, struct iop__episode *e);
 
 /* ---- server ------------------------------------------------------------ */
 
@@ -147,7 +176,9 @@ struct iop_server {
     pid_t owner;          /* the process that bound the listener */
     struct iop_addr bound; /* the listener's address, port resolved */
     atomic_uint live_conns; /* event models: open connections, all workers */
+    unsigned max_conns;     /* cfg.max_conns, or its default: the limit in force */
     struct iop__episode accept_ep; /* accept() failures, reported once */
+    struct iop__episode refuse_ep; /* refusals, where one thread accepts */
     /* prefork: the failure last reported, shared by all the children, so
      * that one line starts an episode and one ends it (server.c). */
     atomic_int *accept_err_shared;

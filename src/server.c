@@ -17,11 +17,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_FRAME_LIMIT (1u << 30)
 #define DRAIN_MS_DEFAULT 5000
+/* Defaults that make a server safe without flags (serve --help says them):
+ * - at most 10,000 connections (Redis' maxclients), fewer where the
+ *   descriptor limit (ulimit -n, LimitNOFILE=) holds fewer, keeping 32
+ *   for the server's own (Redis' CONFIG_MIN_RESERVED_FDS): with the
+ *   high watermark and --max-frame, that bounds the server's memory;
+ * - a connection with no progress for 5 minutes is closed, so half-sent
+ *   frames and stalled readers are not held for ever (nginx closes a
+ *   stalled client in 60 s; 5 minutes leaves a person time to type at the
+ *   course's prompt). */
+#define MAX_CONNS_DEFAULT 10000
+#define RESERVED_FDS 32
+#define IDLE_TIMEOUT_DEFAULT_MS (300 * 1000)
 
 #if defined(__has_include)
 #if __has_include(<sys/event.h>)
@@ -99,13 +112,52 @@ static int check_fit(const struct iop_server_config *cfg,
                  "separate processes)", svc->name, m->info.name);
         return IOP_EUNFIT;
     }
-    if ((svc->flags & IOP_SERVICE_SHARED_STATE) && m->one_at_a_time &&
+    if ((svc->flags & IOP_SERVICE_CLIENTS_TOGETHER) && m->one_at_a_time &&
         iop_transport_is_stream(t)) {
         snprintf(err, IOP_ERR_LEN, "service '%s' connects its clients to each "
                  "other, but model '%s' serves one client at a time, so none "
                  "would ever hear another", svc->name, m->info.name);
         return IOP_EUNFIT;
     }
+    return 0;
+}
+
+/* The default --max-conns: what the descriptor limit holds, at most
+ * MAX_CONNS_DEFAULT and at most the model's own ceiling. */
+static unsigned default_max_conns(const struct iop__model *m)
+{
+    struct rlimit rl;
+    rlim_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    if (m->fd_ceiling && fds > m->fd_ceiling)
+        fds = m->fd_ceiling;
+    rlim_t room = fds > 2 * RESERVED_FDS ? fds - RESERVED_FDS : fds / 2;
+    room /= m->conn_fds ? m->conn_fds : 1;
+    if (room < 1)
+        room = 1;
+    if (room > MAX_CONNS_DEFAULT)
+        room = MAX_CONNS_DEFAULT;
+    if (m->max_conns_ceiling && room > m->max_conns_ceiling)
+        room = m->max_conns_ceiling;
+    return (unsigned)room;
+}
+
+/* Every default resolved once, into the server's own copy. */
+static int resolve_limits(iop_server *s, char *err)
+{
+    const struct iop__model *m = s->model;
+    if (m->max_conns_ceiling && s->cfg.max_conns > m->max_conns_ceiling) {
+        snprintf(err, IOP_ERR_LEN, "model '%s' serves at most %u connections "
+                 "(--max-conns %u)", m->info.name, m->max_conns_ceiling,
+                 s->cfg.max_conns);
+        return -EINVAL;
+    }
+    s->max_conns = s->cfg.max_conns ? s->cfg.max_conns : default_max_conns(m);
+    if (s->cfg.idle_timeout_ms == 0)
+        s->cfg.idle_timeout_ms = IDLE_TIMEOUT_DEFAULT_MS;
+    else if (s->cfg.idle_timeout_ms < 0)
+        s->cfg.idle_timeout_ms = 0; /* never: the models test > 0 */
+    if (s->cfg.drain_ms <= 0)
+        s->cfg.drain_ms = DRAIN_MS_DEFAULT;
     return 0;
 }
 
@@ -149,11 +201,13 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
     s->framing = cfg->framing >= 0 ? (enum iop_framing)cfg->framing : svc->framing;
     s->max_frame = cfg->max_frame ? cfg->max_frame
                  : svc->max_frame ? svc->max_frame : IOP_MAX_FRAME_DEFAULT;
-    if (s->cfg.drain_ms <= 0)
-        s->cfg.drain_ms = DRAIN_MS_DEFAULT;
     s->listen_fd = -1;
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     atomic_init(&s->inline_fd, -1);
+    if ((r = resolve_limits(s, err)) != 0) {
+        iop_server_close(s);
+        return r;
+    }
     if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         r = -errno;
         snprintf(err, IOP_ERR_LEN, "pipe: %s", strerror(-r));
@@ -200,6 +254,14 @@ const char *iop_server_address(const iop_server *s) { return s->address; }
 
 int iop_server_run(iop_server *s)
 {
+    if (iop_transport_is_stream(s->cfg.addr.transport)) {
+        char idle[32] = "none";
+        if (s->cfg.idle_timeout_ms > 0)
+            snprintf(idle, sizeof idle, "%d s", s->cfg.idle_timeout_ms / 1000);
+        iop_report(s, IOP_LOG_DEBUG, "limits: %u clients%s, idle timeout %s, "
+                   "messages up to %zu bytes", s->max_conns,
+                   s->cfg.max_conns ? "" : " (default)", idle, s->max_frame);
+    }
     if (!iop_transport_is_stream(s->cfg.addr.transport) && !s->model->backend)
         return iop__serve_datagrams(s); /* the iterative connectionless server */
     return s->model->run(s);
@@ -321,6 +383,8 @@ int iop__listener_idle(iop_server *s)
 
 void iop__accept_caught_up(iop_server *s)
 {
+    if (iop__episode_may_end(&s->refuse_ep) && iop__listener_idle(s))
+        iop__refusals_caught_up(s, &s->refuse_ep);
     struct iop__episode *e = &s->accept_ep;
     if (!e->err)
         return;
@@ -336,6 +400,38 @@ void iop__accept_caught_up(iop_server *s)
     if (!s->accept_err_shared ||
         atomic_compare_exchange_strong(s->accept_err_shared, &expected, 0))
         iop_report(s, IOP_LOG_INFO, "accept: recovered");
+    iop__episode_end(e);
+}
+
+int iop__admit(iop_server *s, struct iop__episode *e, unsigned live)
+{
+    if (live < s->max_conns) {
+        iop__episode_ok(e);
+        return 1;
+    }
+    iop__refuse(s, e, -EUSERS, "%u clients already (--max-conns%s)", s->max_conns,
+                s->cfg.max_conns ? "" : "'s default; see serve --help");
+    return 0;
+}
+
+void iop__refuse(iop_server *s, struct iop__episode *e, int kind, const char *fmt, ...)
+{
+    if (!iop__episode_fail(e, kind))
+        return;
+    char why[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    iop_report(s, IOP_LOG_INFO, "refusing new connections: %s", why);
+}
+
+void iop__refusals_caught_up(iop_server *s, struct iop__episode *e)
+{
+    if (!iop__episode_may_end(e))
+        return;
+    iop_report(s, IOP_LOG_INFO, "accepting new connections again (%lu refused)",
+               e->count);
     iop__episode_end(e);
 }
 

@@ -28,8 +28,9 @@
  *    request would wait for one of them to speak. aio_init() is called
  *    with room for two threads per connection (threads are made on
  *    demand and leave after a second idle), and connections are limited
- *    to --max-conns (at most AIO_CONNS_MAX), or AIO_CONNS_DEFAULT without
- *    it; beyond that a new connection is accepted and closed. (aio_init()
+ *    to --max-conns (at most AIO_CONNS_MAX; its default counts the two
+ *    descriptors of each); beyond that a new connection is accepted and
+ *    closed. (aio_init()
  *    only counts before the process's first asynchronous request.)
  *  - The helper threads block every signal, so a write to a vanished
  *    peer leaves its SIGPIPE pending on that thread, harmlessly.
@@ -114,7 +115,6 @@
 #define SCAN_MS 1000
 #define TEARDOWN_MS 2000
 #define HIGH_WATER_DEFAULT (256 * 1024)
-#define AIO_CONNS_DEFAULT 1024
 #define AIO_CONNS_MAX 16384
 #define SIGINFO_BATCH 64
 
@@ -547,10 +547,7 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
                  socklen_t peerlen)
 {
     iop_server *s = L->s;
-    if (L->nconns >= L->cap) {
-        iop_report(s, IOP_LOG_INFO, "refusing a connection: %zu clients already "
-                   "(%s)", L->nconns, s->cfg.max_conns ? "--max-conns" :
-                   "the aio model's limit; see --max-conns");
+    if (!iop__admit(s, &s->refuse_ep, (unsigned)L->nconns)) {
         close(fd);
         return;
     }
@@ -633,6 +630,7 @@ static void accept_some(struct aloop *L)
                 iop_report(L->s, IOP_LOG_INFO, "accept: recovered");
                 iop__episode_end(&L->accept_ep);
             }
+            iop__refusals_caught_up(L->s, &L->s->refuse_ep);
             return;
         }
         if (fd < 0) {
@@ -771,8 +769,7 @@ static int set_nonblocking(int fd)
 static int run_aio(iop_server *s)
 {
     struct aloop L = {.s = s, .sfd = -1, .spare = -1, .hint = {-1, -1}};
-    L.cap = !s->cfg.max_conns ? AIO_CONNS_DEFAULT
-          : s->cfg.max_conns < AIO_CONNS_MAX ? s->cfg.max_conns : AIO_CONNS_MAX;
+    L.cap = s->max_conns; /* at most AIO_CONNS_MAX: iop_server_open() saw to it */
     L.high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
     L.low_water = s->cfg.low_water ? s->cfg.low_water : L.high_water / 4;
 
@@ -869,5 +866,7 @@ const struct iop__model iop__model_aio = {
         .datagram = 0,
         .shared_state = 1,
     },
+    .conn_fds = 2, /* fd and wfd */
+    .max_conns_ceiling = AIO_CONNS_MAX,
     .run = run_aio,
 };

@@ -42,6 +42,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -59,6 +60,7 @@ struct worker {
     int accept_paused;
     int last_err;      /* the accept failure last reported */
     int accepted;      /* for --once */
+    struct iop__episode refusing; /* --max-conns, FD_SETSIZE */
     struct iop__timer accept_resume;
     int result;
 };
@@ -114,10 +116,7 @@ static void conn_closed(struct iop__evctx *x)
 static void take(struct worker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
     iop_server *s = w->s;
-    unsigned max = s->cfg.max_conns;
-    if (max && atomic_load(&s->live_conns) >= max) {
-        iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients already "
-                   "(--max-conns)", max);
+    if (!iop__admit(s, &w->refusing, atomic_load(&s->live_conns))) {
         close(fd);
         return;
     }
@@ -129,12 +128,12 @@ static void take(struct worker *w, int fd, struct sockaddr_storage *peer, sockle
     int r = iop__evconn_open(&w->x, fd, peer, len);
     if (r != 0) {
         atomic_fetch_sub(&s->live_conns, 1);
-        if (r == -EMFILE && r != w->last_err)
-            iop_report(s, IOP_LOG_ERROR, "descriptor %d is beyond what %s can "
-                       "watch; closing that connection", fd, iop__loop_backend(w->loop));
-        else if (r != w->last_err)
-            iop_report(s, IOP_LOG_ERROR, "cannot serve a connection: %s", iop_strerror(r));
-        w->last_err = r;
+        if (r == -EMFILE) /* a refusal, not an accept() failure: no "recovered" */
+            iop__refuse(s, &w->refusing, r, "descriptor %d is beyond what %s can watch",
+                        fd, iop__loop_backend(w->loop));
+        else
+            iop__refuse(s, &w->refusing, r, "cannot serve a connection: %s",
+                        iop_strerror(r));
         return;
     }
     w->accepted = 1;
@@ -159,6 +158,7 @@ static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
                     iop_report(w->s, IOP_LOG_INFO, "accept: recovered");
                     w->last_err = 0;
                 }
+                iop__refusals_caught_up(w->s, &w->refusing);
                 return;
             }
             if (e == EINTR || e == ECONNABORTED || e == EPROTO)
@@ -292,14 +292,16 @@ static int run_evloop(iop_server *s)
     return r;
 }
 
-#define EVENT_MODEL(id, nm, what)                                             \
+#define EVENT_MODEL(id, nm, what, ceiling)                                    \
     const struct iop__model iop__model_##id = {                                \
         .info = {.name = nm, .summary = what, .datagram = 1, .shared_state = 1}, \
         .backend = nm,                                                         \
+        .fd_ceiling = ceiling,                                                 \
         .run = run_evloop,                                                     \
     }
 
-EVENT_MODEL(epoll, "epoll", "one process, an epoll event loop (-w N: N loops)");
-EVENT_MODEL(kqueue, "kqueue", "one process, a kqueue event loop (-w N: N loops)");
-EVENT_MODEL(poll, "poll", "one process, a poll() event loop (-w N: N loops)");
-EVENT_MODEL(select, "select", "one process, a select() event loop (-w N: N loops)");
+EVENT_MODEL(epoll, "epoll", "one process, an epoll event loop (-w N: N loops)", 0);
+EVENT_MODEL(kqueue, "kqueue", "one process, a kqueue event loop (-w N: N loops)", 0);
+EVENT_MODEL(poll, "poll", "one process, a poll() event loop (-w N: N loops)", 0);
+EVENT_MODEL(select, "select", "one process, a select() event loop (-w N: N loops)",
+            FD_SETSIZE);

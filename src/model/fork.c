@@ -146,9 +146,7 @@ static int run_fork(iop_server *s)
             continue;
         }
         iop__accept_ok(s);
-        if (s->cfg.max_conns && c->n >= s->cfg.max_conns) {
-            iop_report(s, IOP_LOG_INFO, "refusing a connection: %zu clients "
-                       "already (--max-conns)", c->n);
+        if (!iop__admit(s, &s->refuse_ep, (unsigned)c->n)) {
             close(fd);
             continue;
         }

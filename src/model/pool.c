@@ -179,9 +179,7 @@ static void accept_loop(struct pool *p)
             continue;
         }
         iop__accept_ok(s);
-        if (s->cfg.max_conns && iop__registry_count(&p->reg) >= s->cfg.max_conns) {
-            iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients "
-                       "already (--max-conns)", s->cfg.max_conns);
+        if (!iop__admit(s, &s->refuse_ep, (unsigned)iop__registry_count(&p->reg))) {
             close(it.fd);
             continue;
         }

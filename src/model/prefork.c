@@ -228,18 +228,25 @@ static void slot_busy(struct prefork *p, int busy)
     }
 }
 
-/* In the parent, while every slot is busy: accept and close what waits. */
+/* In the parent, while every slot is busy: accept and close what waits.
+ * Once a slot is free, the children serve again: the refusals' episode
+ * ends there (it is the parent's, and the children admit). */
 static void turn_away(struct prefork *p)
 {
     iop_server *s = p->s;
+    if (!all_busy(p)) {
+        iop__episode_ok(&s->refuse_ep);
+        iop__refusals_caught_up(s, &s->refuse_ep);
+        return;
+    }
     while (all_busy(p)) {
         struct sockaddr_storage peer;
         socklen_t len;
         int fd = iop__accept_one(s, &peer, &len);
         if (fd < 0)
             return; /* EAGAIN: none left; others: the children meet them too */
-        iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients already "
-                   "(--max-conns)", p->want);
+        iop__refuse(s, &s->refuse_ep, -EUSERS, "%u clients already (--max-conns)",
+                    p->want);
         close(fd);
     }
 }
@@ -482,8 +489,8 @@ static int run_prefork(iop_server *s)
             iop__children_reap(&p.kids, child_exited, &p);
         if (pf[2].revents)
             drain_pipe(p.full[0]);
-        if (pf[3].revents)
-            turn_away(&p);
+        if (pf[3].revents || (s->refuse_ep.err && !all_busy(&p)))
+            turn_away(&p); /* refuse, or end the refusals once a slot is free */
     }
     if (p.once_done)
         iop_server_stop(s); /* wakes any child still waiting (none with one) */

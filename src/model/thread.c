@@ -76,7 +76,7 @@ static int run_thread(iop_server *s)
     if (r != 0)
         return r;
     int served = 0;
-    struct iop__episode failing = {0, 0}; /* pthread_create() failures */
+    struct iop__episode failing = {0, 0, 0}; /* pthread_create() failures */
     while (!(s->cfg.once && served)) {
         if (iop__episode_may_end(&failing) && iop__listener_idle(s)) {
             iop_report(s, IOP_LOG_INFO, "thread: recovered");
@@ -99,9 +99,7 @@ static int run_thread(iop_server *s)
             continue;
         }
         iop__accept_ok(s);
-        if (s->cfg.max_conns && iop__registry_count(&reg) >= s->cfg.max_conns) {
-            iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients "
-                       "already (--max-conns)", s->cfg.max_conns);
+        if (!iop__admit(s, &s->refuse_ep, (unsigned)iop__registry_count(&reg))) {
             close(j->fd);
             free(j);
             continue;

@@ -318,10 +318,7 @@ void uring_conn_closed(struct uworker *w)
 static void take(struct uworker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
     iop_server *s = w->s;
-    unsigned max = s->cfg.max_conns;
-    if (max && atomic_load(&s->live_conns) >= max) {
-        iop_report(s, IOP_LOG_INFO, "refusing a connection: %u clients already "
-                   "(--max-conns)", max);
+    if (!iop__admit(s, &w->refusing, atomic_load(&s->live_conns))) {
         close(fd);
         return;
     }
@@ -363,13 +360,15 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
         }
         take(w, res, &peer, len);
         /* Caught up (no client waits: a multishot accept has no EAGAIN to
-         * say so): the episode ends (see iop__accept_failed()). */
-        if (w->accept_took) {
+         * say so): the episodes end (see iop__accept_failed()). */
+        if (w->accept_took || iop__episode_may_end(&w->refusing)) {
             struct pollfd pf = {.fd = w->listen_fd, .events = POLLIN};
             if (poll(&pf, 1, 0) == 0) {
-                iop_report(s, IOP_LOG_INFO, "accept: recovered");
+                if (w->accept_took)
+                    iop_report(s, IOP_LOG_INFO, "accept: recovered");
                 w->last_err = 0;
                 w->accept_took = 0;
+                iop__refusals_caught_up(s, &w->refusing);
             }
         }
     } else if (res == -EINVAL && w->ms_accept && !w->accept_proven) {

@@ -28,10 +28,9 @@
  *
  * Models: the room is memory shared by all connections
  * (IOP_SERVICE_SHARED_STATE), so chat runs under the single-process and
- * threaded models and fork and prefork refuse it at start. Under
- * iterative, one client is served at a time, so the room never holds more
- * than one: every line goes to nobody, and the next client waits in the
- * listen backlog until the current one leaves.
+ * threaded models and fork and prefork refuse it at start. So does
+ * iterative (IOP_SERVICE_CLIENTS_TOGETHER): it serves one client at a
+ * time, so the room would never hold more than one.
  *
  * One room per server: a process running two chat servers has two rooms.
  * With -v the server logs "chat: user3 has joined" and "... has left"
@@ -137,7 +136,7 @@ const struct iop_service iop_service_chat = {
     .name = "chat",
     .summary = "a chat room: each line goes to every other client (ncat --chat)",
     .framing = IOP_FRAMING_LINE,
-    .flags = IOP_SERVICE_SHARED_STATE,
+    .flags = IOP_SERVICE_SHARED_STATE | IOP_SERVICE_CLIENTS_TOGETHER,
     .on_open = chat_open,
     .on_message = chat_message,
     .on_close = chat_close,

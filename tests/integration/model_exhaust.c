@@ -295,7 +295,10 @@ static void emfile_full(void **state)
     (void)state;
     struct server s;
     rlim_t before = set_own_nofile(FULL_LIMIT); /* the server inherits it */
-    int ok = server_start_on(&s, model, "tcp4", "echo", NULL);
+    /* --max-conns above the limit: descriptors run out first (the default
+     * would refuse clients before that: default_max_conns). */
+    static const char *const extra[] = {"--max-conns", "1000", NULL};
+    int ok = server_start_on(&s, model, "tcp4", "echo", extra);
     set_own_nofile(before);
     if (ok != 0)
         fail_msg("cannot start echo under %s with RLIMIT_NOFILE %d", model, FULL_LIMIT);

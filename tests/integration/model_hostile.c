@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -605,6 +606,9 @@ static void max_conns_flood(void **state)
             client_close(extra_fd[i]);
         }
         long long refused_in = now_ms() - t0;
+        /* A flood is one episode: one line for all FLOOD_EXTRA. */
+        CHECK(&s, server_stderr_count(&s, "refusing new connections: 4 clients already "
+                                          "(--max-conns)") == 1);
         for (int i = 0; i < nhold; i++)
             CHECK(&s, echo_once(hold[i], 100));
         for (int i = 0; i < nhold; i++)
@@ -621,11 +625,75 @@ static void max_conns_flood(void **state)
         }
         fprintf(stderr, "max_conns_flood: %d extra clients all closed by the server "
                 "within %lld ms; the holders served throughout\n", eof, refused_in);
+        /* Its end, once clients are served again. (A fresh client may be
+         * refused while a holder is still counted, and start another.) */
+        CHECK(&s, server_wait_stderr(&s, "accepting new connections again", IO_MS));
+        int refusing = server_stderr_count(&s, "refusing new connections");
+        int again = server_stderr_count(&s, "accepting new connections again");
+        CHECK(&s, refusing - again == 0 || refusing - again == 1);
     }
     int fds = settle(proc_tree_fds, s.pid, fds0);
     if (fds > fds0)
         fprintf(stderr, "max_conns_flood: %d descriptors before, %d after\n", fds0, fds);
     CHECK(&s, fds <= fds0);
+    server_stop_clean(&s);
+}
+
+/* ---- --max-conns by default ---------------------------------------------------------- */
+
+#define DEFAULT_NOFILE 64
+
+/* Without --max-conns, a server under RLIMIT_NOFILE 64 serves what the
+ * limit holds (the -v "limits:" line says how many) and refuses the rest
+ * at once, with one line for the flood: it neither runs out of
+ * descriptors nor lets a flood take them all. */
+static void default_max_conns(void **state)
+{
+    (void)state;
+    struct server s;
+    /* pool: threads for every client the limit admits (16 by default here,
+     * the rest would wait queued, unanswered). */
+    static const char *const extra[] = {"-v", NULL}, *const extra_pool[] = {"-v", "-w", "40", NULL};
+    struct rlimit lim, low;
+    CHECK(&s, getrlimit(RLIMIT_NOFILE, &lim) == 0);
+    low = lim;
+    low.rlim_cur = DEFAULT_NOFILE; /* the server inherits it */
+    CHECK(&s, setrlimit(RLIMIT_NOFILE, &low) == 0);
+    int ok = server_start_on(&s, model, "tcp4", "echo",
+                             strcmp(model, "pool") == 0 ? extra_pool : extra);
+    setrlimit(RLIMIT_NOFILE, &lim);
+    if (ok != 0)
+        fail_msg("cannot start echo under %s with RLIMIT_NOFILE %d", model, DEFAULT_NOFILE);
+    CHECK(&s, server_wait_stderr(&s, "clients (default)", IO_MS));
+    const char *p = strstr(s.err, "limits: ");
+    int max = p ? atoi(p + 8) : 0;
+    /* 32 kept back from 64; aio holds two descriptors a connection. */
+    CHECK(&s, max == (strcmp(model, "aio") == 0 ? 16 : 32));
+
+    int hold[32], extra_fd[FLOOD_EXTRA];
+    for (int i = 0; i < max; i++) {
+        hold[i] = served_client(&s);
+        CHECK(&s, hold[i] >= 0);
+    }
+    for (int i = 0; i < FLOOD_EXTRA; i++) {
+        extra_fd[i] = client_connect(&s);
+        CHECK(&s, extra_fd[i] >= 0);
+    }
+    for (int i = 0; i < FLOOD_EXTRA; i++) {
+        CHECK(&s, peer_closed(extra_fd[i], IO_MS) == 1);
+        client_close(extra_fd[i]);
+    }
+    CHECK(&s, server_stderr_count(&s, "refusing new connections") == 1);
+    CHECK(&s, server_stderr_count(&s, "--max-conns's default") == 1);
+    CHECK(&s, server_stderr_count(&s, "pausing") == 0); /* never out of descriptors */
+    for (int i = 0; i < max; i++) {
+        CHECK(&s, echo_once(hold[i], 100));
+        client_close(hold[i]);
+    }
+    int z = served_client(&s);
+    CHECK(&s, z >= 0);
+    client_close(z);
+    CHECK(&s, server_wait_stderr(&s, "accepting new connections again", IO_MS));
     server_stop_clean(&s);
 }
 
@@ -644,5 +712,9 @@ int main(int argc, char **argv)
     harness_add_case(&cases, "tcp4", "nonreader_memory", nonreader_memory, NULL);
     harness_add_case(&cases, "tcp4", "abrupt_peers", abrupt_peers, NULL);
     harness_add_case(&cases, "tcp4", "max_conns_flood", max_conns_flood, NULL);
+    /* iterative serves one at a time; prefork's N children bound it (its
+     * clients beyond N wait in the backlog unless --max-conns is given). */
+    if (!serves_few)
+        harness_add_case(&cases, "tcp4", "default_max_conns", default_max_conns, NULL);
     return harness_run_cases(&cases, "model_hostile", model);
 }
