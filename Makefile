@@ -7,6 +7,9 @@
 #   make demo   every model side by side (ioplex compare --quick), then the
 #               course's exchange over every transport
 #   make bench  the benchmarks (bench/; never part of the tests)
+#   make install  the library, header, tool, ioplex.pc and the CMake
+#               package under PREFIX (default /usr/local), staged under
+#               DESTDIR if given (GNU conventions)
 
 JOBS ?= 2
 # Tests at a time. Most of a test's time is spent waiting (timeouts,
@@ -15,7 +18,10 @@ JOBS ?= 2
 TEST_JOBS ?= 3
 CMAKE_FLAGS ?=
 
-.PHONY: all build setup test test-normal test-asan test-tsan demo bench clean
+.PHONY: all build setup test test-normal test-asan test-tsan demo bench clean install
+
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 all: build
 
@@ -73,6 +79,10 @@ bench: setup
 	cmake -S . -B build-bench -DIOPLEX_WERROR=ON -DIOPLEX_BENCH=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build build-bench -j $(JOBS)
 	sh bench/idle_memory.sh build-bench
+
+# What `make` built; cmake --install takes DESTDIR from the environment.
+install: build
+	DESTDIR='$(DESTDIR)' cmake --install build --prefix '$(PREFIX)'
 
 clean:
 	rm -rf build build-asan build-tsan build-bench build-fuzz

@@ -1,0 +1,134 @@
+#!/bin/sh
+# Install ioplex into a fresh, staged prefix, then build the README's
+# library example (the blocks marked "install-test") against it: with
+# pkg-config and with find_package, shared and static, and run each build
+# against the installed tool. Nothing from the environment helps: the
+# consumers get only the .pc file's path or CMAKE_PREFIX_PATH.
+# Usage: run.sh SOURCE_DIR BUILD_DIR
+set -eu
+src=$(cd "$1" && pwd -P)
+bld=$(cd "$2" && pwd -P)
+readme=$src/README.md
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ioplex-install.XXXXXX")
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+fail() { echo "install test: FAIL: $*" >&2; exit 1; }
+show() { sed 's/^/  | /' "$1" >&2; }
+
+unset PKG_CONFIG_PATH LD_LIBRARY_PATH LIBRARY_PATH CPATH C_INCLUDE_PATH \
+      CMAKE_PREFIX_PATH ioplex_DIR DESTDIR
+
+# The prefix recorded at install does not exist: every file is staged
+# under DESTDIR, and both packages must work from there, where they lie.
+fake=/nonexistent/ioplex-install-test.$$
+# lib, or lib/<multiarch> where the build was configured for /usr
+lib=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$bld/CMakeCache.txt")
+[ -n "$lib" ] || fail "no CMAKE_INSTALL_LIBDIR in $bld/CMakeCache.txt"
+stage=$T/stage
+P=$stage$fake
+[ ! -e "$fake" ] || fail "$fake exists"
+if [ "$bld" = "$src/build" ]; then
+    # `make install`, without remaking what is built (-o build): the suite
+    # tests this build and must not reconfigure it while other tests run.
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+        make -s -C "$src" -o build install PREFIX="$fake" DESTDIR="$stage" \
+        >"$T/install.log" 2>&1 || { show "$T/install.log"; fail "make install"; }
+else
+    echo "install test: $bld is not $src/build, which make install installs: using what it runs, cmake --install"
+    DESTDIR=$stage cmake --install "$bld" --prefix "$fake" \
+        >"$T/install.log" 2>&1 || { show "$T/install.log"; fail "cmake --install"; }
+fi
+[ ! -e "$fake" ] || fail "DESTDIR not honoured: files under $fake"
+for f in bin/ioplex include/ioplex.h $lib/libioplex.so $lib/libioplex.a \
+         $lib/pkgconfig/ioplex.pc $lib/cmake/ioplex/ioplexConfig.cmake \
+         $lib/cmake/ioplex/ioplexConfigVersion.cmake; do
+    [ -e "$P/$f" ] || { show "$T/install.log"; fail "not installed: $P/$f"; }
+done
+echo "install test: installed under DESTDIR=$stage PREFIX=$fake"
+
+# The consumer, from the README's marked blocks.
+extract() {
+    awk -v name="$1" '
+        $0 == "<!-- install-test: " name " -->" { armed = 1; next }
+        armed && /^```/ { if (inside) exit; inside = 1; next }
+        inside { print }' "$readme"
+}
+C=$T/consumer
+mkdir "$C"
+for b in mine.c CMakeLists.txt pkg-config.sh; do
+    extract "$b" >"$C/$b"
+    [ -s "$C/$b" ] || fail "README.md has no block marked <!-- install-test: $b -->"
+done
+# The README installs under /opt/ioplex (libdir lib); here that is $P.
+sed -e "s|/opt/ioplex/lib/|$P/$lib/|g" -e "s|/opt/ioplex|$P|g" \
+    "$C/pkg-config.sh" >"$C/pkg-config.run"
+
+real() { (cd "$1" 2>/dev/null && pwd -P) || echo "$1 (missing)"; }
+pc=$P/$lib/pkgconfig/ioplex.pc
+inc=$(pkg-config --variable=includedir "$pc")
+[ "$(real "$inc")" = "$(real "$P/include")" ] ||
+    fail "ioplex.pc's includedir is $inc, not the installed $P/include"
+
+# shared library: needs libioplex.so from the installed tree
+shared_ok() {
+    line=$(ldd "$1" | grep 'libioplex\.so') || fail "$1 does not use libioplex.so"
+    case "$line" in
+        *"=> $P/"*) ;;
+        *) fail "$1 finds libioplex.so elsewhere: $line" ;;
+    esac
+}
+static_ok() {
+    ! ldd "$1" | grep -q 'libioplex\.so' || fail "$1 uses libioplex.so, not the archive"
+}
+
+# A build must print its address, echo one line to one client (the
+# installed tool), and then exit 0 (cfg.once).
+serve_once() { # BINARY LABEL
+    out=$T/$2.out
+    timeout 20 "$1" tcp://127.0.0.1:0 >"$out" 2>&1 &
+    pid=$!
+    pids="$pids $pid"
+    addr="" i=0
+    while [ -z "$addr" ] && [ $i -lt 100 ]; do
+        sleep 0.1
+        addr=$(sed -n 's|^serving on tcp://||p' "$out")
+        i=$((i + 1))
+    done
+    [ -n "$addr" ] || { show "$out"; fail "$2: printed no address"; }
+    want="hello from $2"
+    got=$(echo "$want" | timeout 10 "$P/bin/ioplex" connect "${addr%:*}" "${addr##*:}") ||
+        fail "$2: ioplex connect $addr failed ($?)"
+    [ "$got" = "$want" ] || fail "$2: sent '$want', got '$got'"
+    rc=0
+    wait "$pid" || rc=$?
+    [ $rc -eq 0 ] || { show "$out"; fail "$2: exit status $rc after its one client"; }
+    echo "install test: $2: served '$want' and exited 0"
+}
+
+# pkg-config: the README's commands, as they are.
+(cd "$C" && sh -ex pkg-config.run) >"$T/pc.log" 2>&1 ||
+    { show "$T/pc.log"; fail "the README's pkg-config build"; }
+shared_ok "$C/mine"
+static_ok "$C/mine_static"
+serve_once "$C/mine" pkg-config.shared
+serve_once "$C/mine_static" pkg-config.static
+
+# CMake: the README's CMakeLists.txt, the prefix given as CMAKE_PREFIX_PATH.
+cmake -S "$C" -B "$C/build" -DCMAKE_PREFIX_PATH="$P" >"$T/cmake.log" 2>&1 ||
+    { show "$T/cmake.log"; fail "find_package(ioplex) in the README's CMakeLists.txt"; }
+dir=$(sed -n 's/^ioplex_DIR:PATH=//p' "$C/build/CMakeCache.txt")
+[ "$(real "$dir")" = "$(real "$P/$lib/cmake/ioplex")" ] ||
+    fail "find_package(ioplex) took $dir, not the installed $P/$lib/cmake/ioplex"
+cmake --build "$C/build" >>"$T/cmake.log" 2>&1 ||
+    { show "$T/cmake.log"; fail "building the README's CMake project"; }
+shared_ok "$C/build/mine"
+static_ok "$C/build/mine_static"
+serve_once "$C/build/mine" cmake.shared
+serve_once "$C/build/mine_static" cmake.static
+echo "install test: passed"
