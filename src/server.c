@@ -294,9 +294,15 @@ void iop_server_close(iop_server *s)
         return;
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
-        /* Only the process that bound it removes the socket file. */
-        if (iop_transport_is_unix(s->cfg.addr.transport) && s->owner == getpid())
-            unlink(s->cfg.addr.path);
+        /* Only the process that bound it removes the socket file. After
+         * --user, that takes a directory the user may write to: say so
+         * when it is not, rather than leave the file silently. */
+        if (iop_transport_is_unix(s->cfg.addr.transport) && s->owner == getpid() &&
+            unlink(s->cfg.addr.path) != 0 && errno != ENOENT)
+            iop_report(s, IOP_LOG_ERROR, "cannot remove the socket file %s: %s%s",
+                       s->cfg.addr.path, strerror(errno), s->cfg.user ?
+                       " (after --user, the server can remove it only from a directory "
+                       "that user may write to)" : "");
     }
     iop__worker_listeners_close(s);
     for (int i = 0; i < 2; i++)

@@ -686,6 +686,38 @@ static void test_unix_user(void **state)
     unix_user("fork");
 }
 
+/* --user with the socket in a directory only root may write to: the server
+ * cannot remove the file at exit, and says so in one line (exit 0 still);
+ * the next start replaces the stale file. */
+static void test_unix_user_unremovable(void **state)
+{
+    (void)state;
+    NEED_ROOT();
+    char dir[256], path[300];
+    assert_non_null(harness_tmp_path(dir, sizeof dir, "rootdir"));
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0755), 0); /* whatever the umask */
+    snprintf(path, sizeof path, "%s/ack.sock", dir);
+    struct server s;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(server_startl(&s, "--user", "nobody", "-U", path, NULL), 0);
+        expect_ack(&s, "in root's directory");
+        assert_int_equal(server_stop(&s, 0), 0);
+        if (server_stderr_count(&s, "cannot remove the socket file") != 1 ||
+            server_stderr_count(&s, path) < 1 ||
+            server_stderr_count(&s, "that user may write to") != 1) {
+            server_dump(&s);
+            fail_msg("--user nobody -U <root's directory>: want one line saying the "
+                     "socket file could not be removed");
+        }
+        struct stat st;
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+    }
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* A socket file left by a dead server is replaced, and given the mode and
  * owner asked, as a new one would be. */
 static void test_stale_replaced_with_mode_and_owner(void **state)
@@ -786,6 +818,7 @@ int main(void)
         cmocka_unit_test_teardown(test_mode, harness_teardown),
         cmocka_unit_test_teardown(test_bad_mode, harness_teardown),
         cmocka_unit_test_teardown(test_unix_user, harness_teardown),
+        cmocka_unit_test_teardown(test_unix_user_unremovable, harness_teardown),
         cmocka_unit_test_teardown(test_stale_replaced_with_mode_and_owner, harness_teardown),
         cmocka_unit_test_teardown(test_not_a_socket_kept, harness_teardown),
         cmocka_unit_test_teardown(test_help_documents_flags, harness_teardown),
