@@ -142,6 +142,13 @@ static int interactive(struct client *cl)
 
 /* ---- netcat mode ---------------------------------------------------------- */
 
+/*
+ * The peer's FIN ends reading, not writing: stdin is still sent to its
+ * end and then half-closed, as nc -N does (a peer may shut its side at
+ * once and only listen: nc -l -N < /dev/null). The client exits when both
+ * directions are done. Input that could not be sent (the peer reset the
+ * connection) is an error: one line, a non-zero exit.
+ */
 static int pump_stream(struct client *cl)
 {
     char *out = malloc(CHUNK); /* stdin bytes not yet sent */
@@ -152,7 +159,8 @@ static int pump_stream(struct client *cl)
         return fail(-ENOMEM, "buffers");
     }
     size_t out_off = 0, out_len = 0;
-    int stdin_open = 1, write_shut = 0, rc = EXIT_OK;
+    int stdin_open = 1, write_shut = 0, read_open = 1, rc = EXIT_OK;
+    int lost = 0; /* the error that stopped stdin being sent, negative */
     fcntl(cl->fd, F_SETFL, fcntl(cl->fd, F_GETFL) | O_NONBLOCK);
     for (;;) {
         /* At stdin EOF, once everything is sent, half-close: the server
@@ -161,9 +169,14 @@ static int pump_stream(struct client *cl)
             shutdown(cl->fd, SHUT_WR);
             write_shut = 1;
         }
+        if (write_shut && !read_open)
+            break;
+        /* After the peer's FIN the socket is polled for errors only (a
+         * reset while stdin is still being sent). */
         struct pollfd p[2] = {
             {.fd = stdin_open && out_len == 0 ? STDIN_FILENO : -1, .events = POLLIN},
-            {.fd = cl->fd, .events = POLLIN | (out_len ? POLLOUT : 0)},
+            {.fd = cl->fd,
+             .events = (short)((read_open ? POLLIN : 0) | (out_len ? POLLOUT : 0))},
         };
         int n = poll(p, 2, cl->timeout_ms);
         if (n < 0 && errno == EINTR)
@@ -191,32 +204,43 @@ static int pump_stream(struct client *cl)
             if (r > 0) {
                 out_off += (size_t)r;
                 out_len -= (size_t)r;
-            } else if (r < 0 && errno != EAGAIN && errno != EINTR &&
-                       errno != EPIPE && errno != ECONNRESET) {
-                /* The connection itself failed (ETIMEDOUT, EHOSTUNREACH,
-                 * ...). send() has taken the socket's error, so recv()
-                 * would now say 0, a clean end: stop here with the error. */
-                rc = fail(-errno, "send");
-                break;
             } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
-                /* The peer stopped reading for good; what it sends back
-                 * may still matter, so keep reading. */
+                /* The connection failed (reset, ETIMEDOUT, EHOSTUNREACH):
+                 * input is lost. What the peer sent before may still
+                 * matter, so it is read to the end before the error. */
+                lost = -errno;
                 out_len = 0;
                 stdin_open = 0;
                 write_shut = 1;
             }
+        } else if (!read_open && (p[1].revents & (POLLERR | POLLHUP))) {
+            /* Reset while nothing was being sent, after the peer's FIN. */
+            int err = 0;
+            socklen_t elen = sizeof err;
+            getsockopt(cl->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+            lost = err ? -err : -EPIPE;
+            break;
         }
-        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (read_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t r = recv(cl->fd, in, CHUNK, 0);
-            if (r == 0)
-                break; /* the peer closed: done */
-            if (r < 0 && errno != EAGAIN && errno != EINTR) {
-                rc = fail(-errno, "recv");
+            if (r == 0) {
+                read_open = 0; /* the peer's FIN: keep sending stdin */
+                if (lost)
+                    break;
+            } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
+                if (!lost && (stdin_open || out_len))
+                    lost = -errno; /* said once, below */
+                else if (!lost)
+                    rc = fail(-errno, "recv");
                 break;
-            }
-            if (r > 0 && write_all(STDOUT_FILENO, in, (size_t)r) != 0)
+            } else if (r > 0 && write_all(STDOUT_FILENO, in, (size_t)r) != 0) {
                 break; /* stdout is gone: nothing left to deliver to */
+            }
         }
+    }
+    if (lost) {
+        cli_error("connect", "%s before the end of stdin was sent", iop_strerror(lost));
+        rc = cli_exit_code(lost);
     }
     free(out);
     free(in);
@@ -293,8 +317,10 @@ static void usage(FILE *f)
             "\n"
             "On a terminal: the course's client (prompt, send one line, print the\n"
             "answer). Otherwise like netcat: stdin to the socket, the socket to\n"
-            "stdout; at the end of stdin the socket is half-closed, and the client\n"
-            "exits when the server closes. Over UDP each read of stdin is one\n"
+            "stdout; at the end of stdin the socket is half-closed. The server's\n"
+            "close ends reading, not sending: the client exits once stdin is sent\n"
+            "and the server has closed (exit 1 if the server reset the connection\n"
+            "before the end of stdin was sent). Over UDP each read of stdin is one\n"
             "datagram; after the end of stdin the client waits for one answer per\n"
             "datagram, or -w seconds of silence (default 2).\n"
             "\n"
