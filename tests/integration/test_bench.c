@@ -720,6 +720,59 @@ static void test_unreachable(void **state)
     expect_error("no unix server", &r, 4, path, NULL);
 }
 
+/*
+ * Bench ends its connections as a client should: FIN, not RST. A -v
+ * server logs each close, and "Connection reset by peer" for a reset;
+ * the runs end with messages in flight (pingpong, -P 4, by time) or bytes
+ * still coming back (stream to echo), where close() with unread input
+ * resets.
+ */
+static void no_reset(const char *what, const char *const args[], unsigned conns)
+{
+    struct server s;
+    assert_int_equal(server_startl(&s, "-v", "-m", "thread", "-S", "echo", "127.0.0.1", "0",
+                                   NULL),
+                     0);
+    const char *argv[24] = {"bench"};
+    size_t n = 1;
+    for (size_t i = 0; args[i]; i++)
+        argv[n++] = args[i];
+    argv[n++] = s.address;
+    argv[n] = NULL;
+    struct tool_result r;
+    tool_run(&r, argv, RUN_TIMEOUT_MS);
+    if (r.code != 0) {
+        tool_show(what, &r);
+        fail_msg("%s: want exit 0", what);
+    }
+    /* Every connection's close logged (the probe's too), then none reset. */
+    long long deadline = now_ms() + HARNESS_IO_TIMEOUT_MS;
+    while (server_stderr_count(&s, "close ") < (int)conns + 1 && now_ms() < deadline) {
+        server_pump(&s);
+        sleep_ms(10);
+    }
+    CHECK(&s, server_stderr_count(&s, "close ") == (int)conns + 1);
+    if (server_stderr_count(&s, "reset by peer") != 0) {
+        tool_show(what, &r);
+        server_dump(&s);
+        fail_msg("%s: the server saw %d of bench's connections reset", what,
+                 server_stderr_count(&s, "reset by peer"));
+    }
+    server_stop_clean(&s);
+}
+
+static void test_clean_close(void **state)
+{
+    (void)state;
+    no_reset("pingpong -c 8 -P 4",
+             (const char *const[]){"-c", "8", "-P", "4", "-d", "0.5", "--warmup", "0", SLACK,
+                                   NULL},
+             8);
+    no_reset("stream -c 4", (const char *const[]){"-m", "stream", "-c", "4", "-d", "0.5",
+                                                  "--warmup", "0", SLACK, NULL},
+             4);
+}
+
 /* stdout is one JSON object for an error: expect_all() alone passes on
  * empty input (jq prints nothing, so no filter is false). */
 static void expect_json_error(const char *what, const struct tool_result *r, int code)
@@ -825,6 +878,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unreachable, teardown),
         cmocka_unit_test_teardown(test_fd_limit, teardown),
         cmocka_unit_test_teardown(test_json_errors, teardown),
+        cmocka_unit_test_teardown(test_clean_close, teardown),
         cmocka_unit_test_teardown(test_pingpong_counts, teardown),
         cmocka_unit_test_teardown(test_pingpong_human, teardown),
         cmocka_unit_test_teardown(test_framing, teardown),
