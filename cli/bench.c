@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -32,6 +33,7 @@
 #define STREAM_MSG_MAX (16u << 20) /* a message over a stream */
 #define BYTES_MAX (64u << 20)      /* the bytes service's limit */
 #define GRACE_NS (3 * NS)          /* hard stop: this long past the end */
+#define FD_SPARE 8                 /* descriptors beyond the connections' (libc's) */
 
 static volatile sig_atomic_t interrupted;
 
@@ -89,7 +91,10 @@ static void usage(FILE *f)
             "mismatch, descriptor limit, other) and explained in the summary. The\n"
             "run stops at the duration (or -n), and in any case a few seconds past it.\n"
             "If no message got through the exit code says why: 4 refused, 5 timed\n"
-            "out, 1 anything else.\n\n"
+            "out, 1 anything else. More connections than the descriptor limit\n"
+            "(ulimit -Hn) allows are refused at the start (2). With --json, an error\n"
+            "that ends the run early is a JSON object too: {\"error\": the line,\n"
+            "\"exit_code\": N}.\n\n"
             EXIT_CODES_HELP);
 }
 
@@ -97,6 +102,8 @@ enum {
     OPT_WARMUP = 256, OPT_FRAMING, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL,
     OPT_INTERVAL_FILE, OPT_HGRM,
 };
+
+#define OPTSTRING ":m:c:t:d:n:s:P:R:uU:46qh"
 
 static const struct option options[] = {
     {"mode", required_argument, NULL, 'm'},
@@ -217,23 +224,59 @@ static int check_fit(struct bench_cfg *cfg, const struct given *g)
 
 /* ---- the environment ---------------------------------------------------------- */
 
-/* Raise the soft descriptor limit to the hard one: a connection is a
- * descriptor, and the default soft limit (1024) is far below what a
- * bench wants. */
-static long raise_fd_limit(void)
+/* Descriptors open now, or -1 if /proc cannot say. */
+static long open_fds(void)
 {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/*
+ * Every connection is a descriptor, all open at once: raise the soft
+ * RLIMIT_NOFILE to the hard one (as HAProxy does for its maxconn) and, if
+ * even the hard limit is short of what -c needs, refuse now. Running
+ * anyway spins on EMFILE, and the spinning loop reads the server's answers
+ * late: the generator's own limit blamed on the server.
+ */
+static int fit_fd_limit(struct bench_cfg *cfg)
+{
+    long open = open_fds();
+    long need = (open > 0 ? open : 5) + (long)cfg->threads /* epoll */ + (long)cfg->conns +
+                FD_SPARE;
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        cli_error(CMD, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return EXIT_ERROR;
+    }
     if (rl.rlim_cur < rl.rlim_max) {
         struct rlimit want = rl;
-        want.rlim_cur = rl.rlim_max;
-        if (want.rlim_cur == RLIM_INFINITY)
-            want.rlim_cur = 1048576;
+        want.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &want) == 0)
             rl = want;
+        else if ((rlim_t)need > rl.rlim_cur) {
+            want.rlim_cur = (rlim_t)need; /* above fs.nr_open: ask for what is needed */
+            if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+                rl = want;
+        }
     }
-    return rl.rlim_cur == RLIM_INFINITY ? 1048576 : (long)rl.rlim_cur;
+    cfg->fd_limit = rl.rlim_cur == RLIM_INFINITY ? 1048576 : (long)rl.rlim_cur;
+    if (need > cfg->fd_limit) {
+        long fit = cfg->fd_limit - (need - (long)cfg->conns);
+        char hint[64] = "";
+        if (fit >= 1)
+            snprintf(hint, sizeof hint, "use -c %ld or fewer, or ", fit);
+        cli_error(CMD, "-c %u needs %ld descriptors, but only %ld can be open here "
+                       "(ulimit -n): %sraise the hard limit (ulimit -Hn)",
+                  cfg->conns, need, cfg->fd_limit, hint);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
 }
 
 /* How many ephemeral ports one source address has. */
@@ -379,7 +422,9 @@ static void emit_interval(struct live *L, const struct bench_cfg *cfg, double t_
 
 /* ---- the command ------------------------------------------------------------ */
 
-int cmd_bench(int argc, char **argv)
+static int report_printed; /* the --json object is out */
+
+static int bench_main(int argc, char **argv)
 {
     struct bench_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -397,9 +442,9 @@ int cmd_bench(int argc, char **argv)
     long long v;
     double secs;
 
-    optind = 1;
+    optind = 0; /* a second pass over argv (cmd_bench's was the first): start afresh */
     opterr = 0; /* errors are reported in one line by cli_option_error */
-    while ((c = getopt_long(argc, argv, ":m:c:t:d:n:s:P:R:uU:46qh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, OPTSTRING, options, NULL)) != -1) {
         switch (c) {
         case 'm':
             if (parse_mode(optarg, &cfg.mode) != 0) {
@@ -517,14 +562,13 @@ int cmd_bench(int argc, char **argv)
     struct bench_worker *workers = NULL;
     iop_hist *total = NULL, *ih = NULL;
 
-    cfg.fd_limit = raise_fd_limit();
+    rc = fit_fd_limit(&cfg);
+    if (rc != EXIT_OK)
+        goto out;
     rc = probe(&cfg);
     if (rc != EXIT_OK)
         goto out;
     plan_sources(&cfg);
-    if ((long)cfg.conns + 64 > cfg.fd_limit)
-        cli_error(CMD, "warning: %u connections but only %ld descriptors (ulimit -n); "
-                       "the rest will fail as 'descriptor limit'", cfg.conns, cfg.fd_limit);
     cfg.progress = !quiet && !cfg.json && isatty(STDERR_FILENO) &&
                    !(interval_out == stderr);
 
@@ -687,9 +731,10 @@ int cmd_bench(int argc, char **argv)
             emit_interval(&L, &cfg, t_s > L.t_last ? t_s : L.t_last, &res.c);
         }
     }
-    if (cfg.json)
+    if (cfg.json) {
         bench_report_json(stdout, &res);
-    else
+        report_printed = 1;
+    } else
         bench_report_human(stdout, &res);
     fflush(stdout);
     if (hgrm_out) {
@@ -733,5 +778,29 @@ out:
         fclose(interval_out);
     if (hgrm_out)
         fclose(hgrm_out);
+    return rc;
+}
+
+/* With --json every outcome is one JSON object on stdout: a run that could
+ * not start (a bad flag, a name that does not resolve, a refused
+ * connection, too few descriptors) gives its error and exit code there
+ * too, besides the usual line on stderr. */
+int cmd_bench(int argc, char **argv)
+{
+    int json = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, OPTSTRING, options, NULL)) != -1)
+        json |= c == OPT_JSON;
+    report_printed = 0;
+    int rc = bench_main(argc, argv);
+    if (json && rc != EXIT_OK && !report_printed) {
+        fputs("{\"tool\":\"ioplex bench\",\"version\":", stdout);
+        bench_json_str(stdout, IOPLEX_VERSION);
+        fputs(",\"error\":", stdout);
+        bench_json_str(stdout, cli_last_error()[0] ? cli_last_error() : "failed");
+        printf(",\"exit_code\":%d}\n", rc);
+        fflush(stdout);
+    }
     return rc;
 }

@@ -137,6 +137,8 @@ const char *bench_err_key(enum bench_err e); /* the JSON name */
 uint64_t bench_error_total(const struct bench_counters *c);
 void bench_add_counters(struct bench_counters *sum, const struct bench_counters *c);
 
+/* s as a JSON string, quoted and escaped. */
+void bench_json_str(FILE *f, const char *s);
 void bench_report_human(FILE *f, const struct bench_result *r);
 void bench_report_json(FILE *f, const struct bench_result *r);
 /* One JSON line for the interval (t0, t1] of the measured window. */

@@ -269,7 +269,7 @@ static void json_num(FILE *f, double v, int have)
         fputs("null", f);
 }
 
-static void json_str(FILE *f, const char *s)
+void bench_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -323,9 +323,9 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     const struct bench_counters *c = &r->c;
     int msgs = cfg->mode != MODE_STREAM, timed = r->measured_s > 0;
     fputs("{\"tool\":\"ioplex bench\",\"version\":", f);
-    json_str(f, IOPLEX_VERSION);
+    bench_json_str(f, IOPLEX_VERSION);
     fprintf(f, ",\"mode\":\"%s\",\"target\":", bench_mode_name(cfg->mode));
-    json_str(f, cfg->target);
+    bench_json_str(f, cfg->target);
     fprintf(f, ",\"transport\":\"%s\",\"connections\":%u,\"threads\":%u",
             iop_transport_name(cfg->addr.transport), cfg->conns, r->threads);
     fprintf(f, ",\"size_min\":%u,\"size_max\":%u", cfg->size_min, cfg->size_max);
@@ -333,7 +333,7 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     json_num(f, cfg->pipeline, cfg->mode == MODE_PINGPONG || cfg->mode == MODE_RATE);
     fputs(",\"framing\":", f);
     if ((cfg->mode == MODE_PINGPONG || cfg->mode == MODE_RATE) && cfg->stream)
-        json_str(f, iop_framing_name(cfg->framing));
+        bench_json_str(f, iop_framing_name(cfg->framing));
     else
         fputs("null", f);
     fputs(",\"rate\":", f);
@@ -349,7 +349,7 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     fputs(",\"measured_s\":", f);
     json_num(f, r->measured_s, 1);
     fputs(",\"stopped_by\":", f);
-    json_str(f, r->stopped_by);
+    bench_json_str(f, r->stopped_by);
 
     fputs(",\"messages\":", f);
     json_num(f, (double)c->messages, msgs);
@@ -383,7 +383,7 @@ void bench_report_json(FILE *f, const struct bench_result *r)
             continue;
         if (!first)
             fputc(',', f);
-        json_str(f, why);
+        bench_json_str(f, why);
         first = 0;
     }
     fputs("]}\n", f);

@@ -25,6 +25,7 @@
 
 #define EVENTS_MAX 256
 #define MAX_WAIT_NS (50 * 1000000LL) /* notice a stop within 50 ms */
+#define LINGER_NS (1000 * 1000000LL)  /* at the end: the servers' FIN, at most this long */
 
 int64_t bench_now_ns(void)
 {
@@ -468,6 +469,68 @@ static int setup(struct wctx *w, struct bench_worker *bw)
     return 0;
 }
 
+/* Read and drop what has arrived. 1 if nothing more will (end of stream
+ * or an error), 0 if it is only empty for now. */
+static int discard_input(struct wctx *w, int fd)
+{
+    for (;;) {
+        ssize_t n = recv(fd, w->rxbuf, w->bufsz, 0);
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue;
+        return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+}
+
+/*
+ * The end of the run: close every connection as a client should, not with
+ * a reset. close() with input unread sends RST, and answers still in
+ * flight make the server log "connection reset" for what was only the
+ * end of a benchmark. So our side is shut first (FIN), what the server
+ * still sends is read and dropped until its own FIN, for at most
+ * LINGER_NS, and then the socket closed: the lingering close of nginx and
+ * of ioplex serve, from the client's side.
+ */
+static void close_all_cleanly(struct wctx *w)
+{
+    struct epoll_event evs[EVENTS_MAX];
+    uint32_t left = 0;
+    for (uint32_t i = 0; i < w->n; i++) {
+        struct bconn *c = &w->conns[i];
+        if (c->fd < 0)
+            continue;
+        if (!w->cfg->stream || c->state != C_OPEN || shutdown(c->fd, SHUT_WR) != 0 ||
+            discard_input(w, c->fd)) {
+            close_conn(w, c);
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+        left++;
+    }
+    int64_t deadline = bench_now_ns() + LINGER_NS;
+    while (left > 0 && bench_now_ns() < deadline) {
+        if (w->bw->live)
+            pthread_mutex_unlock(&w->bw->lock);
+        int n = wait_events(w, evs, deadline);
+        if (w->bw->live)
+            pthread_mutex_lock(&w->bw->lock);
+        for (int i = 0; i < n; i++) {
+            struct bconn *c = evs[i].data.ptr;
+            if (c->fd >= 0 && discard_input(w, c->fd)) {
+                close_conn(w, c);
+                left--;
+            }
+        }
+    }
+    /* Servers that keep their side open: what came is read, so the close
+     * is a FIN still. */
+    for (uint32_t i = 0; i < w->n; i++)
+        if (w->conns[i].fd >= 0) {
+            discard_input(w, w->conns[i].fd);
+            close_conn(w, &w->conns[i]);
+        }
+}
+
 static void teardown(struct wctx *w)
 {
     for (uint32_t i = 0; w->conns && i < w->n; i++)
@@ -574,9 +637,10 @@ void *bench_worker_main(void *arg)
     if (bw->live)
         pthread_mutex_lock(&bw->lock);
     int r = setup(&w, bw);
-    if (r == 0)
+    if (r == 0) {
         run(&w);
-    else
+        close_all_cleanly(&w);
+    } else
         bw->setup_error = r;
     teardown(&w);
     bw->t_finished = bench_now_ns();

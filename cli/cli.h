@@ -24,6 +24,9 @@ enum {
 /* Print "ioplex <cmd>: <message>" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The message of the last cli_error() (without "ioplex <cmd>: "), for a
+ * command that also reports it as JSON (bench --json); "" if none. */
+const char *cli_last_error(void);
 /* The exit code for a library error. */
 int cli_exit_code(int err);
 

@@ -8,14 +8,24 @@
 #include <string.h>
 #include <sys/socket.h>
 
+static char last_error[1024];
+
 void cli_error(const char *cmd, const char *fmt, ...)
 {
-    va_list ap;
+    va_list ap, copy;
     va_start(ap, fmt);
+    va_copy(copy, ap);
     fprintf(stderr, "ioplex %s: ", cmd);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    vsnprintf(last_error, sizeof last_error, fmt, copy);
+    va_end(copy);
     va_end(ap);
+}
+
+const char *cli_last_error(void)
+{
+    return last_error;
 }
 
 int cli_exit_code(int err)

@@ -156,6 +156,8 @@ static int spawn(char *const argv[], int which, int cpu, int *pipe_out)
         if (null >= 0) {
             dup2(null, 0);
             dup2(null, which == 1 ? 2 : 1);
+            if (null > 2)
+                close(null); /* the program gets 0-2, not a spare /dev/null */
         }
         signal(SIGPIPE, SIG_DFL);
         execvp(argv[0], argv);

@@ -2,8 +2,11 @@
  * ioplex connect: a client for any server.
  *
  * On a terminal it is the course's client.c: prompt, send one line, print
- * the answer. Otherwise it is netcat: stdin to the socket and the socket
- * to stdout, both at once. Both directions run through one poll() loop
+ * the answer. Otherwise, and on a terminal with -D (--duplex), it is
+ * netcat: stdin to the socket and the socket to stdout, both at once.
+ * nc and ncat are always that, and have no flag to name; "duplex" says
+ * what it gives, and -D because their -d means "no stdin" (nc) and
+ * "delay" (ncat). Both directions run through one poll() loop
  * with a non-blocking socket, because a client that blocks writing while
  * the server blocks writing back (an echo of a large input) deadlocks.
  */
@@ -29,6 +32,7 @@ struct client {
     int fd;
     int stream;     /* stream socket (TCP, Unix) or datagram */
     int timeout_ms; /* -w: idle bound; -1 none */
+    int tty;        /* stdin is a terminal (--duplex): the peer's close ends it */
 };
 
 /* Write all of buf to a blocking descriptor (stdout). */
@@ -68,30 +72,117 @@ static int wait_readable(int fd, int timeout_ms)
 
 /* ---- the course's exchange, on a terminal -------------------------------- */
 
-static int interactive(struct client *cl)
+/*
+ * Prompt, then wait for one line on the terminal. A server that talks
+ * first (daytime, a banner) is shown meanwhile, on a line of its own after
+ * the prompt; one that closes before the line is typed ends the session:
+ * there is nobody left to send it to. Returns 1 with the line (ending in
+ * "\n") in *line and *len, or the exit code of a session already over.
+ */
+static int read_line(struct client *cl, char **line, size_t *len)
 {
     fputs(PROMPT, stdout);
     fflush(stdout);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len = getline(&line, &cap, stdin);
-    if (len < 0) {
-        free(line);
-        fputc('\n', stdout);
-        return EXIT_OK; /* EOF at the prompt: nothing to send */
+    int at_prompt = 1, shown = 0, rc = 1;
+    size_t cap = 256, got = 0;
+    char *buf = malloc(cap);
+    char *early = malloc(CHUNK);
+    if (!buf || !early) {
+        rc = fail(-ENOMEM, "buffers");
+        goto out;
     }
-    if (len == 0 || line[len - 1] != '\n') {
-        char *grown = realloc(line, (size_t)len + 2);
-        if (!grown) {
-            free(line);
-            return fail(-ENOMEM, "reading the message");
+    for (;;) {
+        struct pollfd p[2] = {
+            {.fd = STDIN_FILENO, .events = POLLIN},
+            {.fd = cl->fd, .events = POLLIN},
+        };
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = fail(-errno, "poll");
+            goto out;
         }
-        line = grown;
-        line[len++] = '\n';
+        if (p[1].revents) {
+            ssize_t n = recv(cl->fd, early, CHUNK, 0);
+            if (n > 0 || (n == 0 && cl->stream)) {
+                if (at_prompt)
+                    fputc('\n', stdout);
+                at_prompt = 0;
+                fflush(stdout);
+            }
+            if (n > 0) {
+                write_all(STDOUT_FILENO, early, (size_t)n);
+                shown = 1;
+            } else if (n == 0 && cl->stream) {
+                /* Closed before the line: what it said was the session. */
+                if (!shown) {
+                    cli_error("connect", "the server closed the connection without answering");
+                    rc = EXIT_ERROR;
+                } else {
+                    rc = EXIT_OK;
+                }
+                goto out;
+            } else if (n < 0 && errno != EINTR && errno != EAGAIN) {
+                int e = -errno;
+                if (at_prompt)
+                    fputc('\n', stdout);
+                fflush(stdout);
+                rc = fail(e, "recv"); /* a reset, or UDP's port unreachable */
+                goto out;
+            }
+        }
+        if (p[0].revents) {
+            if (cap - got < 2) {
+                char *grown = realloc(buf, cap * 2);
+                if (!grown) {
+                    rc = fail(-ENOMEM, "reading the message");
+                    goto out;
+                }
+                buf = grown;
+                cap *= 2;
+            }
+            /* A terminal gives a line per read; like the course's fgets(),
+             * the first line is the message. */
+            ssize_t n = read(STDIN_FILENO, buf + got, cap - 1 - got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                if (got > 0)
+                    break; /* EOF after part of a line: send that */
+                fputc('\n', stdout);
+                rc = EXIT_OK; /* EOF at the prompt: nothing to send */
+                goto out;
+            }
+            char *nl = memchr(buf + got, '\n', (size_t)n);
+            got += (size_t)n;
+            if (nl) {
+                got = (size_t)(nl - buf) + 1;
+                break;
+            }
+        }
     }
-    ssize_t sent = 0;
+    if (buf[got - 1] != '\n')
+        buf[got++] = '\n'; /* room kept: got < cap */
+    *line = buf;
+    *len = got;
+    buf = NULL;
+out:
+    fflush(stdout);
+    free(buf);
+    free(early);
+    return rc;
+}
+
+static int interactive(struct client *cl)
+{
+    char *line = NULL;
+    size_t len = 0;
+    int rc = read_line(cl, &line, &len);
+    if (rc != 1)
+        return rc;
+    size_t sent = 0;
     while (sent < len) {
-        ssize_t n = send(cl->fd, line + sent, (size_t)(len - sent), MSG_NOSIGNAL);
+        ssize_t n = send(cl->fd, line + sent, len - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -99,7 +190,7 @@ static int interactive(struct client *cl)
             free(line);
             return fail(e, "send");
         }
-        sent += n;
+        sent += (size_t)n;
     }
     free(line);
 
@@ -142,6 +233,13 @@ static int interactive(struct client *cl)
 
 /* ---- netcat mode ---------------------------------------------------------- */
 
+/*
+ * The peer's FIN ends reading, not writing: stdin is still sent to its
+ * end and then half-closed, as nc -N does (a peer may shut its side at
+ * once and only listen: nc -l -N < /dev/null). The client exits when both
+ * directions are done. Input that could not be sent (the peer reset the
+ * connection) is an error: one line, a non-zero exit.
+ */
 static int pump_stream(struct client *cl)
 {
     char *out = malloc(CHUNK); /* stdin bytes not yet sent */
@@ -152,7 +250,8 @@ static int pump_stream(struct client *cl)
         return fail(-ENOMEM, "buffers");
     }
     size_t out_off = 0, out_len = 0;
-    int stdin_open = 1, write_shut = 0, rc = EXIT_OK;
+    int stdin_open = 1, write_shut = 0, read_open = 1, rc = EXIT_OK;
+    int lost = 0; /* the error that stopped stdin being sent, negative */
     fcntl(cl->fd, F_SETFL, fcntl(cl->fd, F_GETFL) | O_NONBLOCK);
     for (;;) {
         /* At stdin EOF, once everything is sent, half-close: the server
@@ -161,9 +260,19 @@ static int pump_stream(struct client *cl)
             shutdown(cl->fd, SHUT_WR);
             write_shut = 1;
         }
+        if (write_shut && !read_open)
+            break;
+        /* A terminal has no end of input to wait for: once the peer has
+         * closed and what was typed is sent, the session is over (as
+         * ncat and telnet end it). */
+        if (cl->tty && !read_open && out_len == 0)
+            break;
+        /* After the peer's FIN the socket is polled for errors only (a
+         * reset while stdin is still being sent). */
         struct pollfd p[2] = {
             {.fd = stdin_open && out_len == 0 ? STDIN_FILENO : -1, .events = POLLIN},
-            {.fd = cl->fd, .events = POLLIN | (out_len ? POLLOUT : 0)},
+            {.fd = cl->fd,
+             .events = (short)((read_open ? POLLIN : 0) | (out_len ? POLLOUT : 0))},
         };
         int n = poll(p, 2, cl->timeout_ms);
         if (n < 0 && errno == EINTR)
@@ -191,32 +300,43 @@ static int pump_stream(struct client *cl)
             if (r > 0) {
                 out_off += (size_t)r;
                 out_len -= (size_t)r;
-            } else if (r < 0 && errno != EAGAIN && errno != EINTR &&
-                       errno != EPIPE && errno != ECONNRESET) {
-                /* The connection itself failed (ETIMEDOUT, EHOSTUNREACH,
-                 * ...). send() has taken the socket's error, so recv()
-                 * would now say 0, a clean end: stop here with the error. */
-                rc = fail(-errno, "send");
-                break;
             } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
-                /* The peer stopped reading for good; what it sends back
-                 * may still matter, so keep reading. */
+                /* The connection failed (reset, ETIMEDOUT, EHOSTUNREACH):
+                 * input is lost. What the peer sent before may still
+                 * matter, so it is read to the end before the error. */
+                lost = -errno;
                 out_len = 0;
                 stdin_open = 0;
                 write_shut = 1;
             }
+        } else if (!read_open && (p[1].revents & (POLLERR | POLLHUP))) {
+            /* Reset while nothing was being sent, after the peer's FIN. */
+            int err = 0;
+            socklen_t elen = sizeof err;
+            getsockopt(cl->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+            lost = err ? -err : -EPIPE;
+            break;
         }
-        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (read_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t r = recv(cl->fd, in, CHUNK, 0);
-            if (r == 0)
-                break; /* the peer closed: done */
-            if (r < 0 && errno != EAGAIN && errno != EINTR) {
-                rc = fail(-errno, "recv");
+            if (r == 0) {
+                read_open = 0; /* the peer's FIN: keep sending stdin */
+                if (lost)
+                    break;
+            } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
+                if (!lost && (stdin_open || out_len))
+                    lost = -errno; /* said once, below */
+                else if (!lost)
+                    rc = fail(-errno, "recv");
                 break;
-            }
-            if (r > 0 && write_all(STDOUT_FILENO, in, (size_t)r) != 0)
+            } else if (r > 0 && write_all(STDOUT_FILENO, in, (size_t)r) != 0) {
                 break; /* stdout is gone: nothing left to deliver to */
+            }
         }
+    }
+    if (lost) {
+        cli_error("connect", "%s before the end of stdin was sent", iop_strerror(lost));
+        rc = cli_exit_code(lost);
     }
     free(out);
     free(in);
@@ -291,14 +411,25 @@ static void usage(FILE *f)
             "       ioplex connect [options] ADDRESS   (tcp://H:P, udp://H:P, unix:///PATH, unixgram:///PATH)\n"
             "       ioplex connect [options] -U PATH\n"
             "\n"
-            "On a terminal: the course's client (prompt, send one line, print the\n"
-            "answer). Otherwise like netcat: stdin to the socket, the socket to\n"
-            "stdout; at the end of stdin the socket is half-closed, and the client\n"
-            "exits when the server closes. Over UDP each read of stdin is one\n"
-            "datagram; after the end of stdin the client waits for one answer per\n"
-            "datagram, or -w seconds of silence (default 2).\n"
+            "Two modes:\n"
+            "  course  the default when stdin is a terminal: the course's client.c.\n"
+            "          It prompts \"Please enter the message: \", sends one line,\n"
+            "          prints the answer and exits. What the server sends before\n"
+            "          the line is shown at once, and a server that closes first\n"
+            "          (daytime) ends the session without waiting for a line.\n"
+            "  duplex  -D on a terminal, and always when stdin is not one: like\n"
+            "          netcat, stdin to the socket and the socket to stdout, both\n"
+            "          at once. At the end of stdin (^D on a terminal) the socket\n"
+            "          is half-closed. The server's close ends reading, not\n"
+            "          sending: from a pipe or file, stdin is still sent to its\n"
+            "          end (exit 1 if the server resets the connection first);\n"
+            "          on a terminal the session ends when the server closes.\n"
+            "          Over UDP each read of stdin is one datagram; after the end\n"
+            "          of stdin the client waits for one answer per datagram, or\n"
+            "          -w seconds of silence (default 2).\n"
             "\n"
             "Options:\n"
+            "  -D, --duplex       the duplex mode on a terminal too (as nc and ncat)\n"
             "  -u, --udp          UDP (with -U: a Unix datagram socket)\n"
             "  -U, --unix PATH    a Unix-domain socket at PATH\n"
             "  -4, -6             IPv4 only, IPv6 only\n"
@@ -310,6 +441,7 @@ static const struct option options[] = {
     {"udp", no_argument, NULL, 'u'},
     {"unix", required_argument, NULL, 'U'},
     {"wait", required_argument, NULL, 'w'},
+    {"duplex", no_argument, NULL, 'D'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -317,16 +449,17 @@ static const struct option options[] = {
 int cmd_connect(int argc, char **argv)
 {
     enum iop_transport transport = IOP_TCP;
-    int family = AF_UNSPEC, timeout_ms = -1, c;
+    int family = AF_UNSPEC, timeout_ms = -1, duplex = 0, c;
     const char *unix_path = NULL;
     optind = 1;
     opterr = 0; /* errors are reported in one line by cli_option_error */
-    while ((c = getopt_long(argc, argv, ":uU:46w:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":uU:46w:Dh", options, NULL)) != -1) {
         switch (c) {
         case 'u': transport = IOP_UDP; break;
         case 'U': unix_path = optarg; break;
         case '4': family = AF_INET; break;
         case '6': family = AF_INET6; break;
+        case 'D': duplex = 1; break;
         case 'w': {
             long long secs = cli_parse_number(optarg, 1, 86400);
             if (secs < 0) {
@@ -354,7 +487,8 @@ int cmd_connect(int argc, char **argv)
         return cli_exit_code(r);
     }
     cl.stream = iop_transport_is_stream(addr.transport);
-    if (isatty(STDIN_FILENO))
+    cl.tty = isatty(STDIN_FILENO);
+    if (cl.tty && !duplex)
         r = interactive(&cl);
     else
         r = cl.stream ? pump_stream(&cl) : pump_datagrams(&cl);

@@ -720,12 +720,165 @@ static void test_unreachable(void **state)
     expect_error("no unix server", &r, 4, path, NULL);
 }
 
+/*
+ * Bench ends its connections as a client should: FIN, not RST. A -v
+ * server logs each close, and "Connection reset by peer" for a reset;
+ * the runs end with messages in flight (pingpong, -P 4, by time) or bytes
+ * still coming back (stream to echo), where close() with unread input
+ * resets.
+ */
+static void no_reset(const char *what, const char *const args[], unsigned conns)
+{
+    struct server s;
+    assert_int_equal(server_startl(&s, "-v", "-m", "thread", "-S", "echo", "127.0.0.1", "0",
+                                   NULL),
+                     0);
+    const char *argv[24] = {"bench"};
+    size_t n = 1;
+    for (size_t i = 0; args[i]; i++)
+        argv[n++] = args[i];
+    argv[n++] = s.address;
+    argv[n] = NULL;
+    struct tool_result r;
+    tool_run(&r, argv, RUN_TIMEOUT_MS);
+    if (r.code != 0) {
+        tool_show(what, &r);
+        fail_msg("%s: want exit 0", what);
+    }
+    /* Every connection's close logged (the probe's too), then none reset. */
+    long long deadline = now_ms() + HARNESS_IO_TIMEOUT_MS;
+    while (server_stderr_count(&s, "close ") < (int)conns + 1 && now_ms() < deadline) {
+        server_pump(&s);
+        sleep_ms(10);
+    }
+    CHECK(&s, server_stderr_count(&s, "close ") == (int)conns + 1);
+    if (server_stderr_count(&s, "reset by peer") != 0) {
+        tool_show(what, &r);
+        server_dump(&s);
+        fail_msg("%s: the server saw %d of bench's connections reset", what,
+                 server_stderr_count(&s, "reset by peer"));
+    }
+    server_stop_clean(&s);
+}
+
+static void test_clean_close(void **state)
+{
+    (void)state;
+    no_reset("pingpong -c 8 -P 4",
+             (const char *const[]){"-c", "8", "-P", "4", "-d", "0.5", "--warmup", "0", SLACK,
+                                   NULL},
+             8);
+    no_reset("stream -c 4", (const char *const[]){"-m", "stream", "-c", "4", "-d", "0.5",
+                                                  "--warmup", "0", SLACK, NULL},
+             4);
+}
+
+/* stdout is one JSON object for an error: expect_all() alone passes on
+ * empty input (jq prints nothing, so no filter is false). */
+static void expect_json_error(const char *what, const struct tool_result *r, int code)
+{
+    if (!jq_true(r->out, "type == \"object\" and (.error | type) == \"string\"")) {
+        tool_show(what, r);
+        fail_msg("%s: expected one JSON object with the error on stdout", what);
+    }
+    char filter[64];
+    snprintf(filter, sizeof filter, ".exit_code == %d", code);
+    expect_all(r->out, filter, ".tool == \"ioplex bench\"", NULL);
+}
+
+/* `ioplex bench ARGS...` under RLIMIT_NOFILE soft:hard (prlimit, from
+ * util-linux, sets it before exec). */
+static void bench_limited(struct tool_result *r, unsigned soft, unsigned hard,
+                          const char *const args[])
+{
+    char nofile[64];
+    snprintf(nofile, sizeof nofile, "--nofile=%u:%u", soft, hard);
+    const char *argv[32] = {"prlimit", nofile, "--", ioplex_bin(), "bench"};
+    size_t n = 5;
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(n < sizeof argv / sizeof argv[0] - 1);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    memset(r, 0, sizeof *r);
+    long long t0 = now_ms();
+    r->code = run_cmd(argv, NULL, 0, r->out, sizeof r->out, NULL, r->err, sizeof r->err,
+                      RUN_TIMEOUT_MS);
+    r->ms = now_ms() - t0;
+    if (r->code == 127 || r->code < 0) {
+        tool_show("prlimit ... ioplex bench", r);
+        fail_msg("could not run ioplex bench under prlimit");
+    }
+}
+
+/* The descriptors bench needs: -c beyond the hard limit is refused at the
+ * start in one line (and as JSON with --json), exit 2; beyond the soft
+ * limit only, the soft one is raised and the run is clean. */
+static void test_fd_limit(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "epoll", "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    struct tool_result r;
+    bench_limited(&r, 256, 256,
+                  (const char *const[]){"-c", "1000", "-d", "1", s.address, NULL});
+    expect_error("-c 1000 under a hard limit of 256", &r, 2, "-c 1000", "descriptors",
+                 "256", NULL);
+    assert_string_equal(r.out, "");
+
+    bench_limited(&r, 256, 256,
+                  (const char *const[]){"--json", "-c", "1000", "-d", "1", s.address, NULL});
+    expect_error("--json -c 1000 under a hard limit of 256", &r, 2, "-c 1000", NULL);
+    expect_json_error("--json -c 1000 under a hard limit of 256", &r, 2);
+    expect_all(r.out, ".error | test(\"-c 1000 needs [0-9]+ descriptors, but only 256\")",
+               NULL);
+
+    /* Soft 128, hard 4096: 500 connections run, every message answered. */
+    bench_limited(&r, 128, 4096,
+                  (const char *const[]){"-c", "500", "-n", "2000", "--warmup", "0", SLACK,
+                                        "--json", s.address, NULL});
+    expect_json_ok("-c 500 above the soft limit, below the hard", &r);
+    expect_all(r.out, ".messages == 2000", ".errors.total == 0",
+               ".connections_opened == 500", NULL);
+    server_stop_clean(&s);
+}
+
+/* --json: a run that cannot start still prints one JSON object with its
+ * error, and the exit code is the one without --json. */
+static void test_json_errors(void **state)
+{
+    (void)state;
+    REQUIRE_JQ();
+    char port[16];
+    port_str(port, sizeof port, free_port(SOCK_STREAM));
+    struct tool_result r;
+    bench(&r, "--json", "-c", "10", "-d", "1", "127.0.0.1", port, NULL);
+    expect_error("--json, refused", &r, 4, "refused", NULL);
+    expect_json_error("--json, refused", &r, 4);
+    expect_all(r.out, ".error | test(\"refused\")", NULL);
+
+    bench(&r, "--json", "nosuch.invalid", "80", NULL);
+    expect_error("--json, unresolvable", &r, 3, "nosuch.invalid", NULL);
+    expect_json_error("--json, unresolvable", &r, 3);
+    expect_all(r.out, ".error | test(\"nosuch.invalid\")", NULL);
+
+    /* A bad flag before --json is seen is still reported as JSON. */
+    bench(&r, "-c", "0", "127.0.0.1", port, "--json", NULL);
+    expect_error("-c 0 --json", &r, 2, "-c", NULL);
+    expect_json_error("-c 0 --json", &r, 2);
+    expect_all(r.out, ".error | test(\"-c\")", NULL);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_usage_errors, teardown),
         cmocka_unit_test_teardown(test_unreachable, teardown),
+        cmocka_unit_test_teardown(test_fd_limit, teardown),
+        cmocka_unit_test_teardown(test_json_errors, teardown),
+        cmocka_unit_test_teardown(test_clean_close, teardown),
         cmocka_unit_test_teardown(test_pingpong_counts, teardown),
         cmocka_unit_test_teardown(test_pingpong_human, teardown),
         cmocka_unit_test_teardown(test_framing, teardown),

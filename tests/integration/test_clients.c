@@ -8,8 +8,10 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -659,6 +661,167 @@ static void test_connect_against_socat(void **state)
     unlink(path);
 }
 
+/* ---- ioplex connect against a peer of the test's own ------------------------- */
+
+enum peer_kind {
+    PEER_SHUT_WR, /* shuts its write side at once, then reads to the end */
+    PEER_RESET,   /* reads RESET_AFTER bytes, then resets (RST) */
+};
+#define RESET_AFTER 65536
+
+/* What the peer saw, written to the test down a pipe. */
+struct peer_result {
+    long long got;   /* bytes read before end-of-file */
+    long long same;  /* of them, equal to what the test sent */
+    int eof;         /* read to a clean end-of-file */
+};
+
+struct peer {
+    pid_t pid;
+    int result_fd;
+    unsigned port;
+};
+
+/* A peer in a child process on 127.0.0.1, port chosen by the kernel;
+ * `want` is what the client should deliver (compared byte by byte). */
+static void peer_start(struct peer *pe, enum peer_kind kind, const char *want, size_t len)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    int rp[2];
+    assert_int_equal(pipe2(rp, O_CLOEXEC), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(rp[0]);
+        alarm(30); /* bounds the peer whatever the client does */
+        struct peer_result res = {0};
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            _exit(1);
+        if (kind == PEER_SHUT_WR)
+            shutdown(fd, SHUT_WR);
+        char buf[16384];
+        for (;;) {
+            size_t want_now = sizeof buf;
+            if (kind == PEER_RESET && RESET_AFTER - res.got < (long long)want_now)
+                want_now = (size_t)(RESET_AFTER - res.got);
+            if (want_now == 0)
+                break;
+            ssize_t n = read(fd, buf, want_now);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                res.eof = n == 0;
+                break;
+            }
+            for (ssize_t i = 0; i < n; i++)
+                if ((size_t)(res.got + i) < len && buf[i] == want[res.got + i])
+                    res.same++;
+            res.got += n;
+        }
+        if (kind == PEER_RESET) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* close sends RST */
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(fd);
+        ssize_t w = write(rp[1], &res, sizeof res);
+        _exit(w == (ssize_t)sizeof res ? 0 : 1);
+    }
+    close(lfd);
+    close(rp[1]);
+    for (size_t i = 0; i < sizeof bg_pids / sizeof bg_pids[0]; i++)
+        if (bg_pids[i] == 0) {
+            bg_pids[i] = pid;
+            break;
+        }
+    pe->pid = pid;
+    pe->result_fd = rp[0];
+    pe->port = ntohs(sa.sin_port);
+}
+
+/* The peer's result (bounded wait); the peer is reaped. */
+static void peer_finish(struct peer *pe, struct peer_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->got = -1;
+    struct pollfd p = {.fd = pe->result_fd, .events = POLLIN};
+    if (poll(&p, 1, 10000) == 1 && read(pe->result_fd, res, sizeof *res) != sizeof *res)
+        res->got = -1;
+    close(pe->result_fd);
+    kill_reap(pe->pid);
+}
+
+/* A peer's FIN ends reading, not writing: piped stdin is delivered whole
+ * to a peer that shuts its write side at once (nc -l -N < /dev/null), as
+ * nc -N does, then half-closed, and the client exits 0. */
+static void test_connect_peer_half_closed(void **state)
+{
+    (void)state;
+    enum { SIZE = 1 << 20 };
+    char *in = malloc(SIZE);
+    assert_non_null(in);
+    unsigned seed = harness_seed();
+    fill_random(in, SIZE, &seed);
+    struct peer pe;
+    peer_start(&pe, PEER_SHUT_WR, in, SIZE);
+    char port[16];
+    snprintf(port, sizeof port, "%u", pe.port);
+    struct run r;
+    run(&r, (const char *const[]){ioplex_bin(), "connect", "127.0.0.1", port, NULL}, in,
+        SIZE);
+    free(in);
+    struct peer_result res;
+    peer_finish(&pe, &res);
+    if (r.code != 0 || r.out_len != 0 || r.err[0] || res.got != SIZE || res.same != SIZE ||
+        !res.eof) {
+        fprintf(stderr, "--- connect: exit %d, %zu bytes out\n--- stderr:\n%s---\n"
+                "--- peer: read %lld bytes (%lld as sent), %s\n", r.code, r.out_len, r.err,
+                res.got, res.same, res.eof ? "then end-of-file" : "no clean end");
+        fail_msg("want all %d bytes delivered to a peer that shut its write side, "
+                 "then end-of-file, exit 0 and nothing on stderr", SIZE);
+    }
+}
+
+/* A peer that resets before all of stdin is sent: the input was not
+ * delivered, so the client exits non-zero with one line. */
+static void test_connect_peer_resets(void **state)
+{
+    (void)state;
+    enum { SIZE = 1 << 20 };
+    char *in = malloc(SIZE);
+    assert_non_null(in);
+    unsigned seed = harness_seed();
+    fill_random(in, SIZE, &seed);
+    struct peer pe;
+    peer_start(&pe, PEER_RESET, in, SIZE);
+    char port[16];
+    snprintf(port, sizeof port, "%u", pe.port);
+    struct run r;
+    run(&r, (const char *const[]){ioplex_bin(), "connect", "127.0.0.1", port, NULL}, in,
+        SIZE);
+    free(in);
+    struct peer_result res;
+    peer_finish(&pe, &res);
+    int lines = 0;
+    for (const char *c = r.err; *c; c++)
+        lines += *c == '\n';
+    if (r.code == 0 || r.code < 0 || r.code >= 128 || lines != 1 ||
+        strncmp(r.err, "ioplex connect: ", 16) != 0 || res.got != RESET_AFTER) {
+        fprintf(stderr, "--- connect: exit %d\n--- stderr:\n%s---\n--- peer: read %lld bytes\n",
+                r.code, r.err, res.got);
+        fail_msg("want a non-zero exit and one line when the peer resets before "
+                 "stdin is delivered");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -670,6 +833,8 @@ int main(void)
         cmocka_unit_test_teardown(test_connect_echo_mib, teardown),
         cmocka_unit_test_teardown(test_connect_against_nc, teardown),
         cmocka_unit_test_teardown(test_connect_against_socat, teardown),
+        cmocka_unit_test_teardown(test_connect_peer_half_closed, teardown),
+        cmocka_unit_test_teardown(test_connect_peer_resets, teardown),
     };
     return cmocka_run_group_tests_name("integration.clients", tests, NULL, NULL);
 }

@@ -4,6 +4,11 @@
  * one line, sends it, prints the server's answer and exits 0; the ack
  * server prints "Here is the message: <line>". Over TCP (every model),
  * UDP, Unix stream and Unix datagram sockets.
+ *
+ * Services that talk first, on the terminal: daytime's answer shows (and
+ * the client exits 0) with nothing typed, in the course's mode and with
+ * -D; with -D (full duplex) a chat member sees another's line while typing
+ * nothing, its own typed line reaches the others, and ^D ends it.
  */
 #define _GNU_SOURCE
 #include "harness.h"
@@ -23,6 +28,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -217,6 +223,120 @@ static void exchange(struct server *s, const char *const args[], const char *lin
     tty_end();
 }
 
+/* The year now, as daytime prints it (", 2025 "). */
+static void year_now(char *buf, size_t cap)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(buf, cap, ", %Y ", &tm);
+}
+
+/* daytime talks first and closes: its answer shows without anything
+ * typed, and the client exits 0 by itself. */
+static void daytime_shows(struct server *s, int duplex)
+{
+    char port[16], year[16], year2[16];
+    snprintf(port, sizeof port, "%u", s->port);
+    year_now(year, sizeof year);
+    if (duplex)
+        tty_start((const char *const[]){"-D", "127.0.0.1", port, NULL});
+    else
+        tty_start((const char *const[]){"127.0.0.1", port, NULL});
+    struct screen sc = {0};
+    int seen = tty_read_until(&sc, year, STEP_MS);
+    year_now(year2, sizeof year2); /* midnight on New Year's Eve */
+    if (!seen)
+        seen = tty_read_until(&sc, year2, 100);
+    if (!seen) {
+        show(&sc, s);
+        fail_msg("%s: daytime's answer did not show with nothing typed",
+                 duplex ? "-D" : "course mode");
+    }
+    int code = tty_wait_exit(&sc, STEP_MS);
+    if (code != 0) {
+        show(&sc, s);
+        fail_msg("%s: the client ended with %d after daytime closed, want exit 0",
+                 duplex ? "-D" : "course mode", code);
+    }
+    const char *prompt = strstr(sc.text, PROMPT);
+    const char *date = strstr(sc.text, year) ? strstr(sc.text, year) : strstr(sc.text, year2);
+    if (duplex ? prompt != NULL : !(prompt && strstr(prompt, PROMPT "\r\n") == prompt &&
+                                     date > prompt)) {
+        show(&sc, s);
+        fail_msg("%s", duplex ? "-D shows no prompt"
+                              : "course mode: want the prompt, then the date on a line "
+                                "of its own");
+    }
+    tty_end();
+}
+
+static void test_daytime(void **state)
+{
+    (void)state;
+    struct server s;
+    assert_int_equal(server_startl(&s, "-m", "thread", "-S", "daytime", "127.0.0.1", "0",
+                                   NULL),
+                     0);
+    daytime_shows(&s, 0);
+    daytime_shows(&s, 1);
+    assert_int_equal(server_stop(&s, 0), 0);
+}
+
+/* Full duplex on a terminal (-D): what the room says shows while nothing
+ * is typed; a typed line goes out at once; ^D ends the session. */
+static void test_chat_duplex(void **state)
+{
+    (void)state;
+    struct server s;
+    assert_int_equal(server_startl(&s, "-v", "-m", "thread", "-S", "chat", "127.0.0.1",
+                                   "0", NULL),
+                     0);
+    char port[16];
+    snprintf(port, sizeof port, "%u", s.port);
+    tty_start((const char *const[]){"-D", "127.0.0.1", port, NULL});
+    CHECK(&s, server_wait_stderr(&s, "has joined", STEP_MS)); /* the terminal's member */
+
+    int fd = client_connect(&s);
+    assert_true(fd >= 0);
+    struct screen sc = {0};
+    if (!tty_read_until(&sc, " has joined", STEP_MS)) {
+        show(&sc, &s);
+        fail_msg("-D: another member's join did not show with nothing typed");
+    }
+    assert_int_equal(send_all(fd, "hello from the room\n", 20), 0);
+    if (!tty_read_until(&sc, "> hello from the room", STEP_MS)) {
+        show(&sc, &s);
+        fail_msg("-D: another member's line did not show with nothing typed");
+    }
+    assert_null(strstr(sc.text, PROMPT));
+
+    const char *typed = "hi from the terminal\r";
+    assert_int_equal(write(tty_fd, typed, strlen(typed)), (ssize_t)strlen(typed));
+    char line[256];
+    ssize_t n = recv_line(fd, line, sizeof line, STEP_MS);
+    if (n <= 0 || strncmp(line, "<user", 5) != 0 ||
+        !strstr(line, "> hi from the terminal\n")) {
+        show(&sc, &s);
+        fail_msg("-D: the typed line did not reach the room (got '%s')", n > 0 ? line : "");
+    }
+    client_close(fd);
+    if (!tty_read_until(&sc, " has left", STEP_MS)) {
+        show(&sc, &s);
+        fail_msg("-D: the other member's leaving did not show");
+    }
+
+    /* ^D: end of input, the client half-closes, the server closes. */
+    assert_int_equal(write(tty_fd, "\x04", 1), 1);
+    int code = tty_wait_exit(&sc, STEP_MS);
+    if (code != 0) {
+        show(&sc, &s);
+        fail_msg("-D: the client ended with %d after ^D, want exit 0", code);
+    }
+    tty_end();
+    assert_int_equal(server_stop(&s, 0), 0);
+}
+
 static void test_tcp(void **state)
 {
     (void)state;
@@ -287,6 +407,8 @@ int main(void)
         cmocka_unit_test_teardown(test_udp, teardown),
         cmocka_unit_test_teardown(test_unix, teardown),
         cmocka_unit_test_teardown(test_unixgram, teardown),
+        cmocka_unit_test_teardown(test_daytime, teardown),
+        cmocka_unit_test_teardown(test_chat_duplex, teardown),
     };
     return cmocka_run_group_tests_name("integration.pty", tests, NULL, NULL);
 }
