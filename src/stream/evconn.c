@@ -182,12 +182,17 @@ static int flush(struct iop__evctx *x, iop_conn *c)
             }
             touch(x, c);
         }
-        if (c->out.bytes > 0 || round >= PRODUCE_ROUNDS || !svc->on_drain ||
+        if (c->out.bytes > 0 || !svc->on_drain ||
             (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)) || x->stopping)
             break;
         size_t before = c->out.bytes;
         svc->on_drain(c);
         if (c->out.bytes == before)
+            break;
+        /* Fairness: the last round's output stays queued, so write
+         * interest brings the loop back here once it has served others.
+         * (Broken off with an empty queue, nothing would.) */
+        if (round + 1 >= PRODUCE_ROUNDS)
             break;
     }
     if (c->out.bytes == 0 && (c->flags & IOP__CONN_CLOSING)) {

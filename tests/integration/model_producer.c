@@ -1,0 +1,218 @@
+/*
+ * Producers (services with on_drain: bytes, chargen) under every model. Run as `model_producer MODEL`; the event
+ * models (select, poll, epoll, uring) run every case twice, as variant
+ * w1 (one loop) and w2 (-w 2).
+ *
+ *   bytes_fast      "67108864\n" answered with exactly 64 MiB of 'x',
+ *                   read at full speed, then nothing more (our FIN: EOF)
+ *   bytes_slow      8 MiB, read by a reader that pauses now and then
+ *   chargen_fast    16 MiB of the endless RFC 864 stream, byte-exact
+ *   chargen_slow    4 MiB of it, read with pauses
+ *
+ * Every read is bounded: STALL_MS without a byte ends it (a stalled
+ * producer fails the count, not the suite's timeout), READ_MS in all.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+#include "harness_cases.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define IO_MS HARNESS_IO_TIMEOUT_MS
+#define STALL_MS 5000
+#define READ_MS 60000
+#define MiB (1u << 20)
+
+static const char *model;
+static unsigned seed;
+
+/* A variant: the extra arguments every server of the case gets. */
+struct variant {
+    const char *name;
+    const char *workers; /* -w N, or NULL */
+};
+
+static const struct variant w1 = {"w1", NULL}, w2 = {"w2", "2"};
+
+static void start(struct server *s, void **state, const char *service)
+{
+    const struct variant *v = *state;
+    const char *extra[3];
+    int n = 0;
+    if (v->workers) {
+        extra[n++] = "-w";
+        extra[n++] = v->workers;
+    }
+    extra[n] = NULL;
+    if (server_start_on(s, model, "tcp4", service, extra) != 0)
+        fail_msg("cannot start %s under %s (%s)", service, model, v->name);
+}
+
+/* ---- reading a producer's stream ------------------------------------------------ */
+
+enum kind { BYTES, CHARGEN };
+
+/* RFC 864: line k, character i is ' ' + (k + i) % 95; 72 of them, "\r\n". */
+static char chargen_at(size_t pos)
+{
+    size_t k = pos / 74, i = pos % 74;
+    if (i == 72)
+        return '\r';
+    if (i == 73)
+        return '\n';
+    return (char)(' ' + (k + i) % 95);
+}
+
+struct got {
+    size_t bytes;  /* read and correct */
+    int eof;       /* the stream ended (after `bytes`) */
+    int bad;       /* a wrong byte at position `bytes` */
+    int stalled;   /* STALL_MS without a byte (or READ_MS in all) */
+    int err;       /* a read error (errno) */
+};
+
+/* Read up to `want` bytes of a `kind` stream, checking every byte. slow:
+ * reads of 1..16 KiB, and now and then a pause of 1..20 ms. */
+static struct got read_stream(int fd, enum kind kind, size_t want, int slow)
+{
+    static char buf[256 * 1024];
+    struct got g = {0};
+    long long end = now_ms() + READ_MS;
+    while (g.bytes < want) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        long long left = end - now_ms();
+        int r = poll(&p, 1, left < STALL_MS ? (int)(left > 0 ? left : 0) : STALL_MS);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            g.err = errno;
+            break;
+        }
+        if (r == 0) {
+            g.stalled = 1;
+            break;
+        }
+        size_t room = want - g.bytes < sizeof buf ? want - g.bytes : sizeof buf;
+        if (slow) {
+            size_t piece = 1024 + rng_next(&seed) % (16 * 1024);
+            if (piece < room)
+                room = piece;
+        }
+        ssize_t n = recv(fd, buf, room, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            g.err = errno;
+            break;
+        }
+        if (n == 0) {
+            g.eof = 1;
+            break;
+        }
+        for (size_t i = 0; i < (size_t)n; i++) {
+            char exp = kind == BYTES ? 'x' : chargen_at(g.bytes);
+            if (buf[i] != exp) {
+                fprintf(stderr, "byte %zu is 0x%02x, expected 0x%02x\n", g.bytes,
+                        (unsigned char)buf[i], (unsigned char)exp);
+                g.bad = 1;
+                return g;
+            }
+            g.bytes++;
+        }
+        if (slow && rng_next(&seed) % 8 == 0)
+            sleep_ms(1 + (int)(rng_next(&seed) % 20));
+    }
+    return g;
+}
+
+static void show(const char *what, const struct got *g, size_t want)
+{
+    fprintf(stderr, "%s under %s: %zu of %zu bytes%s%s%s%s%s\n", what, model, g->bytes,
+            want, g->eof ? ", then EOF" : "", g->bad ? ", then a wrong byte" : "",
+            g->stalled ? ", then nothing (stalled)" : "", g->err ? ", then " : "",
+            g->err ? strerror(g->err) : "");
+}
+
+/* Exactly `want` bytes of `kind` and nothing stalled or wrong. */
+static void expect_stream(struct server *s, int fd, const char *what, enum kind kind,
+                          size_t want, int slow)
+{
+    struct got g = read_stream(fd, kind, want, slow);
+    if (g.bytes != want)
+        show(what, &g, want);
+    CHECK(s, g.bytes == want);
+}
+
+/* ---- at full speed, and slowly --------------------------------------------------- */
+
+static void bytes_case(void **state, size_t n, int slow)
+{
+    struct server s;
+    start(&s, state, "bytes");
+    int fd = client_connect(&s);
+    CHECK(&s, fd >= 0);
+    char req[32];
+    int len = snprintf(req, sizeof req, "%zu\n", n);
+    CHECK(&s, send_all(fd, req, (size_t)len) == 0);
+    expect_stream(&s, fd, "bytes", BYTES, n, slow);
+    /* Nothing more: our FIN, and the next thing is the server's. */
+    CHECK(&s, shutdown(fd, SHUT_WR) == 0);
+    CHECK(&s, expect_eof(fd, IO_MS) == 1);
+    client_close(fd);
+    server_stop_clean(&s);
+}
+
+static void bytes_fast(void **state) { bytes_case(state, 64 * MiB, 0); }
+static void bytes_slow(void **state) { bytes_case(state, 8 * MiB, 1); }
+
+static void chargen_case(void **state, size_t n, int slow)
+{
+    struct server s;
+    start(&s, state, "chargen");
+    int fd = client_connect(&s);
+    CHECK(&s, fd >= 0);
+    expect_stream(&s, fd, "chargen", CHARGEN, n, slow);
+    client_close(fd); /* leaving with output unread */
+    server_stop_clean(&s);
+}
+
+static void chargen_fast(void **state) { chargen_case(state, 16 * MiB, 0); }
+static void chargen_slow(void **state) { chargen_case(state, 4 * MiB, 1); }
+
+/* ---- registration ---------------------------------------------------------------------- */
+
+static int is_event_model(const char *m)
+{
+    static const char *const ev[] = {"select", "poll", "epoll", "kqueue", "uring", NULL};
+    for (int i = 0; ev[i]; i++)
+        if (strcmp(m, ev[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        CMUnitTestFunction fn;
+    } list[] = {
+        {"bytes_fast", bytes_fast},     {"bytes_slow", bytes_slow},
+        {"chargen_fast", chargen_fast}, {"chargen_slow", chargen_slow},
+    };
+    static struct harness_cases cases;
+    model = harness_model_checked(argc, argv, NULL);
+    seed = harness_seed();
+    const struct variant *vs[] = {&w1, is_event_model(model) ? &w2 : NULL};
+    for (size_t v = 0; v < 2 && vs[v]; v++)
+        for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+            harness_add_case(&cases, vs[v]->name, list[i].name, list[i].fn, (void *)vs[v]);
+    return harness_run_cases(&cases, "model_producer", model);
+}
