@@ -1,5 +1,6 @@
 /*
- * Producers (services with on_drain: bytes, chargen) under every model. Run as `model_producer MODEL`; the event
+ * Producers (services with on_drain: bytes, chargen) under every model,
+ * and the end of a connection. Run as `model_producer MODEL`; the event
  * models (select, poll, epoll, uring) run every case twice, as variant
  * w1 (one loop) and w2 (-w 2).
  *
@@ -8,6 +9,12 @@
  *   bytes_slow      8 MiB, read by a reader that pauses now and then
  *   chargen_fast    16 MiB of the endless RFC 864 stream, byte-exact
  *   chargen_slow    4 MiB of it, read with pauses
+ *   fin_bytes       "200000\n" then our FIN: exactly 200,000 bytes, then
+ *                   the server closes (a peer's FIN ends input, not output)
+ *   fin_bytes_slow  "16777216\n" then our FIN, read with pauses: the same
+ *   fin_pipelined   "100000\n150000\n" then FIN: 250,000 and EOF;
+ *                   "100000\n70000" (no "\n") then FIN: 170,000 and EOF
+ *   fin_chargen     FIN at once: chargen goes on (4 MiB read), no EOF
  *
  * Every read is bounded: STALL_MS without a byte ends it (a stalled
  * producer fails the count, not the suite's timeout), READ_MS in all.
@@ -151,6 +158,16 @@ static void expect_stream(struct server *s, int fd, const char *what, enum kind 
     CHECK(s, g.bytes == want);
 }
 
+/* Exactly `want` bytes of 'x', then the server's close (EOF). */
+static void expect_bytes_then_eof(struct server *s, int fd, const char *what, size_t want,
+                                  int slow)
+{
+    struct got g = read_stream(fd, BYTES, want + 1, slow);
+    if (g.bytes != want || !g.eof)
+        show(what, &g, want);
+    CHECK(s, g.bytes == want && g.eof);
+}
+
 /* ---- at full speed, and slowly --------------------------------------------------- */
 
 static void bytes_case(void **state, size_t n, int slow)
@@ -187,6 +204,46 @@ static void chargen_case(void **state, size_t n, int slow)
 static void chargen_fast(void **state) { chargen_case(state, 16 * MiB, 0); }
 static void chargen_slow(void **state) { chargen_case(state, 4 * MiB, 1); }
 
+/* ---- the peer's FIN ends input, not output ------------------------------------------ */
+
+/* Send req, then our FIN; exactly `want` bytes come back, then EOF. */
+static void fin_exchange(void **state, const char *req, size_t want, int slow)
+{
+    struct server s;
+    start(&s, state, "bytes");
+    int fd = client_connect(&s);
+    CHECK(&s, fd >= 0);
+    CHECK(&s, send_all(fd, req, strlen(req)) == 0);
+    CHECK(&s, shutdown(fd, SHUT_WR) == 0);
+    expect_bytes_then_eof(&s, fd, "bytes after FIN", want, slow);
+    client_close(fd);
+    server_stop_clean(&s);
+}
+
+static void fin_bytes(void **state) { fin_exchange(state, "200000\n", 200000, 0); }
+static void fin_bytes_slow(void **state) { fin_exchange(state, "16777216\n", 16 * MiB, 1); }
+
+static void fin_pipelined(void **state)
+{
+    fin_exchange(state, "100000\n150000\n", 250000, 0);
+    /* A last line without its "\n" is a request too (framing at EOF). */
+    fin_exchange(state, "100000\n70000", 170000, 0);
+}
+
+static void fin_chargen(void **state)
+{
+    struct server s;
+    start(&s, state, "chargen");
+    int fd = client_connect(&s);
+    CHECK(&s, fd >= 0);
+    CHECK(&s, send_all(fd, "ignored\n", 8) == 0);
+    CHECK(&s, shutdown(fd, SHUT_WR) == 0);
+    /* An endless producer goes on after the peer's FIN. */
+    expect_stream(&s, fd, "chargen after FIN", CHARGEN, 4 * MiB, 0);
+    client_close(fd);
+    server_stop_clean(&s);
+}
+
 /* ---- registration ---------------------------------------------------------------------- */
 
 static int is_event_model(const char *m)
@@ -206,6 +263,8 @@ int main(int argc, char **argv)
     } list[] = {
         {"bytes_fast", bytes_fast},     {"bytes_slow", bytes_slow},
         {"chargen_fast", chargen_fast}, {"chargen_slow", chargen_slow},
+        {"fin_bytes", fin_bytes},       {"fin_bytes_slow", fin_bytes_slow},
+        {"fin_pipelined", fin_pipelined}, {"fin_chargen", fin_chargen},
     };
     static struct harness_cases cases;
     model = harness_model_checked(argc, argv, NULL);
