@@ -127,6 +127,8 @@ void uring_conn_close(struct uworker *w, struct uconn *u, int err)
     notify_close(c, err);
     if (w->mbox) /* on_close has returned: nothing can be posted to c now */
         iop__mailbox_purge(w->mbox, c);
+    char name[IOP_PATH_MAX + 16];
+    iop_report(w->s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
     if (c->flags & IOP__CONN_KICKED) {
         for (size_t i = 0; i < w->nkicked; i++)
             if (w->kicked[i] == u)

@@ -85,6 +85,8 @@ static void close_now(struct iop__evctx *x, iop_conn *c, int err)
     notify_close(c, err);
     if (x->mbox) /* on_close has returned: nothing can be posted to c now */
         iop__mailbox_purge(x->mbox, c);
+    char name[IOP_PATH_MAX + 16];
+    iop_report(x->s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
     if (c->flags & IOP__CONN_KICKED)
         unkick(x, c);
     iop__loop_io(x->loop, c->fd, 0, NULL, NULL);

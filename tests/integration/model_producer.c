@@ -15,6 +15,9 @@
  *   fin_pipelined   "100000\n150000\n" then FIN: 250,000 and EOF;
  *                   "100000\n70000" (no "\n") then FIN: 170,000 and EOF
  *   fin_chargen     FIN at once: chargen goes on (4 MiB read), no EOF
+ *   open_close      -v: one "open " and one "close " line per connection,
+ *                   for clients that close, half-close, or are closed by
+ *                   the server (a bad request)
  *
  * Every read is bounded: STALL_MS without a byte ends it (a stalled
  * producer fails the count, not the suite's timeout), READ_MS in all.
@@ -37,6 +40,7 @@
 #define STALL_MS 5000
 #define READ_MS 60000
 #define MiB (1u << 20)
+#define OPEN_CLOSE_CLIENTS 6
 
 static const char *model;
 static unsigned seed;
@@ -49,11 +53,13 @@ struct variant {
 
 static const struct variant w1 = {"w1", NULL}, w2 = {"w2", "2"};
 
-static void start(struct server *s, void **state, const char *service)
+static void start(struct server *s, void **state, const char *service, int verbose)
 {
     const struct variant *v = *state;
-    const char *extra[3];
+    const char *extra[5];
     int n = 0;
+    if (verbose)
+        extra[n++] = "-v";
     if (v->workers) {
         extra[n++] = "-w";
         extra[n++] = v->workers;
@@ -173,7 +179,7 @@ static void expect_bytes_then_eof(struct server *s, int fd, const char *what, si
 static void bytes_case(void **state, size_t n, int slow)
 {
     struct server s;
-    start(&s, state, "bytes");
+    start(&s, state, "bytes", 0);
     int fd = client_connect(&s);
     CHECK(&s, fd >= 0);
     char req[32];
@@ -193,7 +199,7 @@ static void bytes_slow(void **state) { bytes_case(state, 8 * MiB, 1); }
 static void chargen_case(void **state, size_t n, int slow)
 {
     struct server s;
-    start(&s, state, "chargen");
+    start(&s, state, "chargen", 0);
     int fd = client_connect(&s);
     CHECK(&s, fd >= 0);
     expect_stream(&s, fd, "chargen", CHARGEN, n, slow);
@@ -210,7 +216,7 @@ static void chargen_slow(void **state) { chargen_case(state, 4 * MiB, 1); }
 static void fin_exchange(void **state, const char *req, size_t want, int slow)
 {
     struct server s;
-    start(&s, state, "bytes");
+    start(&s, state, "bytes", 0);
     int fd = client_connect(&s);
     CHECK(&s, fd >= 0);
     CHECK(&s, send_all(fd, req, strlen(req)) == 0);
@@ -233,7 +239,7 @@ static void fin_pipelined(void **state)
 static void fin_chargen(void **state)
 {
     struct server s;
-    start(&s, state, "chargen");
+    start(&s, state, "chargen", 0);
     int fd = client_connect(&s);
     CHECK(&s, fd >= 0);
     CHECK(&s, send_all(fd, "ignored\n", 8) == 0);
@@ -242,6 +248,51 @@ static void fin_chargen(void **state)
     expect_stream(&s, fd, "chargen after FIN", CHARGEN, 4 * MiB, 0);
     client_close(fd);
     server_stop_clean(&s);
+}
+
+/* ---- -v: one open and one close line per connection ---------------------------------- */
+
+static void open_close(void **state)
+{
+    struct server s;
+    start(&s, state, "bytes", 1);
+    for (int i = 0; i < OPEN_CLOSE_CLIENTS; i++) {
+        int fd = client_connect(&s);
+        CHECK(&s, fd >= 0);
+        char buf[256];
+        switch (i % 3) {
+        case 0: /* we close */
+            CHECK(&s, send_all(fd, "1\n", 2) == 0);
+            CHECK(&s, recv_exact(fd, buf, 1, IO_MS) == 1);
+            break;
+        case 1: /* we half-close; the server closes after the answer */
+            CHECK(&s, send_all(fd, "1\n", 2) == 0);
+            CHECK(&s, shutdown(fd, SHUT_WR) == 0);
+            CHECK(&s, recv_all(fd, buf, sizeof buf, IO_MS) == 1);
+            break;
+        default: /* a bad request: the server answers ERROR and closes */
+            CHECK(&s, send_all(fd, "abc\n", 4) == 0);
+            CHECK(&s, recv_all(fd, buf, sizeof buf, IO_MS) > 5);
+            break;
+        }
+        client_close(fd);
+    }
+    /* Each close is printed when its connection closes, not at the stop. */
+    long long end = now_ms() + IO_MS;
+    while (server_stderr_count(&s, "ioplex serve: close ") < OPEN_CLOSE_CLIENTS &&
+           now_ms() < end)
+        sleep_ms(20);
+    int opens = server_stderr_count(&s, "ioplex serve: open ");
+    int closes = server_stderr_count(&s, "ioplex serve: close ");
+    if (opens != OPEN_CLOSE_CLIENTS || closes != OPEN_CLOSE_CLIENTS)
+        fprintf(stderr, "open_close under %s: %d open and %d close lines for %d "
+                "connections\n", model, opens, closes, OPEN_CLOSE_CLIENTS);
+    CHECK(&s, opens == OPEN_CLOSE_CLIENTS);
+    CHECK(&s, closes == OPEN_CLOSE_CLIENTS);
+    server_stop_clean(&s);
+    /* And no second line at the stop. */
+    CHECK(&s, server_stderr_count(&s, "ioplex serve: open ") == OPEN_CLOSE_CLIENTS);
+    CHECK(&s, server_stderr_count(&s, "ioplex serve: close ") == OPEN_CLOSE_CLIENTS);
 }
 
 /* ---- registration ---------------------------------------------------------------------- */
@@ -265,6 +316,7 @@ int main(int argc, char **argv)
         {"chargen_fast", chargen_fast}, {"chargen_slow", chargen_slow},
         {"fin_bytes", fin_bytes},       {"fin_bytes_slow", fin_bytes_slow},
         {"fin_pipelined", fin_pipelined}, {"fin_chargen", fin_chargen},
+        {"open_close", open_close},
     };
     static struct harness_cases cases;
     model = harness_model_checked(argc, argv, NULL);
