@@ -14,7 +14,7 @@
  *   fin_bytes_slow  "16777216\n" then our FIN, read with pauses: the same
  *   fin_pipelined   "100000\n150000\n" then FIN: 250,000 and EOF;
  *                   "100000\n70000" (no "\n") then FIN: 170,000 and EOF
- *   fin_chargen     FIN at once: chargen goes on (4 MiB read), no EOF
+ *   fin_chargen     a line, then FIN: chargen goes on (4 MiB read), no EOF
  *   open_close      -v: one "open " and one "close " line per connection,
  *                   for clients that close, half-close, or are closed by
  *                   the server (a bad request)
