@@ -152,7 +152,9 @@ struct iop_service {
     unsigned flags;
     void (*on_open)(iop_conn *c);
     void (*on_message)(iop_conn *c, const char *msg, size_t len);
-    /* The output queue has drained: a producer (chargen) may send more. */
+    /* The output queue has drained: a producer (chargen) may send more.
+     * Called after the peer's FIN too (it ends input, not output): the
+     * connection closes once this sends nothing. */
     void (*on_drain)(iop_conn *c);
     /* error is 0 for an orderly close, else a negative errno. */
     void (*on_close)(iop_conn *c, int error);

@@ -68,7 +68,8 @@
  * not finish is leaked, not freed.
  *
  * A connection closed by the service (iop_close) or by the end of its
- * input is closed cleanly: output flushed, then our side shut (FIN) and
+ * input (once a producer has nothing more: the peer's FIN ends input, not
+ * output) is closed cleanly: output flushed, then our side shut (FIN) and
  * input discarded until the peer closes, for at most LINGER_MS (the
  * lingering close of the other models), then closed.
  *
@@ -380,7 +381,7 @@ static void pump(struct aloop *L, struct aconn *a)
     }
     if (!(a->busy & (1u << OP_WRITE))) {
         if (c->out.bytes == 0 && svc->on_drain && !L->stopping &&
-            !(c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)))
+            !(c->flags & IOP__CONN_CLOSING))
             svc->on_drain(c);
         if (c->out.bytes > 0) {
             int r = issue_write(L, a);
@@ -388,7 +389,9 @@ static void pump(struct aloop *L, struct aconn *a)
                 abort_conn(L, a, r);
                 return;
             }
-        } else if (c->flags & IOP__CONN_CLOSING) {
+        } else if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)) {
+            /* The peer's FIN ends input, not output: close once the
+             * producer, if any, has nothing more. */
             finish(L, a);
             return;
         }
@@ -425,10 +428,10 @@ static void on_read(struct aloop *L, struct aconn *a, ssize_t n)
     }
     if (n == 0) {
         /* End of stream (the peer's, or our SHUT_RD at stop): a last line
-         * without its newline is still a message; then close. */
+         * without its newline is still a message; pump() closes after
+         * the output. */
         c->flags |= IOP__CONN_PEER_EOF;
         iop__conn_eof(c);
-        iop_close(c);
     } else {
         size_t before = iop_buf_used(&c->in);
         int r = iop__conn_dispatch_bytes(c, a->rbuf, (size_t)n);

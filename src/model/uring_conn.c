@@ -127,6 +127,8 @@ void uring_conn_close(struct uworker *w, struct uconn *u, int err)
     notify_close(c, err);
     if (w->mbox) /* on_close has returned: nothing can be posted to c now */
         iop__mailbox_purge(w->mbox, c);
+    char name[IOP_PATH_MAX + 16];
+    iop_report(w->s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
     if (c->flags & IOP__CONN_KICKED) {
         for (size_t i = 0; i < w->nkicked; i++)
             if (w->kicked[i] == u)
@@ -254,8 +256,7 @@ static void settle(struct uworker *w, struct uconn *u)
         return;
     const struct iop_service *svc = w->s->svc;
     for (int round = 0; round < PRODUCE_ROUNDS && svc->on_drain; round++) {
-        if (c->out.bytes > w->low_water || w->stopping ||
-            (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)))
+        if (c->out.bytes > w->low_water || w->stopping || (c->flags & IOP__CONN_CLOSING))
             break;
         size_t before = c->out.bytes;
         svc->on_drain(c);
@@ -264,8 +265,11 @@ static void settle(struct uworker *w, struct uconn *u)
     }
     if (c->out.bytes > 0) {
         start_send(w, u);
-    } else if ((c->flags & IOP__CONN_CLOSING) && !u->send_on) {
-        finish(w, u); /* (a small send in flight has left the queue empty) */
+    } else if ((c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)) && !u->send_on) {
+        /* Closing, or past the peer's FIN (it ends input, not output)
+         * with nothing more from the producer; not while a small send is
+         * in flight (it left the queue empty). */
+        finish(w, u);
         return;
     }
     if (c->out.bytes >= w->high_water)
@@ -311,8 +315,7 @@ static int take_input(struct uworker *w, struct uconn *u, const char *data, size
 static void peer_eof(iop_conn *c)
 {
     c->flags |= IOP__CONN_PEER_EOF;
-    iop__conn_eof(c); /* a last line without "\n": before CLOSING, which skips it */
-    c->flags |= IOP__CONN_CLOSING;
+    iop__conn_eof(c); /* a last line without "\n" is a message too */
 }
 
 /* Stopping: answer what has arrived (read synchronously, now that no recv
@@ -322,7 +325,7 @@ static void stop_conn(struct uworker *w, struct uconn *u)
     iop_conn *c = &u->c;
     u->stop_read = 0;
     for (int i = 0; i < STOP_READS; i++) {
-        if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PAUSED))
+        if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PAUSED | IOP__CONN_PEER_EOF))
             break;
         ssize_t n = recv(c->fd, w->scratch, URING_SCRATCH, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)

@@ -332,6 +332,8 @@ void iop__serve_blocking(iop_server *s, int fd,
             c->flags |= IOP__CONN_PEER_EOF;
             iop__conn_eof(c);
             err = flush_all(c);
+            if (err == 0) /* a producer that last line started goes on */
+                err = produce(c);
             break;
         }
         err = iop__conn_dispatch(c);

@@ -85,6 +85,8 @@ static void close_now(struct iop__evctx *x, iop_conn *c, int err)
     notify_close(c, err);
     if (x->mbox) /* on_close has returned: nothing can be posted to c now */
         iop__mailbox_purge(x->mbox, c);
+    char name[IOP_PATH_MAX + 16];
+    iop_report(x->s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
     if (c->flags & IOP__CONN_KICKED)
         unkick(x, c);
     iop__loop_io(x->loop, c->fd, 0, NULL, NULL);
@@ -182,15 +184,23 @@ static int flush(struct iop__evctx *x, iop_conn *c)
             }
             touch(x, c);
         }
-        if (c->out.bytes > 0 || round >= PRODUCE_ROUNDS || !svc->on_drain ||
-            (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)) || x->stopping)
+        if (c->out.bytes > 0 || !svc->on_drain || (c->flags & IOP__CONN_CLOSING) ||
+            x->stopping)
             break;
         size_t before = c->out.bytes;
         svc->on_drain(c);
         if (c->out.bytes == before)
             break;
+        /* Fairness: the last round's output stays queued, so write
+         * interest brings the loop back here once it has served others.
+         * (Broken off with an empty queue, nothing would.) */
+        if (round + 1 >= PRODUCE_ROUNDS)
+            break;
     }
-    if (c->out.bytes == 0 && (c->flags & IOP__CONN_CLOSING)) {
+    /* The peer's FIN ends input, not output (TCP's half-close; sshd too
+     * sends a command's output after the client's EOF): close once the
+     * producer, if any, has nothing more, as the blocking path does. */
+    if (c->out.bytes == 0 && (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF))) {
         finish(x, c);
         return -1;
     }
@@ -224,7 +234,7 @@ static int read_input(struct iop__evctx *x, iop_conn *c)
 {
     iop_server *s = x->s;
     for (int i = 0; i < READS_PER_WAKE; i++) {
-        if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PAUSED))
+        if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PAUSED | IOP__CONN_PEER_EOF))
             break;
         ssize_t n = recv(c->fd, x->scratch, SCRATCH_SIZE, 0);
         if (n < 0) {
@@ -235,8 +245,7 @@ static int read_input(struct iop__evctx *x, iop_conn *c)
         }
         if (n == 0) {
             c->flags |= IOP__CONN_PEER_EOF;
-            iop__conn_eof(c); /* a last line without "\n": before CLOSING, which skips it */
-            c->flags |= IOP__CONN_CLOSING;
+            iop__conn_eof(c); /* a last line without "\n" is a message too */
             break;
         }
         size_t before = iop_buf_used(&c->in);
