@@ -221,9 +221,12 @@ static void slot_busy(struct prefork *p, int busy)
 {
     if (!counting(p))
         return;
+    int was_full = !busy && all_busy(p);
     atomic_store(&p->sh->busy[p->slot], busy);
-    char b = 0; /* the last free slot: the parent turns the next ones away */
-    if (busy && all_busy(p) && write(p->full[1], &b, 1) < 0) {
+    /* The last free slot taken: the parent turns the next ones away; the
+     * first one freed: it stops (and says so). */
+    char b = 0;
+    if ((busy ? all_busy(p) : was_full) && write(p->full[1], &b, 1) < 0) {
         /* full: the parent has a wake-up pending already */
     }
 }
