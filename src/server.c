@@ -225,7 +225,11 @@ void iop_server_close(iop_server *s)
         return;
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
-        /* Only the process that bound it removes the socket file. */
+        /* Only the process that bound it removes the socket file. Safe
+         * if the name was swapped meanwhile: unlink() never follows a
+         * symlink there, and removes only an entry of the socket's
+         * directory, which whoever could swap it can remove as well
+         * (see unlink_if_stale() in net/socket.c). */
         if (iop_transport_is_unix(s->cfg.addr.transport) && s->owner == getpid())
             unlink(s->cfg.addr.path);
     }
