@@ -152,6 +152,12 @@ struct iop_server {
     char failure[256]; /* why run failed: iop_server_failure() */
 };
 
+/* in[0..len) for a terminal or a log, into out (cap bytes, always
+ * NUL-terminated, cut at a whole character): control bytes (C0, DEL, C1)
+ * and invalid UTF-8 as \xNN, printable UTF-8 as it is. Returns the length
+ * written. iop_report() passes every line through it. */
+size_t iop__escape(char *out, size_t cap, const char *in, size_t len);
+
 /* Run cannot go on: keep the reason in words for iop_server_failure() (the
  * first one only) and return err. Not reported: the caller says it once. */
 int iop__fail(iop_server *s, int err, const char *fmt, ...)
