@@ -286,11 +286,16 @@ void iop__conn_release(iop_conn *c);
 void iop__serve_blocking(iop_server *s, int fd,
                          const struct sockaddr_storage *peer, socklen_t peerlen);
 
+struct iop__dgram; /* net/dgram.h */
+
 struct iop_peer {
     iop_server *server;
     int fd;
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    struct iop__dgram *gate; /* the receiving thread's: limits and counts */
+    size_t req_len;          /* the datagram being answered */
+    size_t sent;             /* bytes answered to it so far */
 };
 
 /* Serve datagrams on s->listen_fd until stopping (iterative server of the
