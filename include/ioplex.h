@@ -205,9 +205,10 @@ void *iop_conn_data(const iop_conn *c);
 void iop_conn_set_data(iop_conn *c, void *data);
 iop_server *iop_conn_server(const iop_conn *c);
 
-/* Answer the datagram's sender (one datagram). Returns 0, -EAGAIN if it
- * was dropped over the source's rate limit (counted, and reported once
- * per episode), or another negative errno. */
+/* Answer the datagram's sender (one datagram). Never blocks. Returns 0,
+ * -EAGAIN if it was dropped (over the source's rate limit, or the peer
+ * had no room for it now; counted, and reported once per episode), or
+ * another negative errno. */
 int iop_peer_send(iop_peer *p, const void *data, size_t len);
 const struct sockaddr *iop_peer_addr(const iop_peer *p, socklen_t *len);
 iop_server *iop_peer_server(const iop_peer *p);

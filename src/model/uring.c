@@ -88,7 +88,8 @@
  * Datagrams (UDP, Unix datagram) are served: one IORING_OP_RECVMSG (with
  * MSG_TRUNC, so an oversized datagram shows its real length and is
  * dropped with a report) in flight per worker into the worker's scratch
- * buffer; on_datagram answers with iop_peer_send() (a plain sendto()).
+ * buffer; on_datagram answers with iop_peer_send() (a sendto() that never
+ * waits: net/dgram.c).
  * Simple, and correct; not tuned.
  *
  * Workers (-w N): N threads, each with its own ring and, for TCP and UDP,

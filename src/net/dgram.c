@@ -28,6 +28,11 @@
  *   bucket, so a crowd can only make the limit laxer, never block anyone.
  *   It is per gate (one per event-loop worker): with -w N and
  *   SO_REUSEPORT a source's datagrams may reach several workers.
+ * - An answer is never waited for (MSG_DONTWAIT, whatever the model left
+ *   the socket): one the peer has no room for (a Unix datagram client that
+ *   does not read has at most net.unix.max_dgram_qlen queued) is dropped
+ *   and counted, as UDP itself would drop it, instead of holding every
+ *   other client until that one reads (audit finding 6).
  * - Nothing is logged per datagram: drops come in episodes, one line when
  *   one starts, and one with the counts when it ends, at the first
  *   datagram served QUIET_MS after the last drop, or at stop (the same
@@ -82,6 +87,7 @@ static const char *const reason_text[IOP__DROP_REASONS] = {
     [IOP__DROP_NOUNICAST] = "from an unspecified, broadcast or multicast address",
     [IOP__DROP_RATE] = "over the per-source rate limit",
     [IOP__DROP_LONG] = "longer than the receive buffer",
+    [IOP__DROP_FULL] = "answers the peer had no room for",
 };
 
 struct iop__dgram *iop__dgram_new(iop_server *s, int fd)

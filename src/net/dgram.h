@@ -16,6 +16,7 @@ enum iop__dgram_drop {
     IOP__DROP_NOUNICAST, /* from an unspecified, broadcast or multicast address */
     IOP__DROP_RATE,      /* over the per-source limit on answers */
     IOP__DROP_LONG,      /* longer than the receive buffer */
+    IOP__DROP_FULL,      /* an answer the peer had no room for (not reading) */
     IOP__DROP_REASONS
 };
 

@@ -13,10 +13,16 @@ int iop_peer_send(iop_peer *p, const void *data, size_t len)
         return -EDESTADDRREQ;
     if (p->gate && !iop__dgram_may_send(p->gate, p, len))
         return -EAGAIN;
-    ssize_t n = sendto(p->fd, data, len, MSG_NOSIGNAL,
+    /* Never waits (net/dgram.c): a peer with no room for it loses it. */
+    ssize_t n = sendto(p->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT,
                        (struct sockaddr *)&p->addr, p->addrlen);
     if (n < 0) {
         int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+            if (p->gate)
+                iop__dgram_drop(p->gate, IOP__DROP_FULL, p);
+            return -EAGAIN;
+        }
         iop_report(p->server, IOP_LOG_DEBUG, "sendto: %s", iop_strerror(-e));
         return -e;
     }

@@ -20,6 +20,10 @@
  *   chargen_rate       200 datagrams from one client to chargen: at most
  *                      the burst (20) plus 10 a second are answered, one
  *                      line says so; a normal client is answered after
+ *   blocked_client     (Unix datagram, audit finding 6) a client that floods
+ *                      echo with sendto() and never reads its answers: the
+ *                      others are still answered (the server dropped what
+ *                      it could not send at once: one line, then the count)
  *   oversized          (Unix datagram) 10 datagrams over 64 KiB, from a
  *                      client whose socket path holds an escape sequence
  *                      and a newline: one line, the path escaped, then the
@@ -84,7 +88,9 @@ static int answered(struct server *s, const char *msg)
     char buf[1024];
     int ok = 0;
     for (long long until = now_ms() + IO_MS; !ok && now_ms() < until;) {
-        if (send(fd, msg, strlen(msg), 0) < 0)
+        /* Never waits for room: a server that stopped reading must not
+         * hang the test (EAGAIN: try again). */
+        if (send(fd, msg, strlen(msg), MSG_DONTWAIT) < 0 && errno != EAGAIN)
             break;
         ok = recv_dgram(fd, buf, sizeof buf, 200) > 0;
     }
@@ -312,6 +318,71 @@ static void chargen_rate(void **state)
     CHECK(&s, server_stderr_count(&s, "dropped ") == 1);
 }
 
+/* ---- a client that does not read ----------------------------------------------- */
+
+/* A Unix datagram socket with a name of its own (autobind), not connected:
+ * it sends with sendto(), as most datagram clients do. */
+static int unconnected_client(struct server *s, struct sockaddr_un *to)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(s, fd >= 0);
+    sa_family_t fam = AF_UNIX;
+    CHECK(s, bind(fd, (struct sockaddr *)&fam, sizeof fam) == 0);
+    memset(to, 0, sizeof *to);
+    to->sun_family = AF_UNIX;
+    memcpy(to->sun_path, s->path, strlen(s->path));
+    return fd;
+}
+
+/* A client that floods echo and never reads its answers. The kernel keeps
+ * at most net.unix.max_dgram_qlen (10) of them queued for it; a server
+ * that then waits for room in its sendto() answers nobody else. (A client
+ * connect()ed to the server is exempt from that limit: what it does not
+ * read fills the server's whole send buffer, and then no model can answer
+ * anyone until it reads or closes. Not tested here: nothing the server
+ * does can avoid it.) */
+static void blocked_client(void **state)
+{
+    (void)state;
+    struct server s;
+    start(&s, "unixgram", "echo");
+    struct sockaddr_un to;
+    int flood = unconnected_client(&s, &to);
+    /* Many more than its queue holds; once the server stops reading, the
+     * sends fail with EAGAIN: stop after 500 ms of that. */
+    char msg[1024];
+    memset(msg, 'f', sizeof msg);
+    int sent = 0;
+    for (long long stuck = 0; sent < 200;) {
+        if (sendto(flood, msg, sizeof msg, MSG_DONTWAIT, (struct sockaddr *)&to,
+                   sizeof to) == (ssize_t)sizeof msg) {
+            sent++;
+            stuck = 0;
+            continue;
+        }
+        CHECK(&s, errno == EAGAIN || errno == EWOULDBLOCK);
+        if (!stuck)
+            stuck = now_ms() + 500;
+        else if (now_ms() > stuck)
+            break;
+        sleep_ms(5);
+    }
+    /* Another client is answered while the flooder still reads nothing. */
+    if (!answered(&s, "not blocked")) {
+        server_dump(&s);
+        close(flood);
+        fail_msg("-m %s: a client that never reads (%d datagrams sent) blocks the server: "
+                 "another client got no answer", model, sent);
+    }
+    CHECK(&s, server_wait_stderr(&s, "dropping datagrams: answers the peer had no room for",
+                                 IO_MS));
+    close(flood);
+    server_stop_clean(&s);
+    CHECK(&s, server_stderr_count(&s, "dropping datagrams: ") == 1);
+    CHECK(&s, server_stderr_count(&s, "dropped ") == 1);
+    CHECK(&s, server_stderr_count(&s, "answers the peer had no room for") == 2);
+}
+
 /* ---- oversized, from a path that holds control bytes ------------------------------- */
 
 static void oversized(void **state)
@@ -373,6 +444,7 @@ int main(int argc, char **argv)
     add("echo_chargen_loop", echo_chargen_loop, "udp4");
     add("chargen_rate", chargen_rate, "udp4");
     add("chargen_rate", chargen_rate, "unixgram");
+    add("blocked_client", blocked_client, "unixgram");
     add("oversized", oversized, "unixgram");
     return harness_run_cases(&cases, "model_dgram", model);
 }
