@@ -142,6 +142,11 @@ enum {
      * serves them at once: an iterative server, one client at a time,
      * refuses it at start. */
     IOP_SERVICE_CLIENTS_TOGETHER = 1u << 1,
+    /* The service's datagram answer does not depend on the request
+     * (chargen, daytime, ack): it can be many times bigger, so the server
+     * answers each source address at most about 10 times a second, after
+     * a burst of 20, as it does for any answer bigger than its request. */
+    IOP_SERVICE_AMPLIFIES = 1u << 2,
 };
 
 struct iop_service {
@@ -206,7 +211,10 @@ void *iop_conn_data(const iop_conn *c);
 void iop_conn_set_data(iop_conn *c, void *data);
 iop_server *iop_conn_server(const iop_conn *c);
 
-/* Answer the datagram's sender (one datagram). */
+/* Answer the datagram's sender (one datagram). Never blocks. Returns 0,
+ * -EAGAIN if it was dropped (over the source's rate limit, or the peer
+ * had no room for it now; counted, and reported once per episode), or
+ * another negative errno. */
 int iop_peer_send(iop_peer *p, const void *data, size_t len);
 const struct sockaddr *iop_peer_addr(const iop_peer *p, socklen_t *len);
 iop_server *iop_peer_server(const iop_peer *p);

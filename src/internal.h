@@ -186,6 +186,12 @@ struct iop_server {
     char failure[256]; /* why run failed: iop_server_failure() */
 };
 
+/* in[0..len) for a terminal or a log, into out (cap bytes, always
+ * NUL-terminated, cut at a whole character): control bytes (C0, DEL, C1)
+ * and invalid UTF-8 as \xNN, printable UTF-8 as it is. Returns the length
+ * written. iop_report() passes every line through it. */
+size_t iop__escape(char *out, size_t cap, const char *in, size_t len);
+
 /* Run cannot go on: keep the reason in words for iop_server_failure() (the
  * first one only) and return err. Not reported: the caller says it once. */
 int iop__fail(iop_server *s, int err, const char *fmt, ...)
@@ -314,11 +320,16 @@ void iop__conn_release(iop_conn *c);
 void iop__serve_blocking(iop_server *s, int fd,
                          const struct sockaddr_storage *peer, socklen_t peerlen);
 
+struct iop__dgram; /* net/dgram.h */
+
 struct iop_peer {
     iop_server *server;
     int fd;
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    struct iop__dgram *gate; /* the receiving thread's: limits and counts */
+    size_t req_len;          /* the datagram being answered */
+    size_t sent;             /* bytes answered to it so far */
 };
 
 /* Serve datagrams on s->listen_fd until stopping (iterative server of the

@@ -33,6 +33,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "loop/loop.h"
+#include "net/dgram.h"
 #include "model/workers.h"
 #include "stream/evconn.h"
 
@@ -62,6 +63,7 @@ struct worker {
     int accepted;      /* for --once */
     struct iop__episode refusing; /* --max-conns, FD_SETSIZE */
     struct iop__timer accept_resume;
+    struct iop__dgram *gate; /* datagram transports: net/dgram.c */
     int result;
 };
 
@@ -187,14 +189,10 @@ static void on_datagrams(iop_loop *loop, int fd, unsigned events, void *arg)
         ssize_t n = recvmsg(fd, &msg, 0);
         if (n < 0)
             return; /* EAGAIN: drained; an ICMP error on UDP: nothing to do */
-        if (msg.msg_flags & MSG_TRUNC) {
-            iop_report(s, IOP_LOG_INFO, "dropped a datagram longer than %d bytes",
-                       DATAGRAM_MAX);
-            continue;
-        }
         p.addrlen = msg.msg_namelen;
-        s->svc->on_datagram(&p, w->x.scratch, (size_t)n);
-        if (s->cfg.once) {
+        /* Checked, counted or served: net/dgram.c. */
+        if (iop__dgram_input(w->gate, &p, w->x.scratch, (size_t)n,
+                             !!(msg.msg_flags & MSG_TRUNC)) && s->cfg.once) {
             iop_server_stop(s);
             return;
         }
@@ -236,6 +234,8 @@ static int worker_setup(struct worker *w)
     w->x.conn_closed = conn_closed;
     if (r == 0)
         r = set_nonblocking(w->listen_fd);
+    if (r == 0 && !is_stream(s) && !(w->gate = iop__dgram_new(s, w->listen_fd)))
+        r = -ENOMEM;
     if (r == 0)
         r = iop__loop_io(w->loop, s->stop_pipe[0], IOP_EV_READ, on_stop, w);
     return r;
@@ -246,6 +246,8 @@ static void worker_teardown(struct worker *w)
     if (!w->loop)
         return;
     iop__evctx_free(&w->x);
+    iop__dgram_free(w->gate); /* an episode still open is reported */
+    w->gate = NULL;
     iop__timer_stop(w->loop, &w->accept_resume);
     iop__loop_destroy(w->loop);
     w->loop = NULL;

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "net/dgram.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -59,8 +60,12 @@ const struct iop__model iop__model_iterative = {
 int iop__serve_datagrams(iop_server *s)
 {
     char *buf = malloc(DATAGRAM_MAX);
-    if (!buf)
+    struct iop__dgram *gate = iop__dgram_new(s, s->listen_fd);
+    if (!buf || !gate) {
+        free(buf);
+        iop__dgram_free(gate);
         return -ENOMEM;
+    }
     int r = 0;
     while (r == 0) {
         r = iop__wait_fd(s, s->listen_fd, POLLIN, -1);
@@ -77,16 +82,12 @@ int iop__serve_datagrams(iop_server *s)
             r = (errno == EINTR || errno == EAGAIN) ? 0 : -errno;
             continue;
         }
-        if (msg.msg_flags & MSG_TRUNC) {
-            iop_report(s, IOP_LOG_INFO, "dropped a datagram longer than %d bytes",
-                       DATAGRAM_MAX);
-            r = 0;
-            continue;
-        }
         p.addrlen = msg.msg_namelen;
-        s->svc->on_datagram(&p, buf, (size_t)n);
-        r = s->cfg.once ? 1 : 0;
+        /* Checked, counted or served: net/dgram.c. */
+        int served = iop__dgram_input(gate, &p, buf, (size_t)n, !!(msg.msg_flags & MSG_TRUNC));
+        r = s->cfg.once && served ? 1 : 0;
     }
+    iop__dgram_free(gate);
     free(buf);
     return r == -ECANCELED || r == 1 ? 0 : r;
 }

@@ -88,7 +88,8 @@
  * Datagrams (UDP, Unix datagram) are served: one IORING_OP_RECVMSG (with
  * MSG_TRUNC, so an oversized datagram shows its real length and is
  * dropped with a report) in flight per worker into the worker's scratch
- * buffer; on_datagram answers with iop_peer_send() (a plain sendto()).
+ * buffer; on_datagram answers with iop_peer_send() (a sendto() that never
+ * waits: net/dgram.c).
  * Simple, and correct; not tuned.
  *
  * Workers (-w N): N threads, each with its own ring and, for TCP and UDP,
@@ -130,6 +131,7 @@
 #ifdef IOPLEX_HAVE_URING
 
 #include "model/workers.h"
+#include "net/dgram.h"
 #include "stream/mailbox.h"
 
 #include <errno.h>
@@ -407,19 +409,18 @@ static void on_dgram(struct uworker *w, int res)
     w->dgram_on = 0;
     if (res == -ECANCELED)
         return;
-    if (res >= 0 && (res > URING_SCRATCH || (w->dmsg.msg_flags & MSG_TRUNC))) {
-        iop_report(s, IOP_LOG_INFO, "dropped a datagram longer than %d bytes",
-                   URING_SCRATCH);
-    } else if (res >= 0) {
+    if (res >= 0) { /* else an ICMP error on UDP: nothing to do */
         struct iop_peer p = {.server = s, .fd = w->listen_fd};
         memcpy(&p.addr, &w->daddr, sizeof p.addr);
         p.addrlen = w->dmsg.msg_namelen;
-        s->svc->on_datagram(&p, w->scratch, (size_t)res);
-        if (s->cfg.once) {
+        int truncated = res > URING_SCRATCH || (w->dmsg.msg_flags & MSG_TRUNC);
+        size_t len = truncated ? URING_SCRATCH : (size_t)res;
+        /* Checked, counted or served: net/dgram.c. */
+        if (iop__dgram_input(w->gate, &p, w->scratch, len, truncated) && s->cfg.once) {
             iop_server_stop(s);
             return;
         }
-    } /* else an ICMP error on UDP: nothing to do */
+    }
     arm_dgram(w);
 }
 
@@ -624,6 +625,8 @@ static void *worker_main(void *arg)
         r = -ENOMEM;
     if (r == 0 && !w->dgram)
         r = uring_bufs_setup(w, fallback);
+    if (r == 0 && w->dgram && !(w->gate = iop__dgram_new(s, w->listen_fd)))
+        r = -ENOMEM;
     if (!w->br)
         w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
     if (r == 0 && (s->svc->flags & IOP_SERVICE_SHARED_STATE))
@@ -678,6 +681,8 @@ static void *worker_main(void *arg)
     free(w->kicked);
     uring_bufs_free(w);
     free(w->scratch);
+    iop__dgram_free(w->gate); /* an episode still open is reported */
+    w->gate = NULL;
     w->result = r;
     if (r != 0)
         iop_server_stop(s); /* one worker failing stops the others */

@@ -109,6 +109,7 @@ struct uworker {
     struct msghdr dmsg;
     struct iovec diov;
     struct sockaddr_storage daddr;
+    struct iop__dgram *gate; /* datagrams: net/dgram.c */
     char *scratch;
     /* IOP_SERVICE_SHARED_STATE: iop_post() from other threads lands in
      * the mailbox; connections given output outside their own completions

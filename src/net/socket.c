@@ -68,13 +68,24 @@ static void fill_unix(struct sockaddr_un *un, const char *path)
 
 /* A socket file left by a server that died is replaced; any other file is
  * left alone. A live server's socket answers a connect, so it is kept
- * (that server sees one empty connection from the probe). */
+ * (that server sees one empty connection from the probe).
+ *
+ * The path can change under us when others may write to its directory
+ * (the README's /run/ack, owned by the --user account); each step is safe
+ * anyway. lstat() and unlink() act on the name itself, never through a
+ * symlink, and unlink() only removes an entry of that directory, which
+ * whoever could swap it can remove too (in a sticky directory, only its
+ * owner or ours). The probe's connect() may follow a symlink swapped in
+ * after the lstat(): it sends nothing, and it is non-blocking, so a
+ * listener with a full backlog cannot hold the server at start (EAGAIN
+ * counts as alive: the name is kept and bind() fails). The directories
+ * above the name are trusted, as for any daemon's socket path. */
 static int unlink_if_stale(const char *path, int type)
 {
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
         return 0;
-    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return 0;
     struct sockaddr_un un;
@@ -100,42 +111,73 @@ static int bind_masked(int fd, const struct sockaddr_un *un, unsigned mode)
     return r;
 }
 
-/* chmod, but never through a symlink put in the socket's place. Where
- * the C library cannot refuse to follow one (no /proc), the path is
- * checked to be a socket first. */
-static int chmod_socket(const char *path, mode_t mode)
+/* The socket file just bound, opened without following a symlink
+ * (O_PATH: the socket itself is not opened) and checked to be the one we
+ * made: a socket, this process's user's, with a single link. Anything
+ * else means the name was swapped (a symlink, another user's file, or a
+ * hard link to a file elsewhere): -EPERM, and nothing is changed. */
+static int open_own_socket(const char *path, struct stat *st)
 {
-    if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) == 0)
-        return 0;
-    if (errno != EOPNOTSUPP && errno != ENOTSUP)
-        return -1;
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return -1;
-    if (!S_ISSOCK(st.st_mode)) {
-        errno = EOPNOTSUPP;
-        return -1;
+    int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, st) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
     }
-    return chmod(path, mode);
+    if (!S_ISSOCK(st->st_mode) || st->st_uid != geteuid() || st->st_nlink != 1) {
+        close(fd);
+        return -EPERM;
+    }
+    return fd;
 }
 
-/* The socket file's owner, then its exact mode: chown may clear set-id
- * bits, so the mode comes last. */
+/* The socket file's owner, then its exact mode (chown may clear set-id
+ * bits, so the mode comes last), both on the inode opened above and never
+ * through the path: a writer of the directory who swaps the name after
+ * bind() cannot turn them onto another file (audit finding 2: a chmod()
+ * that followed a swapped-in symlink gave a root-owned 0600 file 0666).
+ * The owner goes through the descriptor itself (AT_EMPTY_PATH). There is
+ * no fchmod() of an O_PATH descriptor; its /proc/self/fd link names that
+ * inode, whatever the path says now (glibc's fchmodat() does the same).
+ * Usually no mode change is needed at all: bind_masked() made the file
+ * with the permission bits asked. Where one is (set-id or sticky bits, a
+ * directory's default ACL) and /proc is missing, this fails closed. */
 static int set_file(const char *path, const struct iop__sockfile *f, char *err)
 {
+    if (!f->mode && f->uid == (uid_t)-1 && f->gid == (gid_t)-1)
+        return 0;
+    struct stat st;
+    int fd = open_own_socket(path, &st);
+    if (fd < 0) {
+        seterr(err, "%s: %s", path, fd == -EPERM ? "replaced by another file "
+               "before its owner and mode were set" : strerror(-fd));
+        return fd;
+    }
+    int r = 0;
     if ((f->uid != (uid_t)-1 || f->gid != (gid_t)-1) &&
-        fchownat(AT_FDCWD, path, f->uid, f->gid, AT_SYMLINK_NOFOLLOW) != 0) {
-        int e = errno;
+        (fchownat(fd, "", f->uid, f->gid, AT_EMPTY_PATH) != 0 || fstat(fd, &st) != 0)) {
+        r = -errno;
         seterr(err, "chown %s to %ld:%ld: %s", path, (long)f->uid, (long)f->gid,
-               strerror(e));
-        return -e;
+               strerror(-r));
     }
-    if (f->mode && chmod_socket(path, (mode_t)f->mode) != 0) {
-        int e = errno;
-        seterr(err, "chmod %s to %04o: %s", path, f->mode, strerror(e));
-        return -e;
+    if (r == 0 && f->mode && (st.st_mode & 07777) != f->mode) {
+        char self[32];
+        snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+        if (chmod(self, (mode_t)f->mode) != 0) {
+            r = -errno;
+            if (r == -ENOENT) {
+                r = -EPERM;
+                seterr(err, "chmod %s to %04o: no /proc to change it safely through",
+                       path, f->mode);
+            } else {
+                seterr(err, "chmod %s to %04o: %s", path, f->mode, strerror(-r));
+            }
+        }
     }
-    return 0;
+    close(fd);
+    return r;
 }
 
 static int listen_unix(const struct iop_addr *a, int backlog,
@@ -151,6 +193,8 @@ static int listen_unix(const struct iop_addr *a, int backlog,
     unsigned mode = f ? f->mode : 0;
     struct sockaddr_un un;
     fill_unix(&un, a->path);
+    /* bind() never follows a symlink at the name: anything there is
+     * EADDRINUSE. */
     int r = bind_masked(fd, &un, mode);
     if (r != 0 && errno == EADDRINUSE && unlink_if_stale(a->path, type))
         r = bind_masked(fd, &un, mode);
@@ -169,7 +213,7 @@ static int listen_unix(const struct iop_addr *a, int backlog,
         r = set_file(a->path, f, err);
     if (r != 0) {
         close(fd);
-        unlink(a->path);
+        unlink(a->path); /* safe for the reasons unlink_if_stale() gives */
         return r;
     }
     *out = fd;

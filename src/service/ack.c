@@ -32,6 +32,7 @@ const struct iop_service iop_service_ack = {
     .name = "ack",
     .summary = "print each message, answer \"I got your message\" (the course's server)",
     .framing = IOP_FRAMING_LINE,
+    .flags = IOP_SERVICE_AMPLIFIES, /* 19 bytes, whatever came */
     .on_message = ack_message,
     .on_datagram = ack_datagram,
 };

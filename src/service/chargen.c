@@ -50,6 +50,7 @@ const struct iop_service iop_service_chargen = {
     .name = "chargen",
     .summary = "an endless stream of text lines (RFC 864)",
     .framing = IOP_FRAMING_RAW,
+    .flags = IOP_SERVICE_AMPLIFIES, /* 444 bytes, whatever came */
     .on_message = chargen_message,
     .on_drain = chargen_drain,
     .on_datagram = chargen_datagram,

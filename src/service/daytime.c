@@ -31,6 +31,7 @@ const struct iop_service iop_service_daytime = {
     .name = "daytime",
     .summary = "the date and time, then close (RFC 867)",
     .framing = IOP_FRAMING_RAW,
+    .flags = IOP_SERVICE_AMPLIFIES, /* the date, whatever came */
     .on_open = daytime_open,
     .on_datagram = daytime_datagram,
 };
