@@ -116,6 +116,12 @@ static void usage(FILE *f)
     fprintf(f, "\nThe defaults bound what peers can take without any flag: memory to\n"
                "about max-conns x (max-frame + high-water), and time to the idle\n"
                "timeout; a chat room holds at most " CHAT_MEMBERS_HELP " members.\n"
+               "Over UDP, as inetd does for its built-in services, a datagram from a\n"
+               "port below 1024, from the server's own address or from a broadcast\n"
+               "or multicast address gets no answer (so two services cannot be set\n"
+               "to answer each other for ever), and a source is answered at most 10\n"
+               "times a second, after a burst of 20, where the answer can be bigger\n"
+               "than the datagram (ack, daytime, chargen); drops are reported once.\n"
                "\nSIGINT or SIGTERM stops accepting, answers what was received and\n"
                "exits 0; a second one exits at once.\n\n" EXIT_CODES_HELP);
 }
