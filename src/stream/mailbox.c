@@ -42,6 +42,15 @@ struct post {
     struct iop__msg ent[];
 };
 
+/* What an entry of len bytes holds in memory, as counted against its
+ * receiver's limit: its bytes (shared or not: they stay while it waits),
+ * its entry and a post's header. So a flood of tiny posts is bounded by
+ * the memory it takes, not by its bytes alone. */
+static size_t cost(size_t len)
+{
+    return len + sizeof(struct iop__msg) + sizeof(struct post);
+}
+
 static struct post *post_new(size_t n, const void *data, size_t len)
 {
     if (n > (SIZE_MAX - sizeof(struct post)) / sizeof(struct iop__msg) ||
@@ -180,11 +189,12 @@ static int list(struct iop__mailbox *m, iop_conn *c)
     return was_empty;
 }
 
-/* From any thread: reserve room for len bytes in c's backlog. 0, or
- * -ENOBUFS if c is over its limit (then every later post is dropped too,
- * and the owner is told, once). */
-static int reserve(struct iop__mailbox *m, iop_conn *c, size_t len)
+/* From any thread: reserve room for a post of n bytes in c's backlog. 0,
+ * or -ENOBUFS if c is over its limit (then every later post is dropped
+ * too, and the owner is told, once). */
+static int reserve(struct iop__mailbox *m, iop_conn *c, size_t n)
 {
+    size_t len = n > m->high_water ? n : cost(n);
     size_t cur = atomic_load_explicit(&c->posted, memory_order_relaxed);
     for (;;) {
         if (cur & POST_OVER)
@@ -333,7 +343,7 @@ void iop__mailbox_drain(struct iop__mailbox *m)
         /* An overflowed connection's posts stay counted, for its report. */
         if (!(c->flags & IOP__CONN_OVERFLOW)) {
             deliver(m, c, p->data, p->len, 1);
-            atomic_fetch_sub_explicit(&c->posted, p->len, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&c->posted, cost(p->len), memory_order_relaxed);
         }
         post_release(p);
         atomic_fetch_sub_explicit(&m->pending, 1, memory_order_release);

@@ -24,8 +24,9 @@
  * made.
  *
  * Limits, at post time: a post that would take the receiver's backlog
- * (its queued output and what waits for it in the mailbox, together) past
- * the server's high watermark (cfg.high_water, 256 KiB by default) is
+ * (its queued output and what waits for it in the mailbox, together, each
+ * waiting post counted with its entry and header, so that tiny posts are
+ * counted at what they cost) past the server's high watermark (cfg.high_water, 256 KiB by default) is
  * dropped, and so is every later one; the connection goes on the
  * mailbox's overflow list, and the owner marks it IOP__CONN_OVERFLOW,
  * closes it at once and reports "closing PEER: not reading (N bytes

@@ -12,6 +12,9 @@
  *              (-ENOBUFS) once what waits for it would pass the high
  *              watermark, not queued without end; the owner then closes
  *              it and reports at most that much queued
+ *   backlog_tiny  the same with posts of one byte: they are counted at
+ *              what they hold in memory (an entry and a header each), so
+ *              far fewer than high-watermark-many are taken
  *   purge      posts racing a client's close are dropped with it (ASan and
  *              LSan see no use after free and no leak; TSan no race)
  *   many       iop_post_many(): 1000 broadcasts reach 3 clients whole and
@@ -325,9 +328,13 @@ static void test_overflow(void **state)
         fail_msg("no \"not reading\" report; reports:\n%s", reports);
 }
 
-static void test_backlog(void **state)
+enum { HW = 64 * 1024 };
+
+/* With the owner held in on_message, post `size` bytes at a time (up to
+ * 16 MB) until refused; release it; it closes the connection. Returns how
+ * many posts were taken. */
+static size_t post_while_held(void **state, size_t size)
 {
-    enum { HW = 64 * 1024 };
     start(*state, HW);
     int fd = client();
     pthread_mutex_lock(&lock);
@@ -347,18 +354,17 @@ static void test_backlog(void **state)
         ;
     int was_held = held;
     pthread_mutex_unlock(&hold_lock);
-    /* Post 1 KiB at a time, up to 16 MB, until refused. */
     static char line[1024];
     memset(line, 'y', sizeof line - 1);
     line[sizeof line - 1] = '\n';
-    size_t accepted = 0;
+    size_t accepted = 0, posts = 0;
     int refused = 0, other = 0;
-    for (int i = 0; was_held && i < 16 * 1024 && !refused; i++) {
+    for (size_t i = 0; was_held && i < 16 * 1024 * 1024 / size && !refused; i++) {
         pthread_mutex_lock(&lock);
-        int r = nmembers == 1 ? iop_post(members[0], line, sizeof line) : -EPIPE;
+        int r = nmembers == 1 ? iop_post(members[0], line + sizeof line - size, size) : -EPIPE;
         pthread_mutex_unlock(&lock);
         if (r == 0)
-            accepted += sizeof line;
+            accepted += size, posts++;
         else if (r == -ENOBUFS)
             refused = 1;
         else
@@ -388,6 +394,20 @@ static void test_backlog(void **state)
     if (!at || queued == 0 || queued > HW)
         fail_msg("expected \"not reading (N bytes queued)\" with 0 < N <= %d; reports:\n%s",
                  HW, reports);
+    return posts;
+}
+
+static void test_backlog(void **state)
+{
+    post_while_held(state, 1024);
+}
+
+static void test_backlog_tiny(void **state)
+{
+    /* An entry holds two pointers at least: 16 bytes and more a post. */
+    size_t posts = post_while_held(state, 1);
+    if (posts > HW / 16)
+        fail_msg("%zu posts of one byte were taken (high watermark %d)", posts, HW);
 }
 
 static void test_purge(void **state)
@@ -471,6 +491,12 @@ static void test_many_purge(void **state)
 {
     skip_iterative(state);
     start(*state, 0);
+    /* 100 bytes a post, 1000 at most: 100 KB, with what each post holds
+     * (see backlog_tiny) under the high watermark (256 KiB) of the one
+     * that stays, which reads only after. */
+    static char late[100];
+    memset(late, 'l', sizeof late - 1);
+    late[sizeof late - 1] = '\n';
     for (int round = 0; round < 20; round++) {
         int fd[2];
         clients(fd, 2);
@@ -479,8 +505,9 @@ static void test_many_purge(void **state)
         pthread_mutex_unlock(&lock);
         /* Which client is `stays`? The one that hears a post to it alone. */
         pthread_mutex_lock(&lock);
-        assert_int_equal(iop_post(stays, "you\n", 4), 0);
+        int r = iop_post(stays, "you\n", 4);
         pthread_mutex_unlock(&lock);
+        assert_int_equal(r, 0);
         struct pollfd p[2] = {{.fd = fd[0], .events = POLLIN}, {.fd = fd[1], .events = POLLIN}};
         assert_true(poll(p, 2, WAIT_MS) >= 1);
         int k = (p[0].revents & POLLIN) ? 0 : 1;
@@ -488,27 +515,27 @@ static void test_many_purge(void **state)
         assert_int_equal(read_exact(fd[k], you, 4), 0);
         close(fd[1 - k]); /* the other closes while broadcasts keep coming */
         size_t sent = 0;
-        /* 200 KB at most: under the high watermark of the one that stays
-         * (256 KiB), which reads only after. */
-        for (int i = 0; i < 40000; i++) {
+        for (int i = 0; i < 1000; i++) {
             pthread_mutex_lock(&lock);
             int both = nmembers == 2;
-            int r = iop_post_many(members, (size_t)nmembers, "late\n", 5);
+            r = iop_post_many(members, (size_t)nmembers, late, sizeof late);
             pthread_mutex_unlock(&lock);
             assert_true(r >= 1); /* the one that stays, at least */
-            sent += 5;
+            sent += sizeof late;
             if (!both)
                 break;
+            if (i % 10 == 9)
+                usleep(100); /* give the close time to come */
         }
         pthread_mutex_lock(&lock);
         int one = wait_members(1);
         pthread_mutex_unlock(&lock);
         assert_true(one);
-        /* Read what the one that stays was sent, all of it "late\n". */
-        static char got[200000 + 8];
+        /* What the one that stays was sent, all of it. */
+        static char got[1000 * sizeof late];
         assert_int_equal(read_exact(fd[k], got, sent), 0);
-        for (size_t i = 0; i < sent; i += 5)
-            assert_memory_equal(got + i, "late\n", 5);
+        for (size_t i = 0; i < sent; i += sizeof late)
+            assert_memory_equal(got + i, late, sizeof late);
         close(fd[k]);
         pthread_mutex_lock(&lock);
         int ok = wait_members(0);
@@ -530,7 +557,8 @@ int main(void)
         const char *what;
         CMUnitTestFunction fn;
     } kinds[] = {{"ticks", test_ticks},         {"overflow", test_overflow},
-                 {"backlog", test_backlog},     {"purge", test_purge},
+                 {"backlog", test_backlog},     {"backlog_tiny", test_backlog_tiny},
+                 {"purge", test_purge},
                  {"many", test_many},           {"many_purge", test_many_purge}};
     enum { NKINDS = sizeof kinds / sizeof kinds[0] };
     static char names[NKINDS * NCFG][48];
