@@ -43,7 +43,11 @@
  * threaded models and fork and prefork refuse it at start. Under
  * iterative, one client is served at a time, so the room never holds more
  * than one: every line goes to nobody, and the next client waits in the
- * listen backlog until the current one leaves.
+ * listen backlog until the current one leaves. Under thread and pool each
+ * member is a thread that every line wakes; a pool of N serves N members
+ * at once (the others wait their turn), and the thread model has no bound
+ * of its own on clients that come faster than it closes them: give it
+ * --max-conns.
  *
  * One room per server: a process running two chat servers has two rooms.
  * With -v the server logs "chat: user3 has joined" and "... has left"
