@@ -10,9 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* chat's per-room member cap (src/service/chat.c), for --help. */
-#define CHAT_MEMBERS_HELP "1024"
-
 static iop_server *running;
 static volatile sig_atomic_t stop_signals;
 
@@ -115,7 +112,7 @@ static void usage(FILE *f)
                 (*s)->on_datagram ? "" : " (streams only)");
     fprintf(f, "\nThe defaults bound what peers can take without any flag: memory to\n"
                "about max-conns x (max-frame + high-water), and time to the idle\n"
-               "timeout; a chat room holds at most " CHAT_MEMBERS_HELP " members.\n"
+               "timeout.\n"
                "Over UDP, as inetd does for its built-in services, a datagram from a\n"
                "port below 1024, from the server's own address or from a broadcast\n"
                "or multicast address gets no answer (so two services cannot be set\n"

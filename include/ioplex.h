@@ -190,16 +190,27 @@ int iop_send_frame(iop_conn *c, const void *msg, size_t len);
  * adds in on_open, removes in on_close, and posts only while holding that
  * mutex. What is still posted to c when on_close returns is dropped.
  *
- * Limit: a post that would take c's unsent output past the server's high
- * watermark (high_water, 256 KiB by default) is dropped and c is closed
- * ("closing PEER: not reading (N bytes queued)"): a client that does not
- * read cannot grow the server's memory.
+ * Limit, checked when the post is made: a post that would take c's
+ * backlog (its unsent output and what is posted to it and not yet
+ * appended, together) past the server's high watermark (high_water,
+ * 256 KiB by default) is dropped, and so is every later one, and c is
+ * closed ("closing PEER: not reading (N bytes queued)"): a client that
+ * does not read cannot grow the server's memory, however busy its owner.
  *
- * Returns 0 (accepted; dropped later if c closes first), -ENOMEM, or, for
- * a post made on c's own thread and applied at once, what iop_send()
- * returns, or -ENOBUFS if it was over the limit.
+ * Returns 0 (accepted; dropped later if c closes first), -ENOBUFS if it
+ * was over the limit, -ENOMEM, or, for a post made on c's own thread and
+ * applied at once, what iop_send() returns.
  */
 int iop_post(iop_conn *c, const void *data, size_t len);
+/*
+ * iop_post() of the same bytes to each of n connections (a broadcast),
+ * copied once for all of them: one allocation, shared by the receivers
+ * and freed once the last has taken its copy into its output. The same
+ * lifetime rule and limit apply to each connection. Returns how many of
+ * them it was accepted for (those over their limit, or closing, are not
+ * counted), or -ENOMEM if it could not be copied for any.
+ */
+int iop_post_many(iop_conn *const conns[], size_t n, const void *data, size_t len);
 /* Close once the queued output has been written; no more messages are
  * delivered. */
 void iop_close(iop_conn *c);

@@ -241,6 +241,7 @@ enum {
 };
 
 struct iop__mailbox; /* stream/mailbox.h */
+struct iop__msg;
 
 /* Kept small on purpose: an idle event-loop connection is this struct and
  * nothing else (both buffers empty and unallocated). */
@@ -262,8 +263,17 @@ struct iop_conn {
     uint64_t last_active;
     void *owner;
     /* IOP_SERVICE_SHARED_STATE only: where iop_post() from another thread
-     * leaves bytes for this connection (its owner's mailbox); else NULL. */
+     * leaves bytes for this connection (its owner's mailbox); else NULL.
+     * And its part of that mailbox (mailbox.c): `posted`, the bytes
+     * waiting there for it, with the top bit set once a post would have
+     * passed the high watermark; its own queue of posts, and its place on
+     * the mailbox's list of connections with news (both under the
+     * mailbox's lock), so that a connection's posts are dropped without
+     * looking at anyone else's. */
     struct iop__mailbox *mbox;
+    _Atomic size_t posted;
+    struct iop__msg *mq_tail; /* circular: mq_tail->next is the first */
+    iop_conn *mq_next;        /* NULL: not on the list */
 };
 
 /* A list of connections, least recently active first: the event paths'

@@ -346,8 +346,7 @@ void iop__serve_blocking(iop_server *s, int fd,
             break;
         }
     }
-    if ((err == 0 || err == -EMSGSIZE) && !(c->flags & IOP__CONN_PEER_EOF))
-        linger(c);
+    int lingers = (err == 0 || err == -EMSGSIZE) && !(c->flags & IOP__CONN_PEER_EOF);
     if (err == -ENOBUFS && (c->flags & IOP__CONN_OVERFLOW))
         iop__mailbox_report_overflow(c);
     else if (err == -ETIMEDOUT)
@@ -356,10 +355,17 @@ void iop__serve_blocking(iop_server *s, int fd,
     else if (err != 0 && err != -EMSGSIZE)
         iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
                    iop_strerror(err));
+    /* The service hears of the close before the lingering close, as on
+     * the event paths: a chat member must not stay in the room, and be
+     * posted to, for the LINGER_MS its peer may take to close. */
     if (svc->on_close)
         svc->on_close(c, err == -EMSGSIZE ? 0 : err);
-    if (c->mbox)
+    if (c->mbox) {
         iop__mailbox_destroy(c->mbox); /* what is still posted goes with it */
+        c->mbox = NULL;
+    }
+    if (lingers)
+        linger(c);
     iop_report(s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
     iop__conn_release(c);
 }

@@ -24,6 +24,20 @@ struct iop_chunk {
     char data[CHUNK_SIZE];
 };
 
+/* q->bytes has one writer, the queue's owner: a relaxed load and store
+ * (no locked read-modify-write) keep it readable by other threads. */
+static void add_bytes(struct iop_outq *q, size_t n)
+{
+    atomic_store_explicit(&q->bytes, atomic_load_explicit(&q->bytes, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static void sub_bytes(struct iop_outq *q, size_t n)
+{
+    atomic_store_explicit(&q->bytes, atomic_load_explicit(&q->bytes, memory_order_relaxed) - n,
+                          memory_order_relaxed);
+}
+
 struct chunk_cache {
     struct iop_chunk *list;
     int n;
@@ -123,7 +137,7 @@ int iop_outq_append(struct iop_outq *q, const void *p, size_t n)
         size_t k = CHUNK_SIZE - t->len < n ? CHUNK_SIZE - t->len : n;
         memcpy(t->data + t->len, p, k);
         t->len += k;
-        q->bytes += k;
+        add_bytes(q, k);
         p = (const char *)p + k;
         n -= k;
     }
@@ -142,7 +156,7 @@ int iop_outq_iov(const struct iop_outq *q, struct iovec *iov, int max)
 void iop_outq_consume(struct iop_outq *q, size_t n)
 {
     size_t left = n;
-    q->bytes -= left;
+    sub_bytes(q, left);
     struct iop_chunk *c;
     while ((c = q->head) != NULL) {
         size_t k = c->len - c->off < left ? c->len - c->off : left;
@@ -179,5 +193,5 @@ void iop_outq_free(struct iop_outq *q)
         chunk_put(c);
     }
     q->tail = NULL;
-    q->bytes = 0;
+    atomic_store_explicit(&q->bytes, 0, memory_order_relaxed);
 }

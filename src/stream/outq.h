@@ -8,6 +8,7 @@
 #ifndef IOP_OUTQ_H
 #define IOP_OUTQ_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -16,7 +17,10 @@ struct iovec;
 
 struct iop_outq {
     struct iop_chunk *head, *tail;
-    size_t bytes; /* queued, not yet written */
+    /* Queued, not yet written. Written only by the queue's owner, but read
+     * by other threads too (iop_post() judges a receiver's backlog at post
+     * time): atomic, with relaxed stores here, which cost a plain store. */
+    _Atomic size_t bytes;
 };
 
 int iop_outq_append(struct iop_outq *q, const void *p, size_t n);

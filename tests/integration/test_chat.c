@@ -12,6 +12,11 @@
  *   slow        a client that never reads while another floods the room
  *               is disconnected at the high watermark, the server's RSS
  *               stays bounded, the others keep chatting
+ *   oversize    a line longer than --max-frame closes its sender, who is
+ *               out of the room at once: while the server still lingers
+ *               on its connection (its side shut, the sender's open), a
+ *               line said after the sender saw its end of stream reaches
+ *               the others after "has left", not before
  *   refused     fork and prefork (if built) refuse -S chat: exit 2 and a
  *               message naming chat and the model; so does iterative,
  *               which serves one member at a time (nobody hears anyone)
@@ -494,6 +499,42 @@ static void test_slow_receiver(void **state)
     stop_chat();
 }
 
+/* ---- a line too long ------------------------------------------------------------- */
+
+static void test_oversize(void **state)
+{
+    const struct model_cfg *m = *state;
+    static const char *const extra[] = {"--max-frame", "64", NULL};
+    start_chat(m, extra);
+    join(0); /* hears it all */
+    join(1); /* sends a line too long */
+    join(2); /* talks after */
+    static char big[200];
+    memset(big, 'z', sizeof big);
+    CHECK(&srv, send_all(clients[1].fd, big, sizeof big) == 0);
+    /* The server closes 1: its end of stream, while 1 keeps its side
+     * open. The server lingers on it now, for as long as 1 stays open (up
+     * to 2 s). */
+    char got[4096], want[64];
+    CHECK(&srv, next_line(&clients[1], got, sizeof got, IO_MS) < 0 &&
+                    clients[1].len == clients[1].off);
+    CHECK(&srv, expect_eof(clients[1].fd, 0) == 1);
+    /* Said now, after 1's end: 1 left before it, so 0 hears the leave first
+     * (posts to 0 keep their order). A server that kept 1 in the room
+     * while lingering would tell 0 the line first and the leave later. */
+    say(&clients[2], "after\n");
+    snprintf(want, sizeof want, "* user%" PRIu64 " has left", clients[1].id);
+    expect_line(&clients[0], want);
+    expect_line(&clients[2], want);
+    snprintf(want, sizeof want, "<user%" PRIu64 "> after", clients[2].id);
+    expect_line(&clients[0], want);
+    char needle[96];
+    snprintf(needle, sizeof needle, "closing 127.0.0.1:%u: message longer than 64 bytes",
+             clients[1].port);
+    CHECK(&srv, server_wait_stderr(&srv, needle, IO_MS));
+    stop_chat();
+}
+
 /* ---- refused by the models without shared memory --------------------------------- */
 
 static void refused_by(const char *model)
@@ -543,9 +584,6 @@ int main(void)
     setenv("ASAN_OPTIONS", asan, 1);
 
     enum { NCFG = sizeof configs / sizeof configs[0] };
-    static char names[3 * NCFG][64];
-    struct CMUnitTest tests[3 * NCFG + 3];
-    size_t n = 0;
     static const struct {
         const char *what;
         CMUnitTestFunction fn;
@@ -553,8 +591,13 @@ int main(void)
         {"room", test_room},
         {"concurrent", test_concurrent},
         {"slow_receiver", test_slow_receiver},
+        {"oversize", test_oversize},
     };
-    for (size_t k = 0; k < 3; k++)
+    enum { NKINDS = sizeof kinds / sizeof kinds[0] };
+    static char names[NKINDS * NCFG][64];
+    struct CMUnitTest tests[NKINDS * NCFG + 3];
+    size_t n = 0;
+    for (size_t k = 0; k < NKINDS; k++)
         for (size_t i = 0; i < NCFG; i++) {
             snprintf(names[n], sizeof names[n], "%s/%s", kinds[k].what, configs[i].name);
             tests[n] = (struct CMUnitTest){names[n], kinds[k].fn, NULL, harness_teardown,

@@ -7,8 +7,22 @@
  *   overflow   a client that does not read is closed once a post would
  *              pass the high watermark: on_close gets -ENOBUFS and the
  *              server reports "closing PEER: not reading (N bytes queued)"
+ *   backlog    the limit holds when posting: with the connection's owner
+ *              busy (in a callback that waits), posts are refused
+ *              (-ENOBUFS) once what waits for it would pass the high
+ *              watermark, not queued without end; the owner then closes
+ *              it and reports at most that much queued
+ *   backlog_tiny  the same with posts of one byte: they are counted at
+ *              what they hold in memory (an entry and a header each), so
+ *              far fewer than high-watermark-many are taken
  *   purge      posts racing a client's close are dropped with it (ASan and
  *              LSan see no use after free and no leak; TSan no race)
+ *   many       iop_post_many(): 1000 broadcasts reach 3 clients whole and
+ *              in order, each counted for all 3
+ *   many_purge broadcasts to two clients while one of them closes: the
+ *              other gets them all, the closed one's share is dropped
+ *              (ASan, LSan, TSan: the shared copy is freed once, by
+ *              whoever takes it last)
  *
  * The lifetime rule is kept as a service must keep it: connections are
  * listed under a mutex, added in on_open, removed in on_close, and posted
@@ -55,6 +69,24 @@ static void push_open(iop_conn *c)
     pthread_mutex_unlock(&lock);
 }
 
+/* A line from a client holds its owner here while `hold` is set: the
+ * owner cannot drain its mailbox meanwhile. */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_changed = PTHREAD_COND_INITIALIZER;
+static int hold, held;
+
+static void push_message(iop_conn *c, const char *msg, size_t len)
+{
+    (void)c, (void)msg, (void)len;
+    pthread_mutex_lock(&hold_lock);
+    held = 1;
+    pthread_cond_broadcast(&hold_changed);
+    while (hold)
+        pthread_cond_wait(&hold_changed, &hold_lock);
+    held = 0;
+    pthread_mutex_unlock(&hold_lock);
+}
+
 static void push_close(iop_conn *c, int error)
 {
     pthread_mutex_lock(&lock);
@@ -72,6 +104,7 @@ static const struct iop_service push = {
     .framing = IOP_FRAMING_LINE,
     .flags = IOP_SERVICE_SHARED_STATE,
     .on_open = push_open,
+    .on_message = push_message,
     .on_close = push_close,
 };
 
@@ -271,10 +304,12 @@ static void test_overflow(void **state)
     int gone = 0, failed = 0;
     for (int i = 0; i < 256 * 1024 && !gone; i++) {
         pthread_mutex_lock(&lock);
-        if (nmembers == 1)
-            failed += iop_post(members[0], line, sizeof line) != 0;
-        else
+        if (nmembers == 1) {
+            int r = iop_post(members[0], line, sizeof line);
+            failed += r != 0 && r != -ENOBUFS; /* -ENOBUFS: over, being closed */
+        } else {
             gone = 1;
+        }
         pthread_mutex_unlock(&lock);
         if (i % 1024 == 1023)
             usleep(1000); /* let the owner drain */
@@ -291,6 +326,88 @@ static void test_overflow(void **state)
     assert_int_equal(err, -ENOBUFS);
     if (!reported)
         fail_msg("no \"not reading\" report; reports:\n%s", reports);
+}
+
+enum { HW = 64 * 1024 };
+
+/* With the owner held in on_message, post `size` bytes at a time (up to
+ * 16 MB) until refused; release it; it closes the connection. Returns how
+ * many posts were taken. */
+static size_t post_while_held(void **state, size_t size)
+{
+    start(*state, HW);
+    int fd = client();
+    pthread_mutex_lock(&lock);
+    int joined = wait_members(1);
+    pthread_mutex_unlock(&lock);
+    assert_true(joined);
+    /* Hold the owner in on_message. */
+    pthread_mutex_lock(&hold_lock);
+    hold = 1;
+    pthread_mutex_unlock(&hold_lock);
+    assert_int_equal(send(fd, "x\n", 2, MSG_NOSIGNAL), 2);
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&hold_lock);
+    while (!held && pthread_cond_timedwait(&hold_changed, &hold_lock, &end) == 0)
+        ;
+    int was_held = held;
+    pthread_mutex_unlock(&hold_lock);
+    static char line[1024];
+    memset(line, 'y', sizeof line - 1);
+    line[sizeof line - 1] = '\n';
+    size_t accepted = 0, posts = 0;
+    int refused = 0, other = 0;
+    for (size_t i = 0; was_held && i < 16 * 1024 * 1024 / size && !refused; i++) {
+        pthread_mutex_lock(&lock);
+        int r = nmembers == 1 ? iop_post(members[0], line + sizeof line - size, size) : -EPIPE;
+        pthread_mutex_unlock(&lock);
+        if (r == 0)
+            accepted += size, posts++;
+        else if (r == -ENOBUFS)
+            refused = 1;
+        else
+            other = r;
+    }
+    pthread_mutex_lock(&hold_lock);
+    hold = 0;
+    pthread_cond_broadcast(&hold_changed);
+    pthread_mutex_unlock(&hold_lock);
+    pthread_mutex_lock(&lock);
+    int ok = wait_members(0);
+    int err = last_close_err;
+    pthread_mutex_unlock(&lock);
+    close(fd);
+    assert_true(was_held);
+    if (!refused)
+        fail_msg("the owner busy, %zu bytes of posts were taken (high watermark %d)%s",
+                 accepted, HW, other ? "; then an error" : "");
+    assert_true(accepted <= HW);
+    assert_true(ok);
+    assert_int_equal(err, -ENOBUFS);
+    /* The report says what was queued: at most the high watermark. */
+    pthread_mutex_lock(&lock);
+    const char *at = strstr(reports, "not reading (");
+    size_t queued = at ? strtoull(at + strlen("not reading ("), NULL, 10) : 0;
+    pthread_mutex_unlock(&lock);
+    if (!at || queued == 0 || queued > HW)
+        fail_msg("expected \"not reading (N bytes queued)\" with 0 < N <= %d; reports:\n%s",
+                 HW, reports);
+    return posts;
+}
+
+static void test_backlog(void **state)
+{
+    post_while_held(state, 1024);
+}
+
+static void test_backlog_tiny(void **state)
+{
+    /* An entry holds two pointers at least: 16 bytes and more a post. */
+    size_t posts = post_while_held(state, 1);
+    if (posts > HW / 16)
+        fail_msg("%zu posts of one byte were taken (high watermark %d)", posts, HW);
 }
 
 static void test_purge(void **state)
@@ -319,10 +436,118 @@ static void test_purge(void **state)
     }
 }
 
+/* Connect n clients and wait until all are members. */
+static void clients(int *fd, int n)
+{
+    for (int i = 0; i < n; i++)
+        fd[i] = client();
+    pthread_mutex_lock(&lock);
+    int joined = wait_members(n);
+    pthread_mutex_unlock(&lock);
+    assert_true(joined);
+}
+
+/* Iterative serves one client at a time: no two are ever members. */
+static void skip_iterative(void **state)
+{
+    if (strcmp(((const struct model_cfg *)*state)->model, "iterative") == 0)
+        skip();
+}
+
+static void test_many(void **state)
+{
+    skip_iterative(state);
+    start(*state, 0);
+    enum { N = 3 };
+    int fd[N];
+    clients(fd, N);
+    static char expect[TICKS * 16];
+    size_t len = 0;
+    int wrong = 0;
+    for (int i = 0; i < TICKS; i++) {
+        char line[16];
+        int n = snprintf(line, sizeof line, "tick %d\n", i);
+        pthread_mutex_lock(&lock);
+        wrong += iop_post_many(members, (size_t)nmembers, line, (size_t)n) != N;
+        pthread_mutex_unlock(&lock);
+        memcpy(expect + len, line, (size_t)n);
+        len += (size_t)n;
+    }
+    assert_int_equal(wrong, 0);
+    static char got[TICKS * 16];
+    for (int k = 0; k < N; k++) {
+        assert_int_equal(read_exact(fd[k], got, len), 0);
+        assert_memory_equal(got, expect, len);
+    }
+    for (int k = 0; k < N; k++)
+        close(fd[k]);
+    pthread_mutex_lock(&lock);
+    int ok = wait_members(0);
+    pthread_mutex_unlock(&lock);
+    assert_true(ok);
+}
+
+static void test_many_purge(void **state)
+{
+    skip_iterative(state);
+    start(*state, 0);
+    /* 100 bytes a post, 1000 at most: 100 KB, with what each post holds
+     * (see backlog_tiny) under the high watermark (256 KiB) of the one
+     * that stays, which reads only after. */
+    static char late[100];
+    memset(late, 'l', sizeof late - 1);
+    late[sizeof late - 1] = '\n';
+    for (int round = 0; round < 20; round++) {
+        int fd[2];
+        clients(fd, 2);
+        pthread_mutex_lock(&lock);
+        iop_conn *stays = members[0];
+        pthread_mutex_unlock(&lock);
+        /* Which client is `stays`? The one that hears a post to it alone. */
+        pthread_mutex_lock(&lock);
+        int r = iop_post(stays, "you\n", 4);
+        pthread_mutex_unlock(&lock);
+        assert_int_equal(r, 0);
+        struct pollfd p[2] = {{.fd = fd[0], .events = POLLIN}, {.fd = fd[1], .events = POLLIN}};
+        assert_true(poll(p, 2, WAIT_MS) >= 1);
+        int k = (p[0].revents & POLLIN) ? 0 : 1;
+        char you[4];
+        assert_int_equal(read_exact(fd[k], you, 4), 0);
+        close(fd[1 - k]); /* the other closes while broadcasts keep coming */
+        size_t sent = 0;
+        for (int i = 0; i < 1000; i++) {
+            pthread_mutex_lock(&lock);
+            int both = nmembers == 2;
+            r = iop_post_many(members, (size_t)nmembers, late, sizeof late);
+            pthread_mutex_unlock(&lock);
+            assert_true(r >= 1); /* the one that stays, at least */
+            sent += sizeof late;
+            if (!both)
+                break;
+            if (i % 10 == 9)
+                usleep(100); /* give the close time to come */
+        }
+        pthread_mutex_lock(&lock);
+        int one = wait_members(1);
+        pthread_mutex_unlock(&lock);
+        assert_true(one);
+        /* What the one that stays was sent, all of it. */
+        static char got[1000 * sizeof late];
+        assert_int_equal(read_exact(fd[k], got, sent), 0);
+        for (size_t i = 0; i < sent; i += sizeof late)
+            assert_memory_equal(got + i, late, sizeof late);
+        close(fd[k]);
+        pthread_mutex_lock(&lock);
+        int ok = wait_members(0);
+        pthread_mutex_unlock(&lock);
+        assert_true(ok);
+    }
+}
+
 static const struct model_cfg configs[] = {
-    {"iterative", 0}, {"thread", 0}, {"select", 0},
-    {"poll", 0},      {"epoll", 0},  {"epoll", 2},
-    {"pool", 0},      {"aio", 0},
+    {"iterative", 0}, {"thread", 0}, {"select", 0}, {"poll", 0},
+    {"epoll", 0},     {"epoll", 2},  {"pool", 0},   {"aio", 0},
+    {"uring", 0},     {"uring", 2},
 };
 
 int main(void)
@@ -331,11 +556,15 @@ int main(void)
     static const struct {
         const char *what;
         CMUnitTestFunction fn;
-    } kinds[] = {{"ticks", test_ticks}, {"overflow", test_overflow}, {"purge", test_purge}};
-    static char names[3 * NCFG][48];
-    struct CMUnitTest tests[3 * NCFG];
+    } kinds[] = {{"ticks", test_ticks},         {"overflow", test_overflow},
+                 {"backlog", test_backlog},     {"backlog_tiny", test_backlog_tiny},
+                 {"purge", test_purge},
+                 {"many", test_many},           {"many_purge", test_many_purge}};
+    enum { NKINDS = sizeof kinds / sizeof kinds[0] };
+    static char names[NKINDS * NCFG][48];
+    struct CMUnitTest tests[NKINDS * NCFG];
     size_t n = 0;
-    for (size_t k = 0; k < 3; k++)
+    for (size_t k = 0; k < NKINDS; k++)
         for (size_t i = 0; i < NCFG; i++) {
             snprintf(names[n], sizeof names[n], "%s/%s%s", kinds[k].what, configs[i].model,
                      configs[i].workers ? "-w2" : "");
