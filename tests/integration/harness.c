@@ -236,6 +236,25 @@ const char *harness_model(int argc, char **argv)
     return argv[1];
 }
 
+int harness_is_event_model(const char *m)
+{
+    static const char *const ev[] = {"select", "poll", "epoll", "kqueue", "uring", NULL};
+    for (int i = 0; ev[i]; i++)
+        if (strcmp(m, ev[i]) == 0)
+            return 1;
+    return 0;
+}
+
+char chargen_at(size_t pos)
+{
+    size_t k = pos / 74, i = pos % 74;
+    if (i == 72)
+        return '\r';
+    if (i == 73)
+        return '\n';
+    return (char)(' ' + (k + i) % 95);
+}
+
 int have_ipv6_loopback(void)
 {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -52,6 +52,13 @@ const char *ioplex_bin(void);
  * prints usage and exits 2 if missing. */
 const char *harness_model(int argc, char **argv);
 
+/* 1 for the event-loop models (one loop per -w worker). */
+int harness_is_event_model(const char *model);
+
+/* The chargen stream (RFC 864) at byte pos of a connection: line k,
+ * character i is ' ' + (k + i) % 95, 72 of them, then "\r\n". */
+char chargen_at(size_t pos);
+
 /* 1 if a socket can be bound to ::1 on this machine. */
 int have_ipv6_loopback(void);
 

@@ -1091,15 +1091,6 @@ static void select_fd_setsize_explicit(void **state)
 
 /* ---- registration ------------------------------------------------------------------- */
 
-static int is_event_model(const char *m)
-{
-    static const char *const ev[] = {"select", "poll", "epoll", "kqueue", "uring", NULL};
-    for (int i = 0; ev[i]; i++)
-        if (strcmp(m, ev[i]) == 0)
-            return 1;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     model = harness_model(argc, argv);
@@ -1107,7 +1098,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: no model '%s' in this build\n", argv[0], model);
         return 1;
     }
-    if (!is_event_model(model)) {
+    if (!harness_is_event_model(model)) {
         fprintf(stderr, "%s: '%s' is not an event-loop model; these tests are for "
                 "select, poll, epoll, kqueue and uring\n", argv[0], model);
         return 1;

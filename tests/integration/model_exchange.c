@@ -120,17 +120,6 @@ static void stream_daytime(void **state)
     server_stop_clean(&s);
 }
 
-/* RFC 864: line k, character i is ' ' + (k + i) % 95; 72 of them, "\r\n". */
-static char chargen_at(size_t pos)
-{
-    size_t k = pos / 74, i = pos % 74;
-    if (i == 72)
-        return '\r';
-    if (i == 73)
-        return '\n';
-    return (char)(' ' + (k + i) % 95);
-}
-
 static void check_chargen(struct server *s, const char *buf, size_t n)
 {
     for (size_t p = 0; p < n; p++)

@@ -73,17 +73,6 @@ static void start(struct server *s, void **state, const char *service, int verbo
 
 enum kind { BYTES, CHARGEN };
 
-/* RFC 864: line k, character i is ' ' + (k + i) % 95; 72 of them, "\r\n". */
-static char chargen_at(size_t pos)
-{
-    size_t k = pos / 74, i = pos % 74;
-    if (i == 72)
-        return '\r';
-    if (i == 73)
-        return '\n';
-    return (char)(' ' + (k + i) % 95);
-}
-
 struct got {
     size_t bytes;  /* read and correct */
     int eof;       /* the stream ended (after `bytes`) */
@@ -297,15 +286,6 @@ static void open_close(void **state)
 
 /* ---- registration ---------------------------------------------------------------------- */
 
-static int is_event_model(const char *m)
-{
-    static const char *const ev[] = {"select", "poll", "epoll", "kqueue", "uring", NULL};
-    for (int i = 0; ev[i]; i++)
-        if (strcmp(m, ev[i]) == 0)
-            return 1;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     static const struct {
@@ -321,7 +301,7 @@ int main(int argc, char **argv)
     static struct harness_cases cases;
     model = harness_model_checked(argc, argv, NULL);
     seed = harness_seed();
-    const struct variant *vs[] = {&w1, is_event_model(model) ? &w2 : NULL};
+    const struct variant *vs[] = {&w1, harness_is_event_model(model) ? &w2 : NULL};
     for (size_t v = 0; v < 2 && vs[v]; v++)
         for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
             harness_add_case(&cases, vs[v]->name, list[i].name, list[i].fn, (void *)vs[v]);

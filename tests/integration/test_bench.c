@@ -793,18 +793,15 @@ static void bench_limited(struct tool_result *r, unsigned soft, unsigned hard,
 {
     char nofile[64];
     snprintf(nofile, sizeof nofile, "--nofile=%u:%u", soft, hard);
-    const char *argv[32] = {"prlimit", nofile, "--", ioplex_bin(), "bench"};
-    size_t n = 5;
+    const char *const wrapper[] = {"prlimit", nofile, "--", NULL};
+    const char *argv[32] = {"bench"};
+    size_t n = 1;
     for (size_t i = 0; args[i]; i++) {
         assert_true(n < sizeof argv / sizeof argv[0] - 1);
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    memset(r, 0, sizeof *r);
-    long long t0 = now_ms();
-    r->code = run_cmd(argv, NULL, 0, r->out, sizeof r->out, NULL, r->err, sizeof r->err,
-                      RUN_TIMEOUT_MS);
-    r->ms = now_ms() - t0;
+    tool_run_under(r, wrapper, argv, RUN_TIMEOUT_MS);
     if (r->code == 127 || r->code < 0) {
         tool_show("prlimit ... ioplex bench", r);
         fail_msg("could not run ioplex bench under prlimit");

@@ -759,27 +759,35 @@ static void peer_finish(struct peer *pe, struct peer_result *res)
     kill_reap(pe->pid);
 }
 
+/* 1 MiB of random bytes piped to `ioplex connect` to a peer that behaves
+ * as `how` says; what the client did in *r, what the peer read in *res. */
+enum { PEER_INPUT = 1 << 20 };
+static void connect_to_peer(enum peer_kind how, struct run *r, struct peer_result *res)
+{
+    char *in = malloc(PEER_INPUT);
+    assert_non_null(in);
+    unsigned seed = harness_seed();
+    fill_random(in, PEER_INPUT, &seed);
+    struct peer pe;
+    peer_start(&pe, how, in, PEER_INPUT);
+    char port[16];
+    snprintf(port, sizeof port, "%u", pe.port);
+    run(r, (const char *const[]){ioplex_bin(), "connect", "127.0.0.1", port, NULL}, in,
+        PEER_INPUT);
+    free(in);
+    peer_finish(&pe, res);
+}
+
 /* A peer's FIN ends reading, not writing: piped stdin is delivered whole
  * to a peer that shuts its write side at once (nc -l -N < /dev/null), as
  * nc -N does, then half-closed, and the client exits 0. */
 static void test_connect_peer_half_closed(void **state)
 {
     (void)state;
-    enum { SIZE = 1 << 20 };
-    char *in = malloc(SIZE);
-    assert_non_null(in);
-    unsigned seed = harness_seed();
-    fill_random(in, SIZE, &seed);
-    struct peer pe;
-    peer_start(&pe, PEER_SHUT_WR, in, SIZE);
-    char port[16];
-    snprintf(port, sizeof port, "%u", pe.port);
+    enum { SIZE = PEER_INPUT };
     struct run r;
-    run(&r, (const char *const[]){ioplex_bin(), "connect", "127.0.0.1", port, NULL}, in,
-        SIZE);
-    free(in);
     struct peer_result res;
-    peer_finish(&pe, &res);
+    connect_to_peer(PEER_SHUT_WR, &r, &res);
     if (r.code != 0 || r.out_len != 0 || r.err[0] || res.got != SIZE || res.same != SIZE ||
         !res.eof) {
         fprintf(stderr, "--- connect: exit %d, %zu bytes out\n--- stderr:\n%s---\n"
@@ -795,21 +803,10 @@ static void test_connect_peer_half_closed(void **state)
 static void test_connect_peer_resets(void **state)
 {
     (void)state;
-    enum { SIZE = 1 << 20 };
-    char *in = malloc(SIZE);
-    assert_non_null(in);
-    unsigned seed = harness_seed();
-    fill_random(in, SIZE, &seed);
-    struct peer pe;
-    peer_start(&pe, PEER_RESET, in, SIZE);
-    char port[16];
-    snprintf(port, sizeof port, "%u", pe.port);
+    enum { SIZE = PEER_INPUT };
     struct run r;
-    run(&r, (const char *const[]){ioplex_bin(), "connect", "127.0.0.1", port, NULL}, in,
-        SIZE);
-    free(in);
     struct peer_result res;
-    peer_finish(&pe, &res);
+    connect_to_peer(PEER_RESET, &r, &res);
     int lines = 0;
     for (const char *c = r.err; *c; c++)
         lines += *c == '\n';

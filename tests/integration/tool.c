@@ -11,8 +11,18 @@
 
 void tool_run(struct tool_result *r, const char *const args[], int timeout_ms)
 {
+    tool_run_under(r, NULL, args, timeout_ms);
+}
+
+void tool_run_under(struct tool_result *r, const char *const wrapper[],
+                    const char *const args[], int timeout_ms)
+{
     const char *argv[64];
     size_t n = 0;
+    for (size_t i = 0; wrapper && wrapper[i]; i++) {
+        assert_true(n < sizeof argv / sizeof argv[0] - 2);
+        argv[n++] = wrapper[i];
+    }
     argv[n++] = ioplex_bin();
     for (size_t i = 0; args[i]; i++) {
         assert_true(n < sizeof argv / sizeof argv[0] - 1);

@@ -19,6 +19,11 @@ struct tool_result {
  * timeout_ms. */
 void tool_run(struct tool_result *r, const char *const args[], int timeout_ms);
 
+/* The same under a wrapper command (NULL-terminated, e.g. "prlimit",
+ * "--nofile=64:64", "--"), which execs the tool after its own words. */
+void tool_run_under(struct tool_result *r, const char *const wrapper[],
+                    const char *const args[], int timeout_ms);
+
 /* Print what it did on stderr, headed by `what`. */
 void tool_show(const char *what, const struct tool_result *r);
 
