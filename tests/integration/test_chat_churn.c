@@ -304,7 +304,9 @@ static void take_sample(struct sample *s)
 static void bounds(const struct model_cfg *m, const struct sample *s)
 {
     int conns = MAX_CONNS;
-    int threads = s->threads0 + conns + 8;
+    /* A thread leaves the count of connections just before it exits:
+     * under load a batch of them can be on their way out (seen: 18). */
+    int threads = s->threads0 + conns + BATCH;
     if (strcmp(m->model, "aio") == 0)
         threads = s->threads0 + 2 * conns + 2;
     long rss = (long)conns * ((HIGH_WATER + MAX_FRAME) / 1024 + 128);
