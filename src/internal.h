@@ -149,6 +149,21 @@ void iop__refuse(iop_server *s, struct iop__episode *e, int kind, const char *fm
  * admitted a connection since its last refusal, with one line. */
 void iop__refusals_caught_up(iop_server *s, struct iop__episode *e);
 
+/* ---- the policy every connection obeys ------------------------------------- */
+
+/* Resolved once, by iop_server_open(), from the configuration and the
+ * defaults; the connection paths read this, never the configuration. */
+struct iop__policy {
+    size_t high_water; /* queued output: reading stops at this */
+    size_t low_water;  /* and resumes at this; producers are asked below it */
+    int idle_ms;       /* no progress for this long: closed (0: never) */
+    int linger_ms;     /* lingering close: input discarded at most this long */
+    int drain_ms;      /* at stop: output gets this long to go out */
+    int accept_pause_ms; /* accept() out of descriptors: tried again after */
+};
+/* on_drain calls in a row, at most, before others get their turn. */
+#define IOP__PRODUCE_ROUNDS 16
+
 /* ---- server ------------------------------------------------------------ */
 
 struct iop_server {
@@ -177,6 +192,7 @@ struct iop_server {
     struct iop_addr bound; /* the listener's address, port resolved */
     atomic_uint live_conns; /* event models: open connections, all workers */
     unsigned max_conns;     /* cfg.max_conns, or its default: the limit in force */
+    struct iop__policy pol;
     struct iop__episode accept_ep; /* accept() failures, reported once */
     struct iop__episode refuse_ep; /* refusals, where one thread accepts */
     /* prefork: the failure last reported, shared by all the children, so
@@ -238,6 +254,7 @@ enum {
     IOP__CONN_NOTIFIED = 1u << 4, /* on_close has been called */
     IOP__CONN_OVERFLOW = 1u << 5, /* a post passed the high watermark: close now */
     IOP__CONN_KICKED = 1u << 6,   /* its owner has posted output to flush */
+    IOP__CONN_GONE = 1u << 7,     /* closed: off every list, being released */
 };
 
 struct iop__mailbox; /* stream/mailbox.h */

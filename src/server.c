@@ -35,6 +35,18 @@
 #define MAX_CONNS_DEFAULT 10000
 #define RESERVED_FDS 32
 #define IDLE_TIMEOUT_DEFAULT_MS (300 * 1000)
+/* Output queued for a peer beyond which it is not read (a peer that sends
+ * without reading cannot grow our memory past it): Redis' default
+ * client-output-buffer-limit for pub/sub is 8 MB hard, 2 MB soft; 256 KiB
+ * holds a few round trips of any message at 64 KiB --max-frame. Reading
+ * resumes at a quarter of it. */
+#define HIGH_WATER_DEFAULT (256 * 1024)
+/* Lingering close: nginx's lingering_time is 30 s, lingering_timeout 5 s;
+ * 2 s is enough for a peer that is still sending to see our FIN. */
+#define LINGER_MS 2000
+/* accept() out of descriptors: out of the loop this long, unless a
+ * connection closes sooner (nginx's accept pause is 500 ms). */
+#define ACCEPT_PAUSE_MS 100
 
 #if defined(__has_include)
 #if __has_include(<sys/event.h>)
@@ -158,6 +170,13 @@ static int resolve_limits(iop_server *s, char *err)
         s->cfg.idle_timeout_ms = 0; /* never: the models test > 0 */
     if (s->cfg.drain_ms <= 0)
         s->cfg.drain_ms = DRAIN_MS_DEFAULT;
+    struct iop__policy *p = &s->pol;
+    p->high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
+    p->low_water = s->cfg.low_water ? s->cfg.low_water : p->high_water / 4;
+    p->idle_ms = s->cfg.idle_timeout_ms;
+    p->linger_ms = LINGER_MS;
+    p->drain_ms = s->cfg.drain_ms;
+    p->accept_pause_ms = ACCEPT_PAUSE_MS;
     return 0;
 }
 

@@ -84,7 +84,7 @@ static void watch_listener(struct worker *w, int on)
 static void resume_accept(iop_loop *loop, void *arg)
 {
     struct worker *w = arg;
-    if (!w->accept_paused || w->x.stopping)
+    if (!w->accept_paused || w->x.set.stopping)
         return;
     w->accept_paused = 0;
     iop__timer_stop(w->loop, &w->accept_resume);

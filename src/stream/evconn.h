@@ -1,9 +1,8 @@
 /*
- * The non-blocking connection path of the event-loop models: read when
- * readable (up to a budget, so one busy peer cannot starve the others),
- * frame and dispatch, write what the service queued at once and the rest
- * when writable, stop reading above the high watermark, close idle and
- * finished connections.
+ * The readiness mechanism under a connection set (connset.h), for the
+ * select, poll, epoll and kqueue models: read when readable (up to a
+ * budget, so one busy peer cannot starve the others), write what the
+ * service queued at once and the rest when writable.
  *
  * An evctx is one loop's share of the connections; each worker thread has
  * its own, so nothing here is locked.
@@ -13,29 +12,19 @@
 
 #include "../internal.h"
 #include "../loop/loop.h"
+#include "connset.h"
 
 struct iop__evctx {
-    iop_server *s;
+    struct iop__connset set;    /* the rules; set.owner is this evctx */
     iop_loop *loop;
-    char *scratch; /* one read buffer shared by this loop's connections */
-    struct iop__connlist active, lingering;
-    size_t nconns;
-    size_t high_water, low_water;
+    char *scratch;              /* one read buffer shared by this loop's connections */
     struct iop__timer sweep;    /* idle timeouts and lingering closes */
     struct iop__timer drain;    /* the end of a graceful stop */
-    int stopping;
+    struct iop__timer kick;     /* posts: settled at the end of the iteration */
     /* Called after a connection closed and its descriptor was freed (the
      * acceptor resumes if descriptors had run out). */
     void (*conn_closed)(struct iop__evctx *x);
-    void *owner;
-    /* IOP_SERVICE_SHARED_STATE only: posts from other threads (iop_post),
-     * and the connections given output outside their own I/O callbacks,
-     * flushed by the `kick` timer (due at once) at the end of the
-     * iteration. */
-    struct iop__mailbox *mbox;
-    iop_conn **kicked;
-    size_t nkicked, kickcap;
-    struct iop__timer kick;
+    void *owner;                /* the model's worker */
 };
 
 /* The calling thread owns the context's mailbox; a context set up for

@@ -13,7 +13,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define HIGH_WATER_DEFAULT (256 * 1024) /* as evconn.c */
 
 /* conn->posted's top bit: a post would have passed the high watermark. */
 #define POST_OVER ((size_t)1 << (sizeof(size_t) * CHAR_BIT - 1))
@@ -88,7 +87,7 @@ int iop__mailbox_init(struct iop__mailbox *m, const iop_server *s,
     atomic_init(&m->pending, 0);
     m->ready = END;
     m->thread = pthread_self();
-    m->high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
+    m->high_water = s->pol.high_water;
     m->kick = kick;
     m->kick_arg = kick_arg;
     return 0;
