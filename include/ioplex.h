@@ -22,6 +22,19 @@
 extern "C" {
 #endif
 
+/* What the library exports: the declarations below, marked IOPLEX_API,
+ * and nothing else. It is built with -fvisibility=hidden, so its internal
+ * functions are no part of its ABI (libuv's UV_EXTERN, libevent's
+ * EVENT2_EXPORT_SYMBOL). Empty where the attribute is unknown; ELF needs
+ * nothing else for a static build. */
+#ifndef IOPLEX_API
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define IOPLEX_API __attribute__((visibility("default")))
+#else
+#define IOPLEX_API
+#endif
+#endif
+
 #define IOPLEX_VERSION "0.1.0"
 
 /* ---- errors ----------------------------------------------------------- */
@@ -38,7 +51,7 @@ enum {
 
 #define IOP_ERR_LEN 256
 
-const char *iop_strerror(int err);
+IOPLEX_API const char *iop_strerror(int err);
 
 /* ---- addresses -------------------------------------------------------- */
 
@@ -68,34 +81,36 @@ struct iop_addr {
  * a Unix form keeps the stream/datagram kind of `dflt`).
  * Returns 0, IOP_EADDR, or -ENAMETOOLONG for a path too long for sun_path.
  */
-int iop_addr_parse(struct iop_addr *a, const char *spec,
-                   enum iop_transport dflt);
+IOPLEX_API int iop_addr_parse(struct iop_addr *a, const char *spec,
+                              enum iop_transport dflt);
 
 /* The "HOST PORT" form of the command line. host may be NULL. */
-int iop_addr_set_host(struct iop_addr *a, enum iop_transport t,
-                      const char *host, const char *port);
+IOPLEX_API int iop_addr_set_host(struct iop_addr *a, enum iop_transport t,
+                                 const char *host, const char *port);
 /* A Unix-domain address; -ENAMETOOLONG if it does not fit sun_path. */
-int iop_addr_set_unix(struct iop_addr *a, enum iop_transport t,
-                      const char *path);
+IOPLEX_API int iop_addr_set_unix(struct iop_addr *a, enum iop_transport t,
+                                 const char *path);
 
-int iop_transport_is_stream(enum iop_transport t);
-int iop_transport_is_unix(enum iop_transport t);
-const char *iop_transport_name(enum iop_transport t);
+IOPLEX_API int iop_transport_is_stream(enum iop_transport t);
+IOPLEX_API int iop_transport_is_unix(enum iop_transport t);
+IOPLEX_API const char *iop_transport_name(enum iop_transport t);
 
 /* "tcp://127.0.0.1:80", "udp://[::1]:53", "unix:///run/x.sock". */
-void iop_addr_format(const struct iop_addr *a, char *buf, size_t len);
+IOPLEX_API void iop_addr_format(const struct iop_addr *a, char *buf,
+                                size_t len);
 /* "127.0.0.1:80", "[::1]:53", "/run/x.sock", or "unix:(unnamed)". */
-void iop_sockaddr_format(const struct sockaddr *sa, socklen_t salen,
-                         char *buf, size_t len);
+IOPLEX_API void iop_sockaddr_format(const struct sockaddr *sa,
+                                    socklen_t salen, char *buf, size_t len);
 
 /* Bind (and for streams, listen). On success *fd is the socket and, if
  * `bound` is non-NULL, the actual address (port 0 resolved) is stored. */
-int iop_listen(const struct iop_addr *a, int backlog, int *fd,
-               struct iop_addr *bound, char *err);
+IOPLEX_API int iop_listen(const struct iop_addr *a, int backlog, int *fd,
+                          struct iop_addr *bound, char *err);
 /* Connect (a datagram socket is connected to its peer; a Unix datagram
  * client binds an automatic address first so the server can answer).
  * timeout_ms < 0 waits as long as the kernel does. */
-int iop_connect(const struct iop_addr *a, int timeout_ms, int *fd, char *err);
+IOPLEX_API int iop_connect(const struct iop_addr *a, int timeout_ms, int *fd,
+                           char *err);
 
 /* ---- framing ---------------------------------------------------------- */
 
@@ -119,13 +134,14 @@ struct iop_frame {
  * bound to be, longer than max_payload. Raw framing returns all of data
  * (at most max_payload bytes) as one frame.
  */
-int iop_frame_next(enum iop_framing framing, size_t max_payload,
-                   const char *data, size_t len, struct iop_frame *f);
+IOPLEX_API int iop_frame_next(enum iop_framing framing, size_t max_payload,
+                              const char *data, size_t len,
+                              struct iop_frame *f);
 /* Bytes framing adds around a payload: header (len32) and trailer (line). */
-size_t iop_frame_header(enum iop_framing framing, size_t payload_len,
-                        char hdr[4]);
-const char *iop_framing_name(enum iop_framing framing);
-int iop_framing_parse(const char *name, enum iop_framing *out);
+IOPLEX_API size_t iop_frame_header(enum iop_framing framing,
+                                   size_t payload_len, char hdr[4]);
+IOPLEX_API const char *iop_framing_name(enum iop_framing framing);
+IOPLEX_API int iop_framing_parse(const char *name, enum iop_framing *out);
 
 /* ---- services --------------------------------------------------------- */
 
@@ -167,16 +183,16 @@ struct iop_service {
     void (*on_datagram)(iop_peer *p, const char *msg, size_t len);
 };
 
-const struct iop_service *iop_service_find(const char *name);
+IOPLEX_API const struct iop_service *iop_service_find(const char *name);
 /* NULL-terminated list of the built-in services. */
-const struct iop_service *const *iop_services(void);
+IOPLEX_API const struct iop_service *const *iop_services(void);
 
 /* Queue bytes for the peer. Never blocks an event loop: the model writes
  * them when the socket is writable. Returns 0 or -ENOMEM; after iop_close()
  * it returns -EPIPE and queues nothing. */
-int iop_send(iop_conn *c, const void *data, size_t len);
+IOPLEX_API int iop_send(iop_conn *c, const void *data, size_t len);
 /* Queue one message with the connection's framing added around it. */
-int iop_send_frame(iop_conn *c, const void *msg, size_t len);
+IOPLEX_API int iop_send_frame(iop_conn *c, const void *msg, size_t len);
 /*
  * Queue bytes for c from any thread (iop_send() is for c's own callbacks
  * only). The bytes are copied; c's owner (its event loop, or its thread)
@@ -201,7 +217,7 @@ int iop_send_frame(iop_conn *c, const void *msg, size_t len);
  * was over the limit, -ENOMEM, or, for a post made on c's own thread and
  * applied at once, what iop_send() returns.
  */
-int iop_post(iop_conn *c, const void *data, size_t len);
+IOPLEX_API int iop_post(iop_conn *c, const void *data, size_t len);
 /*
  * iop_post() of the same bytes to each of n connections (a broadcast),
  * copied once for all of them: one allocation, shared by the receivers
@@ -210,25 +226,28 @@ int iop_post(iop_conn *c, const void *data, size_t len);
  * them it was accepted for (those over their limit, or closing, are not
  * counted), or -ENOMEM if it could not be copied for any.
  */
-int iop_post_many(iop_conn *const conns[], size_t n, const void *data, size_t len);
+IOPLEX_API int iop_post_many(iop_conn *const conns[], size_t n,
+                             const void *data, size_t len);
 /* Close once the queued output has been written; no more messages are
  * delivered. */
-void iop_close(iop_conn *c);
-const struct sockaddr *iop_conn_peer(const iop_conn *c, socklen_t *len);
+IOPLEX_API void iop_close(iop_conn *c);
+IOPLEX_API const struct sockaddr *iop_conn_peer(const iop_conn *c,
+                                                socklen_t *len);
 /* The peer address as text: "127.0.0.1:40000". */
-const char *iop_conn_peer_name(const iop_conn *c);
-uint64_t iop_conn_id(const iop_conn *c);
-void *iop_conn_data(const iop_conn *c);
-void iop_conn_set_data(iop_conn *c, void *data);
-iop_server *iop_conn_server(const iop_conn *c);
+IOPLEX_API const char *iop_conn_peer_name(const iop_conn *c);
+IOPLEX_API uint64_t iop_conn_id(const iop_conn *c);
+IOPLEX_API void *iop_conn_data(const iop_conn *c);
+IOPLEX_API void iop_conn_set_data(iop_conn *c, void *data);
+IOPLEX_API iop_server *iop_conn_server(const iop_conn *c);
 
 /* Answer the datagram's sender (one datagram). Never blocks. Returns 0,
  * -EAGAIN if it was dropped (over the source's rate limit, or the peer
  * had no room for it now; counted, and reported once per episode), or
  * another negative errno. */
-int iop_peer_send(iop_peer *p, const void *data, size_t len);
-const struct sockaddr *iop_peer_addr(const iop_peer *p, socklen_t *len);
-iop_server *iop_peer_server(const iop_peer *p);
+IOPLEX_API int iop_peer_send(iop_peer *p, const void *data, size_t len);
+IOPLEX_API const struct sockaddr *iop_peer_addr(const iop_peer *p,
+                                                socklen_t *len);
+IOPLEX_API iop_server *iop_peer_server(const iop_peer *p);
 
 /* ---- reporting ---------------------------------------------------------- */
 
@@ -240,7 +259,8 @@ enum iop_log {
 };
 
 /* Send one line to the server's report sink (no trailing newline). */
-void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)
+IOPLEX_API void iop_report(const iop_server *s, enum iop_log level,
+                           const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- servers ---------------------------------------------------------- */
@@ -285,27 +305,27 @@ struct iop_server_config {
     int allow_root;                    /* let `user` have uid 0 */
 };
 
-void iop_server_config_init(struct iop_server_config *cfg);
+IOPLEX_API void iop_server_config_init(struct iop_server_config *cfg);
 
 /* Check that model, service and transport fit, then bind (and become
  * cfg->user). An unknown user, a user with uid 0 without allow_root, or a
  * bad unix_mode is -EINVAL; `user` in a process that is not root, -EPERM;
  * all of these before anything is bound. */
-int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
-                    char *err);
+IOPLEX_API int iop_server_open(iop_server **out,
+                               const struct iop_server_config *cfg, char *err);
 /* The bound address, port 0 resolved: "tcp://127.0.0.1:51717". */
-const char *iop_server_address(const iop_server *s);
+IOPLEX_API const char *iop_server_address(const iop_server *s);
 /* Serve until iop_server_stop() or, with `once`, the first client is done.
  * 0, or a negative errno: see iop_server_failure(). */
-int iop_server_run(iop_server *s);
+IOPLEX_API int iop_server_run(iop_server *s);
 /* Why iop_server_run() failed, in words, where the errno alone would not
  * say it ("cannot start worker 3 of 4: Resource temporarily unavailable");
  * NULL if it did not fail, or the errno says all. */
-const char *iop_server_failure(const iop_server *s);
+IOPLEX_API const char *iop_server_failure(const iop_server *s);
 /* Stop accepting, answer what was received, flush within drain_ms and make
  * iop_server_run() return. Async-signal-safe; callable from any thread. */
-void iop_server_stop(iop_server *s);
-void iop_server_close(iop_server *s);
+IOPLEX_API void iop_server_stop(iop_server *s);
+IOPLEX_API void iop_server_close(iop_server *s);
 
 struct iop_model_info {
     const char *name;
@@ -314,8 +334,8 @@ struct iop_model_info {
     int shared_state; /* connections share memory */
 };
 /* NULL-terminated list of the models compiled in. */
-const struct iop_model_info *const *iop_models(void);
-const char *iop_default_model(void);
+IOPLEX_API const struct iop_model_info *const *iop_models(void);
+IOPLEX_API const char *iop_default_model(void);
 
 #ifdef __cplusplus
 }

@@ -560,7 +560,7 @@ void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)
      * carriage return or newline of theirs reaches a terminal or a log
      * (audit finding 7). As cat -v and journald do: control bytes (C0,
      * DEL, C1) and invalid UTF-8 become \xNN; printable UTF-8 stays. */
-    char safe[4 * sizeof line];
+    char safe[sizeof line]; /* a line stays under 1024 bytes, escapes included */
     iop__escape(safe, sizeof safe, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
     s->cfg.report(s->cfg.report_ctx, level, safe);
 }
