@@ -150,7 +150,6 @@
 #define ACCEPT_PAUSE_MS 100
 #define EXIT_REAP_MS 1000   /* bound on reaping the worker's own operations */
 #define DRAIN_GRACE_MS 2000 /* after drain_ms: cancellations must be done by then */
-#define HIGH_WATER_DEFAULT (256 * 1024)
 
 _Static_assert(alignof(max_align_t) >= 8, "user_data keeps the op in 3 low bits");
 
@@ -264,7 +263,7 @@ static int ring_init(struct uworker *w, const char **mode)
 static void arm_accept(struct uworker *w)
 {
     iop_server *s = w->s;
-    if (w->accept_on || w->stopping || w->accept_paused || (s->cfg.once && w->accepted))
+    if (w->accept_on || w->set.stopping || w->accept_paused || (s->cfg.once && w->accepted))
         return;
     struct io_uring_sqe *sqe = uring_sqe(w, UOP_ACCEPT);
     if (w->ms_accept) {
@@ -302,7 +301,7 @@ static void pause_accept(struct uworker *w, int err)
 
 static void resume_accept(struct uworker *w)
 {
-    if (!w->accept_paused || w->stopping)
+    if (!w->accept_paused || w->set.stopping)
         return;
     w->accept_paused = 0;
     arm_accept(w);
@@ -345,7 +344,7 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
     if (res >= 0) {
         if (w->ms_accept)
             w->accept_proven = 1;
-        if (w->stopping || (s->cfg.once && w->accepted)) {
+        if (w->set.stopping || (s->cfg.once && w->accepted)) {
             close(res); /* accepted before the cancel took effect */
             return;
         }
@@ -390,7 +389,7 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
 
 static void arm_dgram(struct uworker *w)
 {
-    if (w->dgram_on || w->stopping)
+    if (w->dgram_on || w->set.stopping)
         return;
     w->diov.iov_base = w->scratch;
     w->diov.iov_len = URING_SCRATCH;
@@ -428,31 +427,17 @@ static void on_dgram(struct uworker *w, int res)
 
 static void arm_mail(struct uworker *w)
 {
-    if (w->mail_on || !w->mbox)
+    if (w->mail_on || !w->set.mbox)
         return;
-    io_uring_prep_poll_add(uring_sqe(w, UOP_MAIL), iop__mailbox_fd(w->mbox), POLLIN);
+    io_uring_prep_poll_add(uring_sqe(w, UOP_MAIL), iop__connset_mailbox_fd(&w->set), POLLIN);
     w->mail_on = 1;
-}
-
-static int open_mailbox(struct uworker *w)
-{
-    if (!(w->mbox = malloc(sizeof *w->mbox)))
-        return -ENOMEM;
-    int r = iop__mailbox_init(w->mbox, w->s, uring_kick, w); /* this thread owns it */
-    if (r != 0) {
-        free(w->mbox);
-        w->mbox = NULL;
-        return r;
-    }
-    arm_mail(w);
-    return 0;
 }
 
 /* ---- stopping --------------------------------------------------------------------- */
 
 static void on_stop(struct uworker *w)
 {
-    w->stopping = 1;
+    w->set.stopping = 1;
     w->accept_paused = 0;
     cancel_accept(w);
     if (w->dgram_on)
@@ -473,18 +458,7 @@ static void on_stop(struct uworker *w)
 static void on_drain_expired(struct uworker *w)
 {
     if (w->drain_fired++ == 0) {
-        size_t busy = 0;
-        for (iop_conn *c = w->active.head; c; c = c->next)
-            busy++;
-        for (iop_conn *c = w->lingering.head; c; c = c->next)
-            busy++;
-        if (busy > 0)
-            iop_report(w->s, IOP_LOG_INFO, "%zu connections still busy after %d ms; "
-                       "closing them", busy, w->s->cfg.drain_ms);
-        while (w->active.head)
-            uring_conn_close(w, (struct uconn *)w->active.head, -ECANCELED);
-        while (w->lingering.head)
-            uring_conn_close(w, (struct uconn *)w->lingering.head, 0);
+        iop__connset_drain_expired(&w->set);
         if (w->nconns > 0) { /* cancellations on their way: a last bound */
             arm_timeout(w, UOP_DRAIN, &w->drain_ts, DRAIN_GRACE_MS);
             w->drain_on = 1;
@@ -507,13 +481,13 @@ static void handle(struct uworker *w, uint64_t ud, int res, unsigned flags)
         break;
     case UOP_STOP:
         w->stop_on = 0;
-        if (res != -ECANCELED && !w->stopping)
+        if (res != -ECANCELED && !w->set.stopping)
             on_stop(w);
         break;
     case UOP_SWEEP:
-        w->sweep_on = 0;
+        w->sweep_on--;
         if (res != -ECANCELED)
-            uring_sweep(w);
+            iop__connset_sweep(&w->set);
         break;
     case UOP_DRAIN:
         w->drain_on = 0;
@@ -531,7 +505,7 @@ static void handle(struct uworker *w, uint64_t ud, int res, unsigned flags)
     case UOP_MAIL:
         w->mail_on = 0;
         if (res != -ECANCELED) {
-            iop__mailbox_drain(w->mbox);
+            iop__mailbox_drain(w->set.mbox);
             arm_mail(w);
         }
         break;
@@ -557,7 +531,7 @@ static int turn(struct uworker *w, int timeout_ms)
     }
     if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY)
         return r;
-    w->now = iop__now_ms();
+    w->set.now = iop__now_ms();
     /* What completes while this turn submits (a full SQ) is mostly left
      * for the next turn: the loop is bounded, so the buffers returned in
      * it get published and the kicked connections settled. */
@@ -582,8 +556,8 @@ static int turn(struct uworker *w, int timeout_ms)
         if (n < CQE_BATCH)
             break;
     }
-    if (w->nkicked)
-        uring_run_kicked(w);
+    if (w->set.nkicked)
+        iop__connset_run_kicked(&w->set);
     return 0;
 }
 
@@ -596,7 +570,7 @@ static int worker_ops_on(const struct uworker *w)
 /* Cancel the worker's own operations and reap them, bounded. */
 static void worker_quiesce(struct uworker *w)
 {
-    w->stopping = 1;
+    w->set.stopping = 1;
     static const unsigned ops[] = {UOP_ACCEPT, UOP_STOP, UOP_SWEEP, UOP_DRAIN,
                                    UOP_RESUME, UOP_DGRAM, UOP_MAIL};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
@@ -612,8 +586,6 @@ static void *worker_main(void *arg)
     struct uworker *w = arg;
     iop_server *s = w->s;
     const char *mode = "";
-    w->high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
-    w->low_water = s->cfg.low_water ? s->cfg.low_water : w->high_water / 4;
     w->dgram = !iop_transport_is_stream(s->cfg.addr.transport);
     const char *fb = getenv("IOPLEX_URING_FALLBACK"); /* test hook */
     int fallback = fb ? atoi(fb) : 0;
@@ -629,8 +601,8 @@ static void *worker_main(void *arg)
         r = -ENOMEM;
     if (!w->br)
         w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
-    if (r == 0 && (s->svc->flags & IOP_SERVICE_SHARED_STATE))
-        r = open_mailbox(w);
+    if (r == 0 && (r = iop__connset_init(&w->set, s, &uring_conn_ops, w)) == 0)
+        arm_mail(w); /* the set's mailbox, this thread's (iop_post) */
     if (r == 0) {
         char bufs[96];
         snprintf(bufs, sizeof bufs, " from %s (%u x %u bytes)",
@@ -640,14 +612,14 @@ static void *worker_main(void *arg)
                    mode, w->ms_accept ? "multishot" : "single-shot",
                    w->ms_recv ? "multishot" : "single-shot",
                    w->dgram ? "msg (datagrams)" : bufs);
-        w->now = iop__now_ms();
+        w->set.now = iop__now_ms();
         io_uring_prep_poll_add(uring_sqe(w, UOP_STOP), s->stop_pipe[0], POLLIN);
         w->stop_on = 1;
         if (w->dgram)
             arm_dgram(w);
         else
             arm_accept(w);
-        while (!(w->stopping && w->nconns == 0) && w->drain_fired < 2) {
+        while (!(w->set.stopping && w->nconns == 0) && w->drain_fired < 2) {
             r = w->broken ? w->broken : turn(w, -1);
             if (r != 0) {
                 iop_report(s, IOP_LOG_ERROR, "io_uring_enter: %s", strerror(-r));
@@ -666,19 +638,12 @@ static void *worker_main(void *arg)
         io_uring_queue_exit(&w->ring);
         w->ring_ok = 0; /* from here on, SQEs go to w->sink */
     }
-    w->stopping = 1; /* nothing is armed again */
+    w->set.stopping = 1; /* nothing is armed again */
     /* Whatever is left had an operation the ring took with it. */
-    while (w->active.head)
-        uring_conn_close(w, (struct uconn *)w->active.head, -ECANCELED);
-    while (w->lingering.head)
-        uring_conn_close(w, (struct uconn *)w->lingering.head, 0);
+    if (w->set.s)
+        iop__connset_free(&w->set); /* closes what is left */
     uring_conns_free_all(w);
     uring_slots_free(w);
-    if (w->mbox) {
-        iop__mailbox_destroy(w->mbox);
-        free(w->mbox);
-    }
-    free(w->kicked);
     uring_bufs_free(w);
     free(w->scratch);
     iop__dgram_free(w->gate); /* an episode still open is reported */

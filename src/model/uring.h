@@ -11,6 +11,7 @@
 #ifdef IOPLEX_HAVE_URING
 
 #include "internal.h"
+#include "stream/connset.h"
 
 #include <liburing.h>
 #include <stdalign.h>
@@ -62,7 +63,6 @@ struct uconn {
     unsigned char recv_cancel; /* and a cancel for it has been sent */
     unsigned char send_on; /* a send is in flight */
     unsigned char send_cancel;
-    unsigned char dead;    /* closed: freed once inflight is 0 */
     unsigned char stop_read; /* stopping: read the rest once the recv has ended */
     /* A sendmsg in flight: allocated for output of several chunks and
      * freed when the output queue empties, so an idle connection is this
@@ -81,6 +81,7 @@ struct usendmsg {
 };
 
 struct uworker {
+    struct iop__connset set; /* the connections and their rules (connset.h) */
     iop_server *s;
     struct io_uring ring;
     int ring_ok;
@@ -98,7 +99,7 @@ struct uworker {
     unsigned long enobufs;  /* recvs ended because the ring ran dry */
     int listen_fd, owns_listener;
     int dgram;              /* the listener is a datagram socket */
-    /* Operations of the worker's own, in flight. */
+    /* Operations of the worker's own, in flight (sweeps: how many). */
     int accept_on, accept_cancel, stop_on, sweep_on, drain_on, resume_on, dgram_on;
     int accept_paused, last_err, accepted, drain_fired;
     int accept_took; /* accepted since last_err: "recovered" once caught up */
@@ -111,20 +112,11 @@ struct uworker {
     struct sockaddr_storage daddr;
     struct iop__dgram *gate; /* datagrams: net/dgram.c */
     char *scratch;
-    /* IOP_SERVICE_SHARED_STATE: iop_post() from other threads lands in
-     * the mailbox; connections given output outside their own completions
-     * are "kicked" and settled at the end of the batch. */
-    struct iop__mailbox *mbox;
-    int mail_on;
-    struct uconn **kicked;
-    size_t nkicked, kickcap;
+    int mail_on;            /* the set's mailbox is polled (iop_post) */
     void *slots[2];         /* free send slots: small, big */
     unsigned nslots[2];
-    struct iop__connlist active, lingering, dying;
+    struct iop__connlist dying; /* closed, with operations still in flight */
     size_t nconns;          /* allocated, not yet freed */
-    size_t high_water, low_water;
-    uint64_t now;
-    int stopping;
     int broken;             /* the ring failed (negative errno): leave */
     struct io_uring_sqe sink; /* where SQEs go once it has */
     int result;
@@ -147,21 +139,16 @@ void uring_cancel(struct uworker *w, uint64_t user_data);
 /* A connection's descriptor was closed and its memory freed. */
 void uring_conn_closed(struct uworker *w);
 
-/* uring_conn.c */
+/* uring_conn.c: the mechanism under the worker's connection set */
+extern const struct iop__connset_ops uring_conn_ops;
 void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *peer,
                      socklen_t len);
 void uring_conn_cqe(struct uworker *w, struct uconn *u, unsigned op, int res,
                     unsigned flags);
-void uring_conn_close(struct uworker *w, struct uconn *u, int err);
 void uring_conns_stop(struct uworker *w);
-void uring_sweep(struct uworker *w);
-void uring_arm_sweep(struct uworker *w);
 /* Free what is left after the ring is gone (ops abandoned at a forced exit). */
 void uring_conns_free_all(struct uworker *w);
 void uring_slots_free(struct uworker *w);
-/* The mailbox's hook, and the settling of what it kicked. */
-void uring_kick(iop_conn *c, void *arg);
-void uring_run_kicked(struct uworker *w);
 
 static inline uint64_t uring_ud(struct uconn *u, unsigned op)
 {

@@ -251,11 +251,14 @@ void iop__connset_close(struct iop__connset *set, iop_conn *c, int err)
 
 void iop__connset_finish(struct iop__connset *set, iop_conn *c)
 {
+    /* on_close before our FIN: a peer that sees its end of stream must find
+     * the service done with it (chat: its leave said before any later line
+     * of another member). */
+    notify_close(c, 0);
     if ((c->flags & IOP__CONN_PEER_EOF) || shutdown(c->fd, SHUT_WR) != 0) {
         iop__connset_close(set, c, 0);
         return;
     }
-    notify_close(c, 0);
     iop__connlist_remove(&set->active, c);
     c->flags |= IOP__CONN_LINGER;
     c->flags &= ~IOP__CONN_PAUSED;
