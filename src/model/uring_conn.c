@@ -231,11 +231,11 @@ static void start_send(struct uworker *w, struct uconn *u)
 static void finish(struct uworker *w, struct uconn *u)
 {
     iop_conn *c = &u->c;
+    notify_close(c, 0); /* before our FIN: see evconn.c's finish() */
     if ((c->flags & IOP__CONN_PEER_EOF) || shutdown(c->fd, SHUT_WR) != 0) {
         uring_conn_close(w, u, 0);
         return;
     }
-    notify_close(c, 0);
     iop__connlist_remove(&w->active, c);
     c->flags |= IOP__CONN_LINGER;
     c->flags &= ~IOP__CONN_PAUSED;

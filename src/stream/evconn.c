@@ -122,11 +122,14 @@ static void arm_sweep(struct iop__evctx *x)
  * peer closes, for at most LINGER_MS (nginx's lingering close). */
 static void finish(struct iop__evctx *x, iop_conn *c)
 {
+    /* on_close before our FIN: a peer that sees its end of stream must find
+     * the service done with it (chat: its leave said before any later
+     * line of another member). */
+    notify_close(c, 0);
     if ((c->flags & IOP__CONN_PEER_EOF) || shutdown(c->fd, SHUT_WR) != 0) {
         close_now(x, c, 0);
         return;
     }
-    notify_close(c, 0);
     iop__connlist_remove(&x->active, c);
     c->flags |= IOP__CONN_LINGER;
     c->deadline = iop__loop_now(x->loop) + LINGER_MS;
