@@ -94,7 +94,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
-#include "stream/mailbox.h"
+#include "stream/connset.h"
 
 #include <aio.h>
 #include <errno.h>
@@ -111,40 +111,24 @@
 #define AIO_SIGNAL (SIGRTMIN + 4)
 #define READ_CHUNK 16384
 #define ACCEPT_BATCH 64
-#define ACCEPT_PAUSE_MS 100
-#define LINGER_MS 2000
 #define SCAN_MS 1000
 #define TEARDOWN_MS 2000
-#define HIGH_WATER_DEFAULT (256 * 1024)
 #define AIO_CONNS_MAX 16384
 #define SIGINFO_BATCH 64
 
 enum { OP_READ, OP_WRITE };
-enum { ST_OPEN, ST_LINGER, ST_DYING };
-
-struct aloop;
-
-struct alist {
-    struct aconn *head, *tail;
-};
 
 struct aconn {
-    iop_conn c;
+    iop_conn c;          /* first: what the service holds */
     struct aiocb op[2];  /* OP_READ on c.fd, OP_WRITE on wfd */
     unsigned busy;       /* bit per op: submitted, completion not yet taken */
     int wfd;             /* dup(c.fd): glibc serializes requests per descriptor */
     unsigned slot;
-    int state;
-    uint64_t linger_end;
-    uint64_t last_active;        /* last complete message in, or bytes out */
-    /* ST_OPEN: on the active list, least recently active first;
-     * ST_LINGER: on the lingering list, by deadline; ST_DYING: on none. */
-    struct aconn *lprev, *lnext;
-    struct aconn *kick_next;     /* posted to (iop_post): to be flushed */
     char *rbuf;
 };
 
 struct aloop {
+    struct iop__connset set; /* the connections and their rules (connset.h) */
     iop_server *s;
     struct aconn **slot; /* slot number -> connection (NULL: free) */
     unsigned *free_slots;
@@ -154,20 +138,16 @@ struct aloop {
     int sfd;             /* signalfd for AIO_SIGNAL */
     int spare;           /* held in reserve for a connection's wfd: see take() */
     int hint[2];         /* AIO_SIGNAL taken by another thread: scan */
-    size_t high_water, low_water;
-    int stopping;
     uint64_t drain_end;
     int drained;         /* drain_ms passed: everything was closed */
     int accepted;        /* --once */
     uint64_t accept_resume; /* accepting paused until then (EMFILE, ...) */
     struct iop__episode accept_ep; /* accept() failures */
     uint64_t next_scan;
-    struct alist active;   /* open, least recently active first */
-    struct alist lingering; /* by deadline */
-    struct aconn *kicked;
-    struct iop__mailbox mbox;
-    int has_mbox;
 };
+
+static struct aconn *of(iop_conn *c) { return (struct aconn *)c; }
+static struct aloop *loop_of(struct iop__connset *set) { return set->owner; }
 
 /* ---- the stray-signal net ---------------------------------------------------- */
 
@@ -244,68 +224,10 @@ static int issue_write(struct aloop *L, struct aconn *a)
     return submit(L, a, OP_WRITE, v.iov_base, v.iov_len);
 }
 
-/* ---- closing ------------------------------------------------------------------- */
-
-static void list_remove(struct alist *l, struct aconn *a)
-{
-    if (a->lprev)
-        a->lprev->lnext = a->lnext;
-    else
-        l->head = a->lnext;
-    if (a->lnext)
-        a->lnext->lprev = a->lprev;
-    else
-        l->tail = a->lprev;
-    a->lprev = a->lnext = NULL;
-}
-
-static void list_append(struct alist *l, struct aconn *a)
-{
-    a->lprev = l->tail;
-    a->lnext = NULL;
-    if (l->tail)
-        l->tail->lnext = a;
-    else
-        l->head = a;
-    l->tail = a;
-}
-
-/* Progress (a complete message in, bytes out): to the active list's tail. */
-static void touch(struct aloop *L, struct aconn *a)
-{
-    a->last_active = iop__now_ms();
-    if (a->state == ST_OPEN && L->active.tail != a) {
-        list_remove(&L->active, a);
-        list_append(&L->active, a);
-    }
-}
-
-static void notify_close(struct aloop *L, struct aconn *a, int err)
-{
-    iop_conn *c = &a->c;
-    if (c->flags & IOP__CONN_NOTIFIED)
-        return;
-    c->flags |= IOP__CONN_NOTIFIED;
-    if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED &&
-        err != -ETIMEDOUT) /* (idle: reported by the loop) */
-        iop_report(L->s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
-                   iop_strerror(err));
-    if (L->s->svc->on_close)
-        L->s->svc->on_close(c, err);
-    if (L->has_mbox)
-        iop__mailbox_purge(&L->mbox, c); /* what was posted goes with it */
-    char name[IOP_PATH_MAX + 16];
-    iop_report(L->s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
-}
+/* ---- the mechanism under the connection set ------------------------------------ */
 
 static void free_conn(struct aloop *L, struct aconn *a)
 {
-    if (a->c.flags & IOP__CONN_KICKED)
-        for (struct aconn **pp = &L->kicked; *pp; pp = &(*pp)->kick_next)
-            if (*pp == a) {
-                *pp = a->kick_next;
-                break;
-            }
     close(a->c.fd);
     close(a->wfd);
     slot_put(L, a);
@@ -315,155 +237,111 @@ static void free_conn(struct aloop *L, struct aconn *a)
     L->nconns--;
 }
 
-/* Free a dying connection once nothing of it is outstanding. */
-static void settle(struct aloop *L, struct aconn *a)
+/* Free a closed connection once nothing of it is outstanding. */
+static void maybe_free(struct aloop *L, struct aconn *a)
 {
-    if (a->state == ST_DYING && a->busy == 0)
+    if ((a->c.flags & IOP__CONN_GONE) && a->busy == 0)
         free_conn(L, a);
 }
 
-/* Close now: outstanding requests are made to end (shutdown wakes a helper
+/* Closed: outstanding requests are made to end (shutdown wakes a helper
  * blocked in read or write; aio_cancel drops what has not started), and
  * the connection is freed when the last completion arrives. */
-static void kill_conn(struct aloop *L, struct aconn *a)
+static void release(struct iop__connset *set, iop_conn *c)
 {
-    if (a->state == ST_DYING)
-        return;
-    list_remove(a->state == ST_LINGER ? &L->lingering : &L->active, a);
-    a->state = ST_DYING;
+    struct aconn *a = of(c);
     if (a->busy) {
-        shutdown(a->c.fd, SHUT_RDWR);
-        aio_cancel(a->c.fd, NULL);
+        shutdown(c->fd, SHUT_RDWR);
+        aio_cancel(c->fd, NULL);
         aio_cancel(a->wfd, NULL);
     }
-    settle(L, a);
+    maybe_free(loop_of(set), a);
 }
 
-static void abort_conn(struct aloop *L, struct aconn *a, int err)
+static int discard_input(struct iop__connset *set, iop_conn *c)
 {
-    notify_close(L, a, err);
-    kill_conn(L, a);
-}
-
-/* The service is done and the output is flushed: close cleanly. */
-static void finish(struct aloop *L, struct aconn *a)
-{
-    iop_conn *c = &a->c;
-    notify_close(L, a, 0);
-    if ((c->flags & IOP__CONN_PEER_EOF) || shutdown(c->fd, SHUT_WR) != 0) {
-        kill_conn(L, a);
-        return;
-    }
-    /* Discard input until the peer closes, so our close cannot reset what
-     * we just wrote before it is read. */
-    list_remove(&L->active, a);
-    a->state = ST_LINGER;
-    a->linger_end = iop__now_ms() + LINGER_MS;
-    list_append(&L->lingering, a); /* same duration for all: deadline order */
-    iop_buf_free(&c->in);
-    if (!(a->busy & (1u << OP_READ)) && issue_read(L, a) != 0)
-        kill_conn(L, a);
+    struct aconn *a = of(c);
+    return a->busy & (1u << OP_READ) ? 0 : issue_read(loop_of(set), a);
 }
 
 /* Issue what the connection's state calls for: the next write (or, with
  * nothing to write, the producer's next output, or the close), and the
- * next read unless paused. May free a. */
-static void pump(struct aloop *L, struct aconn *a)
+ * next read unless paused. May free it. */
+static void settle(struct iop__connset *set, iop_conn *c)
 {
-    iop_conn *c = &a->c;
-    const struct iop_service *svc = L->s->svc;
-    if (a->state != ST_OPEN)
+    struct aloop *L = loop_of(set);
+    struct aconn *a = of(c);
+    if ((c->flags & (IOP__CONN_GONE | IOP__CONN_LINGER)) || iop__connset_overflowed(set, c))
         return;
-    if (c->flags & IOP__CONN_OVERFLOW) {
-        iop__mailbox_report_overflow(c);
-        abort_conn(L, a, -ENOBUFS);
-        return;
-    }
     if (!(a->busy & (1u << OP_WRITE))) {
-        if (c->out.bytes == 0 && svc->on_drain && !L->stopping &&
-            !(c->flags & IOP__CONN_CLOSING))
-            svc->on_drain(c);
+        iop__connset_produce(set, c);
         if (c->out.bytes > 0) {
             int r = issue_write(L, a);
             if (r != 0) {
-                abort_conn(L, a, r);
+                iop__connset_close(set, c, r);
                 return;
             }
-        } else if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)) {
-            /* The peer's FIN ends input, not output: close once the
-             * producer, if any, has nothing more. */
-            finish(L, a);
+        } else if (iop__connset_done(set, c)) {
+            iop__connset_finish(set, c);
             return;
         }
     }
-    if (c->out.bytes >= L->high_water)
-        c->flags |= IOP__CONN_PAUSED;
-    else if (c->out.bytes <= L->low_water)
-        c->flags &= ~IOP__CONN_PAUSED;
-    if (!(a->busy & (1u << OP_READ)) &&
-        !(c->flags & (IOP__CONN_PAUSED | IOP__CONN_CLOSING | IOP__CONN_PEER_EOF))) {
+    iop__connset_watermarks(set, c);
+    if (!(a->busy & (1u << OP_READ)) && iop__connset_wants_input(set, c)) {
         int r = issue_read(L, a);
         if (r != 0)
-            abort_conn(L, a, r);
+            iop__connset_close(set, c, r);
     }
 }
+
+static const struct iop__connset_ops aio_ops = {
+    .release = release,
+    .settle = settle,
+    .discard_input = discard_input,
+    /* no timer: the loop's poll() waits no longer than the next deadline */
+};
 
 /* ---- completions ------------------------------------------------------------- */
 
 static void on_read(struct aloop *L, struct aconn *a, ssize_t n)
 {
     iop_conn *c = &a->c;
-    if (a->state == ST_LINGER) {
+    if (c->flags & IOP__CONN_GONE) {
+        maybe_free(L, a);
+        return;
+    }
+    if (c->flags & IOP__CONN_LINGER) {
         if (n <= 0 || issue_read(L, a) != 0)
-            kill_conn(L, a); /* the peer closed (or failed): done */
+            iop__connset_close(&L->set, c, 0); /* the peer closed (or failed): done */
         return;
     }
-    if (a->state != ST_OPEN) {
-        settle(L, a);
+    int r = 0;
+    if (n < 0)
+        r = (int)n;
+    else if (n == 0) /* the peer's end of stream, or our SHUT_RD at stop */
+        iop__connset_peer_eof(&L->set, c);
+    else
+        r = iop__connset_input(&L->set, c, a->rbuf, (size_t)n);
+    if (r != 0) {
+        iop__connset_close(&L->set, c, r);
         return;
     }
-    if (n < 0) {
-        abort_conn(L, a, (int)n);
-        return;
-    }
-    if (n == 0) {
-        /* End of stream (the peer's, or our SHUT_RD at stop): a last line
-         * without its newline is still a message; pump() closes after
-         * the output. */
-        c->flags |= IOP__CONN_PEER_EOF;
-        iop__conn_eof(c);
-    } else {
-        size_t before = iop_buf_used(&c->in);
-        int r = iop__conn_dispatch_bytes(c, a->rbuf, (size_t)n);
-        if (r == 0 && iop_buf_used(&c->in) < before + (size_t)n)
-            touch(L, a); /* a message was completed: partial frames do not count */
-        if (r == -EMSGSIZE) {
-            iop_report(L->s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
-                       iop_conn_peer_name(c), L->s->max_frame);
-            iop_close(c);
-        } else if (r != 0) {
-            abort_conn(L, a, r);
-            return;
-        }
-        if (iop_buf_used(&c->in) == 0)
-            iop_buf_free(&c->in);
-    }
-    pump(L, a);
+    settle(&L->set, c);
 }
 
 static void on_write(struct aloop *L, struct aconn *a, ssize_t n)
 {
-    if (a->state != ST_OPEN) {
-        settle(L, a);
+    if (a->c.flags & IOP__CONN_GONE) {
+        maybe_free(L, a);
         return;
     }
     if (n <= 0) {
-        abort_conn(L, a, n < 0 ? (int)n : -EIO);
+        iop__connset_close(&L->set, &a->c, n < 0 ? (int)n : -EIO);
         return;
     }
     iop_outq_consume(&a->c.out, (size_t)n); /* a short write: the rest goes next */
-    touch(L, a);
-    pump(L, a);
+    iop__connset_sent(&L->set, &a->c);
+    settle(&L->set, &a->c);
 }
 
 /* Take the completion of request `value` (slot * 2 + op) if it is one. */
@@ -521,29 +399,6 @@ static void scan(struct aloop *L)
     }
 }
 
-/* ---- iop_post ------------------------------------------------------------------ */
-
-static void kick(iop_conn *c, void *arg)
-{
-    struct aloop *L = arg;
-    struct aconn *a = (struct aconn *)c;
-    if (c->flags & IOP__CONN_KICKED)
-        return;
-    c->flags |= IOP__CONN_KICKED;
-    a->kick_next = L->kicked;
-    L->kicked = a;
-}
-
-static void flush_kicked(struct aloop *L)
-{
-    struct aconn *a;
-    while ((a = L->kicked) != NULL) {
-        L->kicked = a->kick_next;
-        a->c.flags &= ~IOP__CONN_KICKED;
-        pump(L, a);
-    }
-}
-
 /* ---- accepting ------------------------------------------------------------------ */
 
 static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
@@ -577,9 +432,6 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
     }
     a->rbuf = rbuf;
     a->wfd = wfd;
-    iop__conn_init(&a->c, s, fd, peer, peerlen);
-    a->c.owner = L;
-    a->c.mbox = L->has_mbox ? &L->mbox : NULL;
     for (int op = 0; op < 2; op++) {
         struct aiocb *cb = &a->op[op];
         cb->aio_fildes = op == OP_READ ? fd : wfd;
@@ -589,14 +441,9 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
     }
     L->nconns++;
     L->accepted = 1;
-    a->last_active = iop__now_ms();
-    list_append(&L->active, a);
-    char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
-    iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop__conn_peer_str(&a->c, name, sizeof name), (unsigned long long)a->c.id);
-    if (s->svc->on_open)
-        s->svc->on_open(&a->c);
-    pump(L, a);
+    L->set.now = iop__now_ms();
+    iop__connset_open(&L->set, &a->c, fd, peer, peerlen);
+    settle(&L->set, &a->c);
 }
 
 /* EMFILE and the like: the client stays in the backlog and the listener
@@ -608,7 +455,7 @@ static void pause_accepting(struct aloop *L, int err)
     if (iop__episode_fail(&L->accept_ep, err))
         iop_report(L->s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
                    iop_strerror(err));
-    L->accept_resume = iop__now_ms() + ACCEPT_PAUSE_MS;
+    L->accept_resume = iop__now_ms() + (uint64_t)L->set.pol->accept_pause_ms;
 }
 
 static void accept_some(struct aloop *L)
@@ -649,36 +496,23 @@ static void accept_some(struct aloop *L)
 
 static void begin_stop(struct aloop *L)
 {
-    L->stopping = 1;
-    L->drain_end = iop__now_ms() + (uint64_t)L->s->cfg.drain_ms;
-    for (size_t i = 0; i < L->nslots; i++) {
-        struct aconn *a = L->slot[i];
-        if (!a || a->state != ST_OPEN)
-            continue;
+    L->set.stopping = 1;
+    L->set.now = iop__now_ms();
+    L->drain_end = L->set.now + (uint64_t)L->set.pol->drain_ms;
+    for (iop_conn *c = L->set.active.head, *next; c; c = next) {
+        next = c->next;
         /* The outstanding read returns what has arrived, then end of stream. */
-        shutdown(a->c.fd, SHUT_RD);
-        if (!(a->busy & (1u << OP_READ)) &&
-            !(a->c.flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF))) {
-            iop__conn_eof(&a->c); /* paused: nothing more will be read */
-            iop_close(&a->c);
-            pump(L, a);
-        }
+        shutdown(c->fd, SHUT_RD);
+        if (!(of(c)->busy & (1u << OP_READ)) &&
+            !(c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)))
+            iop__connset_stop_conn(&L->set, c); /* paused: nothing more will be read */
     }
 }
 
 static void drain_expired(struct aloop *L)
 {
     L->drained = 1;
-    size_t open = 0;
-    for (size_t i = 0; i < L->nslots; i++)
-        if (L->slot[i] && L->slot[i]->state == ST_OPEN)
-            open++;
-    if (open > 0)
-        iop_report(L->s, IOP_LOG_INFO, "%zu connections still busy after %d ms; "
-                   "closing them", open, L->s->cfg.drain_ms);
-    for (size_t i = 0; i < L->nslots; i++)
-        if (L->slot[i])
-            abort_conn(L, L->slot[i], -ECANCELED);
+    iop__connset_drain_expired(&L->set);
 }
 
 /* ---- the loop --------------------------------------------------------------------- */
@@ -692,11 +526,11 @@ static int timeout_until(uint64_t now, uint64_t when, int t)
 static int loop(struct aloop *L)
 {
     iop_server *s = L->s;
-    const int idle = s->cfg.idle_timeout_ms;
+    struct iop__connset *set = &L->set;
     L->next_scan = iop__now_ms() + SCAN_MS;
     for (;;) {
         uint64_t now = iop__now_ms();
-        if (L->stopping && L->nconns == 0)
+        if (set->stopping && L->nconns == 0)
             return 0;
         if (s->cfg.once && L->accepted && L->nconns == 0)
             return 0;
@@ -705,16 +539,14 @@ static int loop(struct aloop *L)
         int timeout = -1;
         if (L->inflight > 0)
             timeout = timeout_until(now, L->next_scan, timeout);
-        if (L->lingering.head)
-            timeout = timeout_until(now, L->lingering.head->linger_end, timeout);
-        if (idle > 0 && L->active.head)
-            timeout = timeout_until(now, L->active.head->last_active + (uint64_t)idle,
-                                    timeout);
-        if (L->stopping)
+        uint64_t due = iop__connset_next_deadline(set); /* idle and lingering */
+        if (due != UINT64_MAX)
+            timeout = timeout_until(now, due, timeout);
+        if (set->stopping)
             timeout = timeout_until(now, L->drain_end + (L->drained ? TEARDOWN_MS : 0),
                                     timeout);
         /* Beyond the limit, new connections are accepted and closed. */
-        int listening = !L->stopping && !(s->cfg.once && L->accepted);
+        int listening = !set->stopping && !(s->cfg.once && L->accepted);
         if (listening && L->accept_ep.err && now < L->accept_resume) {
             timeout = timeout_until(now, L->accept_resume, timeout);
             listening = 0;
@@ -722,8 +554,8 @@ static int loop(struct aloop *L)
         struct pollfd p[5] = {
             {.fd = L->sfd, .events = POLLIN},
             {.fd = L->hint[0], .events = POLLIN},
-            {.fd = L->has_mbox ? iop__mailbox_fd(&L->mbox) : -1, .events = POLLIN},
-            {.fd = L->stopping ? -1 : s->stop_pipe[0], .events = POLLIN},
+            {.fd = iop__connset_mailbox_fd(set), .events = POLLIN},
+            {.fd = set->stopping ? -1 : s->stop_pipe[0], .events = POLLIN},
             {.fd = listening ? s->listen_fd : -1, .events = POLLIN},
         };
         if (poll(p, 5, timeout) < 0) {
@@ -731,7 +563,7 @@ static int loop(struct aloop *L)
                 continue;
             return -errno;
         }
-        now = iop__now_ms();
+        now = set->now = iop__now_ms();
         if (p[0].revents)
             read_signals(L);
         if (p[1].revents || now >= L->next_scan) {
@@ -742,22 +574,16 @@ static int loop(struct aloop *L)
             L->next_scan = now + SCAN_MS;
         }
         if (p[2].revents)
-            iop__mailbox_drain(&L->mbox);
+            iop__mailbox_drain(set->mbox);
         if (p[3].revents)
             begin_stop(L);
         if (p[4].revents)
             accept_some(L);
-        while (L->lingering.head && L->lingering.head->linger_end <= now)
-            kill_conn(L, L->lingering.head);
-        while (idle > 0 && L->active.head &&
-               L->active.head->last_active + (uint64_t)idle <= now) {
-            iop_report(s, IOP_LOG_DEBUG, "closing %s: idle for %d ms",
-                       iop_conn_peer_name(&L->active.head->c), idle);
-            abort_conn(L, L->active.head, -ETIMEDOUT);
-        }
-        if (L->stopping && !L->drained && now >= L->drain_end)
+        if (now >= iop__connset_next_deadline(set))
+            iop__connset_sweep(set);
+        if (set->stopping && !L->drained && now >= L->drain_end)
             drain_expired(L);
-        flush_kicked(L);
+        iop__connset_run_kicked(set);
     }
 }
 
@@ -773,8 +599,6 @@ static int run_aio(iop_server *s)
 {
     struct aloop L = {.s = s, .sfd = -1, .spare = -1, .hint = {-1, -1}};
     L.cap = s->max_conns; /* at most AIO_CONNS_MAX: iop_server_open() saw to it */
-    L.high_water = s->cfg.high_water ? s->cfg.high_water : HIGH_WATER_DEFAULT;
-    L.low_water = s->cfg.low_water ? s->cfg.low_water : L.high_water / 4;
 
     /* Two helper threads per connection at most: its read and its write. */
     struct aioinit ai;
@@ -789,12 +613,9 @@ static int run_aio(iop_server *s)
         return r;
     if (pipe2(L.hint, O_CLOEXEC | O_NONBLOCK) != 0)
         return -errno;
-    if (s->svc->flags & IOP_SERVICE_SHARED_STATE) {
-        r = iop__mailbox_init(&L.mbox, s, kick, &L);
-        if (r != 0)
-            goto out_pipe;
-        L.has_mbox = 1;
-    }
+    r = iop__connset_init(&L.set, s, &aio_ops, &L); /* with its mailbox: iop_post */
+    if (r != 0)
+        goto out_set;
     sigset_t set, oldmask;
     sigemptyset(&set);
     sigaddset(&set, AIO_SIGNAL);
@@ -803,7 +624,7 @@ static int run_aio(iop_server *s)
     if (L.sfd < 0) {
         r = -errno;
         pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
-        goto out_mbox;
+        goto out_set;
     }
     atomic_store(&hint_fd, L.hint[1]);
     struct sigaction sa, oldact;
@@ -818,7 +639,7 @@ static int run_aio(iop_server *s)
     /* Close what is left (an error ended the loop), and give outstanding
      * requests a bounded time to finish. */
     if (L.nconns > 0 && !L.drained) {
-        L.stopping = L.drained = 1;
+        L.set.stopping = L.drained = 1;
         L.drain_end = iop__now_ms();
         drain_expired(&L);
     }
@@ -847,10 +668,9 @@ static int run_aio(iop_server *s)
     atomic_store(&hint_fd, -1);
     close(L.sfd);
     pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
-out_mbox:
-    if (L.has_mbox)
-        iop__mailbox_destroy(&L.mbox);
-out_pipe:
+out_set:
+    if (L.set.s)
+        iop__connset_free(&L.set);
     if (L.spare >= 0)
         close(L.spare);
     close(L.hint[0]);
