@@ -332,6 +332,16 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
 /* Cut complete frames out of c->in and deliver them to on_message, until
  * the input runs out or the service closes. Returns 0 or -EMSGSIZE. */
 int iop__conn_dispatch(iop_conn *c);
+/* What every model does with a connection, written once: the "open" line
+ * (-v) and on_open; why it closes where that is news (idle, not reading,
+ * an error other than a peer's reset or a stop), then on_close, once (err
+ * 0 for an orderly close); the "close" line (-v) once its descriptor is
+ * done with; a message over --max-frame: said, and the connection closed
+ * after its output. */
+void iop__conn_opened(iop_conn *c);
+void iop__conn_notify_close(iop_conn *c, int err);
+void iop__conn_close_line(iop_conn *c);
+void iop__conn_too_long(iop_conn *c);
 /* The same, over bytes that are not in c->in (an event loop's shared read
  * buffer): whole frames are delivered from there, and only a trailing
  * partial frame is copied into c->in. Returns 0, -EMSGSIZE or -ENOMEM. */

@@ -70,7 +70,7 @@
  * A connection closed by the service (iop_close) or by the end of its
  * input (once a producer has nothing more: the peer's FIN ends input, not
  * output) is closed cleanly: output flushed, then our side shut (FIN) and
- * input discarded until the peer closes, for at most LINGER_MS (the
+ * input discarded until the peer closes, for at most the linger time (the
  * lingering close of the other models), then closed.
  *
  * Backpressure: while a connection's unsent output is at or above the

@@ -13,7 +13,7 @@
  * peer that does not read is closed at the high watermark (mailbox.h).
  * Every other service keeps the plain blocking calls.
  *
- * The idle timeout (--idle-timeout, cfg.idle_timeout_ms = T). A
+ * The idle timeout (--idle-timeout, the policy's idle_ms = T). A
  * connection is idle when for T it has made no progress: no complete
  * message received (delivered to on_message) and no byte of output
  * written. Bytes that do not complete a message do not count, so a peer
@@ -44,7 +44,6 @@
 #include <unistd.h>
 
 #define READ_CHUNK 16384
-#define LINGER_MS 2000
 /* The receive timeout is set again only when it is further than this
  * from what it should be. */
 #define IDLE_SLACK_MS 50
@@ -59,7 +58,7 @@ struct bconn {
 
 static struct bconn *of(iop_conn *c) { return (struct bconn *)c; }
 static int closing(const iop_conn *c) { return c->flags & IOP__CONN_CLOSING; }
-static int idle_ms(const iop_conn *c) { return c->server->cfg.idle_timeout_ms; }
+static int idle_ms(const iop_conn *c) { return c->server->pol.idle_ms; }
 static void progress(iop_conn *c) { of(c)->progress = iop__now_ms(); }
 
 /* Milliseconds left before c is idle: -1 without an idle timeout, 0 once
@@ -141,7 +140,7 @@ static int wait_socket_or_mail(iop_conn *c, short events)
 static int wait_writable_for_drain(iop_conn *c)
 {
     if (c->deadline == 0)
-        c->deadline = iop__now_ms() + (uint64_t)c->server->cfg.drain_ms;
+        c->deadline = iop__now_ms() + (uint64_t)c->server->pol.drain_ms;
     uint64_t now = iop__now_ms();
     if (now >= c->deadline)
         return -ETIMEDOUT;
@@ -243,13 +242,13 @@ static ssize_t read_some(iop_conn *c)
 /* We close while the peer may still be sending: closing a socket with
  * unread input makes the kernel send RST, which can destroy the answer we
  * just wrote before the peer reads it. So shut our side, then read and
- * discard until the peer closes too, for at most LINGER_MS (nginx's
+ * discard until the peer closes too, for at most the linger time (nginx's
  * lingering close). */
 static void linger(iop_conn *c)
 {
     if (shutdown(c->fd, SHUT_WR) != 0)
         return;
-    uint64_t end = iop__now_ms() + LINGER_MS;
+    uint64_t end = iop__now_ms() + (uint64_t)c->server->pol.linger_ms;
     char sink[4096];
     for (;;) {
         ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
@@ -274,11 +273,11 @@ void iop__serve_blocking(iop_server *s, int fd,
     iop_conn *c = &b.c;
     iop__conn_init(c, s, fd, peer, peerlen);
     b.progress = iop__now_ms();
-    if (s->cfg.idle_timeout_ms > 0) {
+    if (idle_ms(c) > 0) {
         /* Every blocking recv() returns within T. */
-        int r = set_timeout(fd, SO_RCVTIMEO, s->cfg.idle_timeout_ms);
+        int r = set_timeout(fd, SO_RCVTIMEO, idle_ms(c));
         if (r == 0)
-            b.rcv_ms = s->cfg.idle_timeout_ms;
+            b.rcv_ms = idle_ms(c);
         if (r != 0) {
             iop_report(s, IOP_LOG_ERROR, "cannot serve %s: socket timeouts: %s",
                        iop_conn_peer_name(c), iop_strerror(r));
@@ -297,11 +296,7 @@ void iop__serve_blocking(iop_server *s, int fd,
         }
         c->mbox = &mbox;
     }
-    char name[IOP_PATH_MAX + 16]; /* for the debug lines: no allocation */
-    iop_report(s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
-    if (svc->on_open)
-        svc->on_open(c);
+    iop__conn_opened(c);
     int err = 0;
     for (;;) {
         err = flush_all(c);
@@ -340,32 +335,23 @@ void iop__serve_blocking(iop_server *s, int fd,
         if (iop_buf_used(&c->in) < before + (size_t)n)
             progress(c); /* a message was completed (and delivered) */
         if (err == -EMSGSIZE) {
-            iop_report(s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
-                       iop_conn_peer_name(c), s->max_frame);
+            iop__conn_too_long(c);
             flush_all(c);
             break;
         }
     }
-    int lingers = (err == 0 || err == -EMSGSIZE) && !(c->flags & IOP__CONN_PEER_EOF);
-    if (err == -ENOBUFS && (c->flags & IOP__CONN_OVERFLOW))
-        iop__mailbox_report_overflow(c);
-    else if (err == -ETIMEDOUT)
-        iop_report(s, IOP_LOG_DEBUG, "closing %s: idle for %d ms", iop_conn_peer_name(c),
-                   idle_ms(c));
-    else if (err != 0 && err != -EMSGSIZE)
-        iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
-                   iop_strerror(err));
+    if (err == -EMSGSIZE)
+        err = 0; /* said already; an orderly close after the output */
     /* The service hears of the close before the lingering close, as on
      * the event paths: a chat member must not stay in the room, and be
-     * posted to, for the LINGER_MS its peer may take to close. */
-    if (svc->on_close)
-        svc->on_close(c, err == -EMSGSIZE ? 0 : err);
+     * posted to, for the linger time its peer may take to close. */
+    iop__conn_notify_close(c, err);
     if (c->mbox) {
         iop__mailbox_destroy(c->mbox); /* what is still posted goes with it */
         c->mbox = NULL;
     }
-    if (lingers)
+    if (err == 0 && !(c->flags & IOP__CONN_PEER_EOF))
         linger(c);
-    iop_report(s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
+    iop__conn_close_line(c);
     iop__conn_release(c);
 }

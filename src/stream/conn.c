@@ -5,6 +5,7 @@
  * models, evconn.c for the event loops.
  */
 #include "internal.h"
+#include "stream/mailbox.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -25,6 +26,54 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
             c->peerlen = peerlen;
         }
     }
+}
+
+void iop__conn_opened(iop_conn *c)
+{
+    char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
+    iop_report(c->server, IOP_LOG_DEBUG, "open %s (connection %llu)",
+               iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
+    if (c->server->svc->on_open)
+        c->server->svc->on_open(c);
+}
+
+/* Why c closes, where that is news (before on_close, while its backlog is
+ * still there to count). */
+static void report_why(iop_conn *c, int err)
+{
+    iop_server *s = c->server;
+    if (err == -ETIMEDOUT)
+        iop_report(s, IOP_LOG_DEBUG, "closing %s: idle for %d ms", iop_conn_peer_name(c),
+                   s->pol.idle_ms);
+    else if (err == -ENOBUFS && (c->flags & IOP__CONN_OVERFLOW))
+        iop__mailbox_report_overflow(c);
+    else if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED)
+        /* (a reset, a peer gone, a stop: routine, not news) */
+        iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
+                   iop_strerror(err));
+}
+
+void iop__conn_notify_close(iop_conn *c, int err)
+{
+    if (c->flags & IOP__CONN_NOTIFIED)
+        return;
+    c->flags |= IOP__CONN_NOTIFIED;
+    report_why(c, err);
+    if (c->server->svc->on_close)
+        c->server->svc->on_close(c, err);
+}
+
+void iop__conn_close_line(iop_conn *c)
+{
+    char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
+    iop_report(c->server, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
+}
+
+void iop__conn_too_long(iop_conn *c)
+{
+    iop_report(c->server, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
+               iop_conn_peer_name(c), c->server->max_frame);
+    iop_close(c);
 }
 
 /* Deliver every whole frame in p[0, n); returns bytes consumed or -EMSGSIZE. */

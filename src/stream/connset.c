@@ -93,11 +93,8 @@ void iop__connset_sweep(struct iop__connset *set)
         iop__connset_close(set, set->lingering.head, 0);
     int idle = set->pol->idle_ms;
     while (idle > 0 && set->active.head &&
-           set->active.head->last_active + (uint64_t)idle <= now) {
-        iop_report(set->s, IOP_LOG_DEBUG, "closing %s: idle for %d ms",
-                   iop_conn_peer_name(set->active.head), idle);
+           set->active.head->last_active + (uint64_t)idle <= now)
         iop__connset_close(set, set->active.head, -ETIMEDOUT);
-    }
     schedule(set);
 }
 
@@ -113,11 +110,7 @@ void iop__connset_open(struct iop__connset *set, iop_conn *c, int fd,
     set->nconns++;
     iop__connlist_append(&set->active, c);
     schedule(set);
-    char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
-    iop_report(set->s, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
-    if (set->s->svc->on_open)
-        set->s->svc->on_open(c);
+    iop__conn_opened(c);
 }
 
 /* ---- input ----------------------------------------------------------------------- */
@@ -145,9 +138,7 @@ int iop__connset_input(struct iop__connset *set, iop_conn *c, const char *data, 
     if (r == 0 && iop_buf_used(&c->in) < before + n)
         touch(set, c); /* a message was completed */
     if (r == -EMSGSIZE) {
-        iop_report(set->s, IOP_LOG_INFO, "closing %s: message longer than %zu bytes",
-                   iop_conn_peer_name(c), set->s->max_frame);
-        iop_close(c);
+        iop__conn_too_long(c);
         r = 0;
     }
     if (iop_buf_used(&c->in) == 0)
@@ -210,15 +201,6 @@ int iop__connset_done(const struct iop__connset *set, const iop_conn *c)
 
 /* ---- closing --------------------------------------------------------------------- */
 
-static void notify_close(iop_conn *c, int err)
-{
-    if (c->flags & IOP__CONN_NOTIFIED)
-        return;
-    c->flags |= IOP__CONN_NOTIFIED;
-    if (c->server->svc->on_close)
-        c->server->svc->on_close(c, err);
-}
-
 static void unkick(struct iop__connset *set, iop_conn *c)
 {
     for (size_t i = 0; i < set->nkicked; i++)
@@ -231,12 +213,7 @@ void iop__connset_close(struct iop__connset *set, iop_conn *c, int err)
 {
     if (c->flags & IOP__CONN_GONE)
         return;
-    /* Routine ends are not news: a reset, a peer gone, the idle timeout
-     * (said by the sweep), a stop. */
-    if (err && err != -ECONNRESET && err != -EPIPE && err != -ETIMEDOUT && err != -ECANCELED)
-        iop_report(set->s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
-                   iop_strerror(err));
-    notify_close(c, err);
+    iop__conn_notify_close(c, err);
     if (set->mbox) /* on_close has returned: nothing can be posted to c now */
         iop__mailbox_purge(set->mbox, c);
     if (c->flags & IOP__CONN_KICKED)
@@ -244,8 +221,7 @@ void iop__connset_close(struct iop__connset *set, iop_conn *c, int err)
     iop__connlist_remove((c->flags & IOP__CONN_LINGER) ? &set->lingering : &set->active, c);
     c->flags |= IOP__CONN_GONE;
     set->nconns--;
-    char name[IOP_PATH_MAX + 16];
-    iop_report(set->s, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
+    iop__conn_close_line(c);
     set->ops->release(set, c);
 }
 
@@ -254,7 +230,7 @@ void iop__connset_finish(struct iop__connset *set, iop_conn *c)
     /* on_close before our FIN: a peer that sees its end of stream must find
      * the service done with it (chat: its leave said before any later line
      * of another member). */
-    notify_close(c, 0);
+    iop__conn_notify_close(c, 0);
     if ((c->flags & IOP__CONN_PEER_EOF) || shutdown(c->fd, SHUT_WR) != 0) {
         iop__connset_close(set, c, 0);
         return;
@@ -277,8 +253,7 @@ int iop__connset_overflowed(struct iop__connset *set, iop_conn *c)
 {
     if (!(c->flags & IOP__CONN_OVERFLOW))
         return 0;
-    iop__mailbox_report_overflow(c);
-    iop__connset_close(set, c, -ENOBUFS);
+    iop__connset_close(set, c, -ENOBUFS); /* "not reading": iop__conn_report_close() */
     return 1;
 }
 
