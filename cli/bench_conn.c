@@ -171,7 +171,8 @@ struct mode_ops {
 /* Write what the mode has to write. When it is all out, stop watching for
  * room; when the socket is full (EAGAIN, a short write) or the turn is
  * over, watch for room and let epoll say when to go on. */
-static struct bstep write_out(struct wctx *w, struct bconn *c, const struct mode_ops *m)
+static inline struct bstep write_out(struct wctx *w, struct bconn *c,
+                                     const struct mode_ops *m)
 {
     for (unsigned turn = 0; m->turns == 0 || turn < m->turns; turn++) {
         const uint8_t *p;
@@ -203,8 +204,10 @@ static struct bstep write_out(struct wctx *w, struct bconn *c, const struct mode
 /* ---- messages over a stream ---------------------------------------------- */
 
 /* The messages not yet (fully) written, as many as fit in one send(). */
-static size_t msg_next(struct wctx *w, struct bconn *c, const uint8_t **p)
+static inline size_t msg_next(struct wctx *w, struct bconn *c, const uint8_t **p)
 {
+    if (c->unsent == 0)
+        return 0;
     size_t len = 0;
     uint32_t i = c->count - c->unsent;
     uint64_t off = c->tx_off;
@@ -224,7 +227,7 @@ static size_t msg_next(struct wctx *w, struct bconn *c, const uint8_t **p)
     return len;
 }
 
-static void msg_wrote(struct wctx *w, struct bconn *c, size_t n)
+static inline void msg_wrote(struct wctx *w, struct bconn *c, size_t n)
 {
     (void)w;
     while (n > 0) {
@@ -286,7 +289,7 @@ static const struct mode_ops msg_ops = {msg_read, msg_next, msg_wrote, 0};
 /* ---- datagrams ----------------------------------------------------------- */
 
 /* The first datagram not yet sent. */
-static size_t dgram_next(struct wctx *w, struct bconn *c, const uint8_t **p)
+static inline size_t dgram_next(struct wctx *w, struct bconn *c, const uint8_t **p)
 {
     if (c->unsent == 0)
         return 0;
@@ -296,7 +299,7 @@ static size_t dgram_next(struct wctx *w, struct bconn *c, const uint8_t **p)
     return s->size;
 }
 
-static void dgram_wrote(struct wctx *w, struct bconn *c, size_t n)
+static inline void dgram_wrote(struct wctx *w, struct bconn *c, size_t n)
 {
     (void)n; /* a datagram goes whole or not at all */
     slot_at(c, c->count - c->unsent)->t_sent = w->now;
@@ -539,7 +542,9 @@ struct bstep conn_pump(struct wctx *w, struct bconn *c)
     } else {
         return KEEP;
     }
-    return write_out(w, c, cfg->stream ? &msg_ops : &dgram_ops);
+    /* The hot path: write_out() and the mode's steps (all inline) become
+     * one loop per mode, no calls through the table. */
+    return cfg->stream ? write_out(w, c, &msg_ops) : write_out(w, c, &dgram_ops);
 }
 
 struct bstep conn_sweep(struct wctx *w, struct bconn *c)
