@@ -2,8 +2,10 @@
  * ioplex bench: what its files share.
  *
  *   bench.c         options, set-up, threads, the run's clock, exit code
- *   bench_worker.c  one thread's epoll loop: connections, timers, errors
- *   bench_conn.c    the bytes on an open connection, per mode, and checks
+ *   bench_worker.c  one thread's epoll loop: connections, timers, errors;
+ *                   calls down into bench_conn.c, never the other way
+ *   bench_conn.c    the bytes on an open connection, per mode, and checks;
+ *                   answers the loop with its next step (keep, fail, done)
  *   bench_conn.h    what those two share (the connection, the thread)
  *   bench_pattern.c the bytes sent: a pattern per message, regenerated to check
  *   bench_report.c  the summary, JSON, JSON Lines intervals, hgrm file
@@ -103,7 +105,7 @@ struct bench_worker {
 
 void *bench_worker_main(void *arg);
 
-/* ---- bench_conn.c: bytes and patterns --------------------------------- */
+/* ---- bench_pattern.c: bytes and patterns ------------------------------ */
 
 /* A 64-bit mix (splitmix64's finalizer). */
 uint64_t bench_mix(uint64_t x);

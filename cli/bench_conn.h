@@ -1,7 +1,9 @@
 /*
  * Inside one bench thread: its connections and the loop that drives them.
- * bench_worker.c owns the loop, the clock, connecting and failing;
- * bench_conn.c moves the bytes of each mode on an open connection.
+ * bench_worker.c owns the loop, the clock, connecting, failing and
+ * reconnecting; it calls down into bench_conn.c, which moves the bytes of
+ * each mode on an open connection and answers with what the loop is to do
+ * next (struct bstep). bench_conn.c never calls back up.
  */
 #ifndef IOPLEX_BENCH_CONN_H
 #define IOPLEX_BENCH_CONN_H
@@ -9,6 +11,7 @@
 #include "bench.h"
 
 #include <stdint.h>
+#include <time.h>
 
 /* A message in flight. */
 struct bslot {
@@ -73,33 +76,52 @@ static inline struct bslot *slot_at(struct bconn *c, uint32_t i)
     return &c->ring[(c->head + i) % c->cap];
 }
 
-/* bench_worker.c, for bench_conn.c */
-int64_t bench_now_ns(void);
-/* May a new message be issued now, and is it measured? intended: the time
- * it counts from. Claims a -n ticket when measured. 1 yes, 0 no. */
-int worker_claim(struct wctx *w, int64_t intended, uint8_t *measured);
-/* A message is over: answered (ok) or failed (counted under `kind`). */
-void worker_resolve(struct wctx *w, struct bconn *c, struct bslot *s, int ok,
-                    int64_t when);
-/* Count an error of `kind` (err: errno or 0), fail every message in
- * flight, close, and schedule a new connection. */
-void worker_fail(struct wctx *w, struct bconn *c, enum bench_err kind, int err);
-/* Close after a finished request (connect mode) and start the next. */
-void worker_recycle(struct wctx *w, struct bconn *c);
-void worker_arm_out(struct wctx *w, struct bconn *c, int on);
-/* A rate-mode connection's k-th message is due at this time. */
-int64_t worker_rate_time(const struct wctx *w, const struct bconn *c, uint64_t k);
+static inline int64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
-/* bench_conn.c, for bench_worker.c */
+/* Rate mode: when the thread's m-th message is due. A connection's k-th
+ * message is the thread's m = k * n + local. */
+static inline int64_t sched_time(const struct wctx *w, uint64_t m)
+{
+    return w->sh->t_start + w->offset_ns + (int64_t)((double)m * w->interval_ns);
+}
+
+/* What the loop is to do with a connection once its bytes have moved. */
+enum bnext {
+    B_KEEP, /* carry on */
+    B_FAIL, /* count an error of `kind` (ERR_KINDS: the server closed it
+             * while idle, not an error), fail every message in flight,
+             * close, and schedule a new connection */
+    B_DONE, /* connect mode: its request is answered; close, start the next */
+};
+
+struct bstep {
+    uint8_t next;     /* enum bnext */
+    uint8_t kind;     /* enum bench_err, for B_FAIL */
+    int err;          /* errno or 0, for B_FAIL */
+};
+
+/* bench_conn.c, for bench_worker.c. Each call that moves bytes answers
+ * with the step the loop is to take next. */
 /* The connection just opened: start its traffic. */
-void conn_opened(struct wctx *w, struct bconn *c);
+struct bstep conn_opened(struct wctx *w, struct bconn *c);
 /* epoll reported events on an open connection. */
-void conn_event(struct wctx *w, struct bconn *c, uint32_t events);
+struct bstep conn_event(struct wctx *w, struct bconn *c, uint32_t events);
 /* Issue what may be issued (pipeline, schedule) and write it. */
-void conn_pump(struct wctx *w, struct bconn *c);
+struct bstep conn_pump(struct wctx *w, struct bconn *c);
 /* Time out what waited too long. */
-void conn_sweep(struct wctx *w, struct bconn *c);
+struct bstep conn_sweep(struct wctx *w, struct bconn *c);
 /* Connect mode: a new request begins with the connect. 0 if none may. */
 int conn_begin_request(struct wctx *w, struct bconn *c);
+/* A message is over: answered (ok) or failed; counted, and its latency
+ * recorded when measured. */
+void conn_resolve(struct wctx *w, struct bconn *c, struct bslot *s, int ok,
+                  int64_t when);
+/* Watch for room to write (on) or stop watching. */
+void conn_arm_out(struct wctx *w, struct bconn *c, int on);
 
 #endif

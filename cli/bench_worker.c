@@ -4,7 +4,9 @@
  * The loop owns the clock of the run (warm-up, measured window, end), the
  * connect / fail / reconnect cycle of every connection, the rate-mode
  * schedule and the sweep that times out what waited too long. What moves
- * on an open connection is bench_conn.c's business.
+ * on an open connection is bench_conn.c's business: the loop calls down
+ * into it and takes the step it answers with (carry on, fail, or close
+ * after a finished request); bench_conn.c never calls back up.
  *
  * Every wait is bounded: epoll waits at most until the next thing due and
  * never past the hard stop; nothing here blocks.
@@ -26,13 +28,6 @@
 #define EVENTS_MAX 256
 #define MAX_WAIT_NS (50 * 1000000LL) /* notice a stop within 50 ms */
 #define LINGER_NS (1000 * 1000000LL)  /* at the end: the servers' FIN, at most this long */
-
-int64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static enum bench_err classify(int err)
 {
@@ -63,17 +58,6 @@ static void count_error(struct wctx *w, enum bench_err kind, int err, uint64_t n
     w->bw->c.last_errno[kind] = err;
 }
 
-/* Rate mode: when the thread's m-th message is due. */
-static int64_t sched_time(const struct wctx *w, uint64_t m)
-{
-    return w->sh->t_start + w->offset_ns + (int64_t)((double)m * w->interval_ns);
-}
-
-int64_t worker_rate_time(const struct wctx *w, const struct bconn *c, uint64_t k)
-{
-    return sched_time(w, k * w->n + c->local);
-}
-
 /* The first m due at or after t. */
 static uint64_t sched_first_at(const struct wctx *w, int64_t t)
 {
@@ -84,62 +68,6 @@ static uint64_t sched_first_at(const struct wctx *w, int64_t t)
     while (sched_time(w, m) < t)
         m++;
     return m;
-}
-
-int worker_claim(struct wctx *w, int64_t intended, uint8_t *measured)
-{
-    const struct bench_cfg *cfg = w->cfg;
-    *measured = 0;
-    if (w->exhausted)
-        return 0;
-    /* Rate mode still sends what was due before the end, however late:
-     * dropping it would hide a stall at the end of the run. */
-    if (w->ending && cfg->mode != MODE_RATE)
-        return 0;
-    if (intended >= w->sh->t_measure) {
-        if (intended >= w->sh->t_end)
-            return 0;
-        if (cfg->count) {
-            if (atomic_fetch_add(&w->sh->tickets, 1) >= cfg->count) {
-                w->exhausted = 1;
-                w->ending = 1;
-                return 0;
-            }
-        }
-        *measured = 1;
-    }
-    return 1;
-}
-
-void worker_resolve(struct wctx *w, struct bconn *c, struct bslot *s, int ok,
-                    int64_t when)
-{
-    if (ok) {
-        c->fails = 0;
-        w->bw->c.all_answered++;
-    }
-    if (!s->measured)
-        return;
-    s->measured = 0;
-    w->measured_inflight--;
-    if (w->cfg->count)
-        w->resolved_pending++;
-    if (!ok) {
-        w->bw->c.failed++;
-        return;
-    }
-    w->bw->c.messages++;
-    uint64_t lat = when > s->t_issue ? (uint64_t)(when - s->t_issue) : 0;
-    iop_hist_record(&w->bw->hist, lat);
-    if (w->bw->live)
-        iop_hist_record(&w->bw->ihist, lat);
-}
-
-void worker_arm_out(struct wctx *w, struct bconn *c, int on)
-{
-    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
-    if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-        c->out_armed = (uint8_t)on;
 }
 
 static void close_conn(struct wctx *w, struct bconn *c)
@@ -190,19 +118,22 @@ static void schedule_retry(struct wctx *w, struct bconn *c)
         w->next_retry = c->t_state;
 }
 
-void worker_fail(struct wctx *w, struct bconn *c, enum bench_err kind, int err)
+/* Count an error of `kind` (err: errno or 0), fail every message in
+ * flight, close, and schedule a new connection. */
+static void fail(struct wctx *w, struct bconn *c, enum bench_err kind, int err)
 {
     count_error(w, kind, err, 1);
     if (kind == ERR_KINDS)
         w->bw->c.idle_closes++;
     for (uint32_t i = 0; i < c->count; i++)
-        worker_resolve(w, c, slot_at(c, i), 0, w->now);
+        conn_resolve(w, c, slot_at(c, i), 0, w->now);
     close_conn(w, c);
     c->fails++;
     schedule_retry(w, c);
 }
 
-void worker_recycle(struct wctx *w, struct bconn *c)
+/* Close after a finished request (connect mode) and start the next. */
+static void recycle(struct wctx *w, struct bconn *c)
 {
     close_conn(w, c);
     c->state = C_IDLE;
@@ -212,12 +143,21 @@ void worker_recycle(struct wctx *w, struct bconn *c)
         c->state = C_FINISHED;
 }
 
+/* Take the step bench_conn.c answered with. */
+static void act(struct wctx *w, struct bconn *c, struct bstep st)
+{
+    if (st.next == B_FAIL)
+        fail(w, c, (enum bench_err)st.kind, st.err);
+    else if (st.next == B_DONE)
+        recycle(w, c);
+}
+
 static void opened(struct wctx *w, struct bconn *c)
 {
     c->state = C_OPEN;
     w->bw->c.connects++;
     w->bw->c.open_now++;
-    conn_opened(w, c);
+    act(w, c, conn_opened(w, c));
 }
 
 /* The source address for connection `id` when spreading over 127.0.0.x:
@@ -245,7 +185,7 @@ static void start_connect(struct wctx *w, struct bconn *c)
     if (fd < 0) {
         int e = errno;
         c->state = C_IDLE;
-        worker_fail(w, c, classify(e), e);
+        fail(w, c, classify(e), e);
         return;
     }
     c->fd = fd;
@@ -266,13 +206,13 @@ static void start_connect(struct wctx *w, struct bconn *c)
         r = -errno;
     int pending = r == -EINPROGRESS;
     if (r != 0 && !pending) {
-        worker_fail(w, c, classify(-r), -r);
+        fail(w, c, classify(-r), -r);
         return;
     }
     struct epoll_event ev = {.events = pending ? EPOLLOUT : EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         int e = errno;
-        worker_fail(w, c, classify(e), e);
+        fail(w, c, classify(e), e);
         return;
     }
     c->out_armed = (uint8_t)pending;
@@ -289,10 +229,10 @@ static void finish_connect(struct wctx *w, struct bconn *c)
     if (err == EINPROGRESS || err == EALREADY)
         return;
     if (err != 0) {
-        worker_fail(w, c, classify(err), err);
+        fail(w, c, classify(err), err);
         return;
     }
-    worker_arm_out(w, c, 0);
+    conn_arm_out(w, c, 0);
     opened(w, c);
 }
 
@@ -311,7 +251,7 @@ static void rate_tick(struct wctx *w)
                 struct bconn *c = &w->conns[i];
                 c->due_k = (m_due + w->n - 1 - i) / w->n; /* its m < m_due */
                 if (c->state == C_OPEN)
-                    conn_pump(w, c);
+                    act(w, c, conn_pump(w, c));
             }
             w->m_next = m_due;
             return;
@@ -322,7 +262,7 @@ static void rate_tick(struct wctx *w)
         c->due_k = w->m_next / w->n + 1;
         w->m_next++;
         if (c->state == C_OPEN)
-            conn_pump(w, c);
+            act(w, c, conn_pump(w, c));
         else if (c->state == C_FINISHED && !w->exhausted) {
             c->state = C_IDLE; /* it has messages again */
             c->t_state = w->now;
@@ -347,10 +287,10 @@ static void sweep(struct wctx *w)
             break;
         case C_CONNECTING:
             if (w->now - c->t_state > w->cfg->timeout_ns)
-                worker_fail(w, c, ERR_TIMEOUT, ETIMEDOUT);
+                fail(w, c, ERR_TIMEOUT, ETIMEDOUT);
             break;
         case C_OPEN:
-            conn_sweep(w, c);
+            act(w, c, conn_sweep(w, c));
             break;
         }
     }
@@ -366,7 +306,7 @@ static void expire_all(struct wctx *w)
             struct bslot *s = slot_at(c, j);
             if (s->measured) {
                 count_error(w, ERR_TIMEOUT, ETIMEDOUT, 1);
-                worker_resolve(w, c, s, 0, w->now);
+                conn_resolve(w, c, s, 0, w->now);
             }
         }
     }
@@ -618,7 +558,7 @@ static void run(struct wctx *w)
             if (c->state == C_CONNECTING)
                 finish_connect(w, c);
             else if (c->state == C_OPEN)
-                conn_event(w, c, evs[i].events);
+                act(w, c, conn_event(w, c, evs[i].events));
         }
     }
     flush_resolved(w);

@@ -37,6 +37,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -129,19 +130,36 @@ static int start_as(struct server *s, unsigned long uid, unsigned long nproc,
 static pid_t hogs[MAX_HOGS];
 static int nhogs;
 
+/* A process of `uid` that only waits: returned once it has become that
+ * uid (it counts against the uid's RLIMIT_NPROC only from then on; a
+ * server started before, on a loaded machine, could fork more children
+ * than the test means to allow). -1 if it could not be made. */
 static pid_t hog_start(unsigned long uid)
 {
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) != 0)
+        return -1;
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0)
             _exit(127);
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* cleared by the change of uid */
+        if (write(ready[1], "u", 1) != 1)
+            _exit(127);
         for (;;)
             pause();
     }
+    close(ready[1]);
+    char b;
+    int became = pid > 0 && read(ready[0], &b, 1) == 1;
+    close(ready[0]);
     if (pid > 0 && nhogs < MAX_HOGS)
         hogs[nhogs++] = pid;
+    if (pid > 0 && !became) {
+        errno = EPERM;
+        return -1;
+    }
     return pid;
 }
 
