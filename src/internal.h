@@ -131,23 +131,15 @@ static inline void iop__episode_end(struct iop__episode *e)
     e->count = 0;
 }
 
-/* ---- admission: --max-conns, one policy for every model ------------------ */
-
-/* Refusals come in episodes too (a flood at the limit refuses thousands):
- * the first refusal is reported with its reason, and the end, with how
- * many were refused, once the server has caught up (the caller's caught-up
- * point, as for accept failures). Each acceptor (a worker, the accepting
- * thread) keeps its own episode. */
-/* 1 if a new connection may be served with `live` open already; 0 if it is
- * refused (the caller closes it). */
-int iop__admit(iop_server *s, struct iop__episode *e, unsigned live);
-/* A connection refused for another reason (select: a descriptor beyond
- * FD_SETSIZE); `kind` tells episodes apart. The caller closes it. */
-void iop__refuse(iop_server *s, struct iop__episode *e, int kind, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-/* At a caught-up point (no client waits): end a refusal episode that has
- * admitted a connection since its last refusal, with one line. */
-void iop__refusals_caught_up(iop_server *s, struct iop__episode *e);
+/* An acceptor (net/acceptor.h): the accept policy's state for one thread
+ * that accepts. */
+struct iop__acceptor {
+    iop_server *s;
+    int listen_fd;
+    struct iop__episode failing;  /* accept() failures: EMFILE, ENFILE, ... */
+    struct iop__episode refusing; /* --max-conns, a descriptor select cannot watch */
+    atomic_int *shared;           /* prefork: the failure reported, for all children */
+};
 
 /* ---- the policy every connection obeys ------------------------------------- */
 
@@ -193,11 +185,9 @@ struct iop_server {
     atomic_uint live_conns; /* event models: open connections, all workers */
     unsigned max_conns;     /* cfg.max_conns, or its default: the limit in force */
     struct iop__policy pol;
-    struct iop__episode accept_ep; /* accept() failures, reported once */
-    struct iop__episode refuse_ep; /* refusals, where one thread accepts */
-    /* prefork: the failure last reported, shared by all the children, so
-     * that one line starts an episode and one ends it (server.c). */
-    atomic_int *accept_err_shared;
+    /* The blocking models' accepting (one thread, or a prefork child):
+     * net/acceptor.h. The event models' workers have one each. */
+    struct iop__acceptor acceptor;
     char address[IOP_HOST_MAX + IOP_PATH_MAX + 32];
     char failure[256]; /* why run failed: iop_server_failure() */
 };
@@ -213,28 +203,23 @@ size_t iop__escape(char *out, size_t cap, const char *in, size_t len);
 int iop__fail(iop_server *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Wait for a connection on the listener or a stop. Returns the accepted
- * descriptor (CLOEXEC), -ECANCELED once stopping, or another negative
- * errno (EMFILE, ECONNABORTED, ...) the caller decides about. */
+/* The blocking models' accept (net/acceptor.h has the policy): wait for a
+ * client on the listener or a stop. Returns the accepted descriptor
+ * (CLOEXEC), -ECANCELED once stopping, or another negative errno for
+ * iop__accept_failed(). The caller takes it with iop__acceptor_take(). */
 int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen);
-/* accept4() once, without waiting; -EAGAIN if no client is pending. Sets
- * the options every accepted socket gets (TCP_NODELAY). */
-int iop__accept_one(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen);
+/* Report an accept() failure once per episode, and pause (ended early by
+ * a stop) so that a listener readable for good does not spin. */
+void iop__accept_failed(iop_server *s, int err);
+/* End the episodes that can end, if no client waits on the listener
+ * (iop__accept() does, before it waits). */
+void iop__accept_caught_up(iop_server *s);
 /* Poll one descriptor together with the stop pipe. Returns 1 if fd is
  * ready, 0 on timeout, -ECANCELED once stopping. */
 int iop__wait_fd(iop_server *s, int fd, short events, int timeout_ms);
 int iop__stopping(const iop_server *s);
 /* Milliseconds on the monotonic clock. */
 uint64_t iop__now_ms(void);
-/* Log an accept() failure once per kind, and pause on descriptor
- * exhaustion so the loop does not spin. */
-void iop__accept_failed(iop_server *s, int err);
-void iop__accept_ok(iop_server *s);
-/* "accept: recovered" at the end of an episode: no client is waiting.
- * (iop__accept() calls it before it waits.) */
-void iop__accept_caught_up(iop_server *s);
-/* 1 if no client waits on the listener (or the server is stopping). */
-int iop__listener_idle(iop_server *s);
 
 /* ---- connections ------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "model/workers.h"
+#include "net/acceptor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -252,6 +253,7 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
         return r;
     }
     s->owner = getpid();
+    iop__acceptor_init(&s->acceptor, s, s->listen_fd);
     /* Every bind is done here, then privileges are dropped: nothing has
      * been served, and no thread or process started. The model is checked
      * again as that user (io_uring may be limited to a group). */
@@ -356,22 +358,6 @@ int iop__wait_fd(iop_server *s, int fd, short events, int timeout_ms)
     }
 }
 
-int iop__accept_one(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen)
-{
-    int fd;
-    do {
-        *peerlen = sizeof *peer;
-        fd = accept4(s->listen_fd, (struct sockaddr *)peer, peerlen, SOCK_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    if (s->cfg.addr.transport == IOP_TCP) {
-        int one = 1; /* replies are small and latency matters */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    return fd;
-}
-
 int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen)
 {
     for (;;) {
@@ -379,89 +365,24 @@ int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen
         int r = iop__wait_fd(s, s->listen_fd, POLLIN, -1);
         if (r < 0)
             return r;
-        int fd = iop__accept_one(s, peer, peerlen);
+        int fd = iop__acceptor_accept(&s->acceptor, peer, peerlen, 0);
         if (fd != -EAGAIN) /* another process or thread took it first */
             return fd;
     }
 }
 
-/* Accept failures come in episodes (struct iop__episode): each failure
- * pauses accepting; the episode ends when no client is left waiting. */
 void iop__accept_failed(iop_server *s, int err)
 {
-    if (err == -ECONNABORTED || err == -EPROTO)
-        return; /* the client gave up before we took it: nothing to do */
-    /* The listener stays readable while the failure lasts, so polling it
-     * again at once would spin. Report once, then pause; the pause ends
-     * early on stop. */
-    int fresh = iop__episode_fail(&s->accept_ep, err);
-    if (s->accept_err_shared) /* another child may have reported it */
-        fresh = atomic_exchange(s->accept_err_shared, err) != err;
-    if (fresh)
-        iop_report(s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
-                   iop_strerror(err));
-    iop__wait_fd(s, -1, 0, 100);
-}
-
-void iop__accept_ok(iop_server *s) { iop__episode_ok(&s->accept_ep); }
-
-int iop__listener_idle(iop_server *s)
-{
-    return iop__wait_fd(s, s->listen_fd, POLLIN, 0) != 1;
+    int ms = iop__acceptor_failed(&s->acceptor, err);
+    if (ms > 0) /* the pause ends early on stop */
+        iop__wait_fd(s, -1, 0, ms);
 }
 
 void iop__accept_caught_up(iop_server *s)
 {
-    if (iop__episode_may_end(&s->refuse_ep) && iop__listener_idle(s))
-        iop__refusals_caught_up(s, &s->refuse_ep);
-    struct iop__episode *e = &s->accept_ep;
-    if (!e->err)
-        return;
-    /* Shared (prefork): only the child that ends the episode reports it;
-     * the others find it ended already, or a newer failure reported. */
-    if (s->accept_err_shared && atomic_load(s->accept_err_shared) == 0) {
-        iop__episode_end(e); /* another child ended it */
-        return;
-    }
-    if (!iop__episode_may_end(e) || !iop__listener_idle(s))
-        return;
-    int expected = e->err;
-    if (!s->accept_err_shared ||
-        atomic_compare_exchange_strong(s->accept_err_shared, &expected, 0))
-        iop_report(s, IOP_LOG_INFO, "accept: recovered");
-    iop__episode_end(e);
-}
-
-int iop__admit(iop_server *s, struct iop__episode *e, unsigned live)
-{
-    if (live < s->max_conns) {
-        iop__episode_ok(e);
-        return 1;
-    }
-    iop__refuse(s, e, -EUSERS, "%u clients already (--max-conns%s)", s->max_conns,
-                s->cfg.max_conns ? "" : "'s default; see serve --help");
-    return 0;
-}
-
-void iop__refuse(iop_server *s, struct iop__episode *e, int kind, const char *fmt, ...)
-{
-    if (!iop__episode_fail(e, kind))
-        return;
-    char why[200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    iop_report(s, IOP_LOG_INFO, "refusing new connections: %s", why);
-}
-
-void iop__refusals_caught_up(iop_server *s, struct iop__episode *e)
-{
-    if (!iop__episode_may_end(e))
-        return;
-    iop_report(s, IOP_LOG_INFO, "accepting new connections again (%lu refused)",
-               e->count);
-    iop__episode_end(e);
+    struct iop__acceptor *a = &s->acceptor;
+    if (iop__acceptor_may_catch_up(a) && iop__acceptor_listener_idle(a))
+        iop__acceptor_caught_up(a);
 }
 
 int iop__fail(iop_server *s, int err, const char *fmt, ...)

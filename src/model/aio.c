@@ -94,6 +94,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "net/acceptor.h"
 #include "stream/connset.h"
 
 #include <aio.h>
@@ -142,7 +143,7 @@ struct aloop {
     int drained;         /* drain_ms passed: everything was closed */
     int accepted;        /* --once */
     uint64_t accept_resume; /* accepting paused until then (EMFILE, ...) */
-    struct iop__episode accept_ep; /* accept() failures */
+    struct iop__acceptor acc;  /* the accept policy: net/acceptor.h */
     uint64_t next_scan;
 };
 
@@ -405,10 +406,8 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
                  socklen_t peerlen)
 {
     iop_server *s = L->s;
-    if (!iop__admit(s, &s->refuse_ep, (unsigned)L->nconns)) {
-        close(fd);
-        return;
-    }
+    if (!iop__acceptor_take(&L->acc, fd, (unsigned)L->nconns))
+        return; /* refused (and closed) */
     struct aconn *a = calloc(1, sizeof *a);
     char *rbuf = malloc(READ_CHUNK);
     int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -447,15 +446,14 @@ static void take(struct aloop *L, int fd, const struct sockaddr_storage *peer,
 }
 
 /* EMFILE and the like: the client stays in the backlog and the listener
- * readable; leave it out of the poll for a while. Reported once per
- * episode, which ends when accepting has caught up (EAGAIN after an
- * accept): see iop__accept_failed(). */
-static void pause_accepting(struct aloop *L, int err)
+ * readable; leave it out of the poll for a while (net/acceptor.h says it,
+ * once per episode). 1 if paused. */
+static int pause_accepting(struct aloop *L, int err)
 {
-    if (iop__episode_fail(&L->accept_ep, err))
-        iop_report(L->s, IOP_LOG_ERROR, "accept: %s; pausing new connections",
-                   iop_strerror(err));
-    L->accept_resume = iop__now_ms() + (uint64_t)L->set.pol->accept_pause_ms;
+    int ms = iop__acceptor_failed(&L->acc, err);
+    if (ms > 0)
+        L->accept_resume = iop__now_ms() + (uint64_t)ms;
+    return ms > 0;
 }
 
 static void accept_some(struct aloop *L)
@@ -472,22 +470,16 @@ static void accept_some(struct aloop *L)
         }
         struct sockaddr_storage peer;
         socklen_t peerlen;
-        int fd = iop__accept_one(L->s, &peer, &peerlen); /* a blocking socket */
-        if (fd == -EAGAIN || fd == -ECONNABORTED || fd == -EPROTO) {
-            if (fd != -EAGAIN)
-                continue;
-            if (iop__episode_may_end(&L->accept_ep)) { /* none waits */
-                iop_report(L->s, IOP_LOG_INFO, "accept: recovered");
-                iop__episode_end(&L->accept_ep);
-            }
-            iop__refusals_caught_up(L->s, &L->s->refuse_ep);
+        int fd = iop__acceptor_accept(&L->acc, &peer, &peerlen, 0); /* a blocking socket */
+        if (fd == -EAGAIN) { /* caught up: no client waits */
+            iop__acceptor_caught_up(&L->acc);
             return;
         }
         if (fd < 0) {
-            pause_accepting(L, fd);
-            return;
+            if (pause_accepting(L, fd))
+                return;
+            continue; /* a client that gave up */
         }
-        iop__episode_ok(&L->accept_ep);
         take(L, fd, &peer, peerlen);
     }
 }
@@ -547,7 +539,7 @@ static int loop(struct aloop *L)
                                     timeout);
         /* Beyond the limit, new connections are accepted and closed. */
         int listening = !set->stopping && !(s->cfg.once && L->accepted);
-        if (listening && L->accept_ep.err && now < L->accept_resume) {
+        if (listening && now < L->accept_resume) {
             timeout = timeout_until(now, L->accept_resume, timeout);
             listening = 0;
         }
@@ -599,6 +591,7 @@ static int run_aio(iop_server *s)
 {
     struct aloop L = {.s = s, .sfd = -1, .spare = -1, .hint = {-1, -1}};
     L.cap = s->max_conns; /* at most AIO_CONNS_MAX: iop_server_open() saw to it */
+    iop__acceptor_init(&L.acc, s, s->listen_fd);
 
     /* Two helper threads per connection at most: its read and its write. */
     struct aioinit ai;

@@ -35,6 +35,7 @@
 #include "loop/loop.h"
 #include "net/dgram.h"
 #include "model/workers.h"
+#include "net/acceptor.h"
 #include "stream/evconn.h"
 
 #include <errno.h>
@@ -48,7 +49,6 @@
 #include <unistd.h>
 
 #define ACCEPT_BATCH 64
-#define ACCEPT_PAUSE_MS 100
 #define DATAGRAM_BATCH 64
 #define DATAGRAM_MAX 65536
 
@@ -59,9 +59,8 @@ struct worker {
     int listen_fd;
     int owns_listener; /* its own SO_REUSEPORT socket, closed at stop */
     int accept_paused;
-    int last_err;      /* the accept failure last reported */
     int accepted;      /* for --once */
-    struct iop__episode refusing; /* --max-conns, FD_SETSIZE */
+    struct iop__acceptor acc; /* the accept policy: net/acceptor.h */
     struct iop__timer accept_resume;
     struct iop__dgram *gate; /* datagram transports: net/dgram.c */
     int result;
@@ -92,15 +91,13 @@ static void resume_accept(iop_loop *loop, void *arg)
     on_accept(loop, w->listen_fd, IOP_EV_READ, w);
 }
 
-static void pause_accept(struct worker *w, int err)
+/* Out of the loop until a connection closes or the pause is over: the
+ * listener stays readable while the failure lasts (nginx's accept pause). */
+static void pause_accept(struct worker *w, int ms)
 {
-    if (err != w->last_err)
-        iop_report(w->s, IOP_LOG_ERROR, "accept: %s; pausing new connections "
-                   "until a descriptor is free", iop_strerror(err));
-    w->last_err = err;
     w->accept_paused = 1;
     watch_listener(w, 0);
-    iop__timer_start(w->loop, &w->accept_resume, ACCEPT_PAUSE_MS, resume_accept, w);
+    iop__timer_start(w->loop, &w->accept_resume, (uint64_t)ms, resume_accept, w);
 }
 
 static void conn_closed(struct iop__evctx *x)
@@ -118,24 +115,18 @@ static void conn_closed(struct iop__evctx *x)
 static void take(struct worker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
     iop_server *s = w->s;
-    if (!iop__admit(s, &w->refusing, atomic_load(&s->live_conns))) {
-        close(fd);
-        return;
-    }
-    if (s->cfg.addr.transport == IOP_TCP) {
-        int one = 1; /* replies are small and latency matters */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    if (!iop__acceptor_take(&w->acc, fd, atomic_load(&s->live_conns)))
+        return; /* refused (and closed) */
     atomic_fetch_add(&s->live_conns, 1);
     int r = iop__evconn_open(&w->x, fd, peer, len);
     if (r != 0) {
         atomic_fetch_sub(&s->live_conns, 1);
         if (r == -EMFILE) /* a refusal, not an accept() failure: no "recovered" */
-            iop__refuse(s, &w->refusing, r, "descriptor %d is beyond what %s can watch",
-                        fd, iop__loop_backend(w->loop));
+            iop__acceptor_refuse(&w->acc, r, "descriptor %d is beyond what %s can watch",
+                                 fd, iop__loop_backend(w->loop));
         else
-            iop__refuse(s, &w->refusing, r, "cannot serve a connection: %s",
-                        iop_strerror(r));
+            iop__acceptor_refuse(&w->acc, r, "cannot serve a connection: %s",
+                                 iop_strerror(r));
         return;
     }
     w->accepted = 1;
@@ -147,26 +138,22 @@ static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
 {
     (void)loop, (void)events;
     struct worker *w = arg;
+    (void)lfd;
     for (int i = 0; i < ACCEPT_BATCH && !w->accept_paused; i++) {
         struct sockaddr_storage peer;
-        socklen_t len = sizeof peer;
-        int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        socklen_t len;
+        int fd = iop__acceptor_accept(&w->acc, &peer, &len, SOCK_NONBLOCK);
+        if (fd == -EAGAIN) { /* caught up: no client waits */
+            iop__acceptor_caught_up(&w->acc);
+            return;
+        }
         if (fd < 0) {
-            int e = errno;
-            if (e == EAGAIN || e == EWOULDBLOCK) {
-                /* Caught up: no client waits, and (Linux takes the
-                 * descriptor before it looks at the queue) one was free. */
-                if (w->last_err == -EMFILE || w->last_err == -ENFILE) {
-                    iop_report(w->s, IOP_LOG_INFO, "accept: recovered");
-                    w->last_err = 0;
-                }
-                iop__refusals_caught_up(w->s, &w->refusing);
+            int ms = iop__acceptor_failed(&w->acc, fd); /* EMFILE, ENFILE, ENOBUFS, ... */
+            if (ms > 0) {
+                pause_accept(w, ms);
                 return;
             }
-            if (e == EINTR || e == ECONNABORTED || e == EPROTO)
-                continue;
-            pause_accept(w, -e); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
-            return;
+            continue;
         }
         take(w, fd, &peer, len);
         if (w->s->cfg.once)
@@ -277,6 +264,7 @@ static int run_evloop(iop_server *s)
         ws[i].s = s;
         ws[i].listen_fd = iop__worker_take_listener(s, i);
         ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
+        iop__acceptor_init(&ws[i].acc, s, ws[i].listen_fd);
         if (r == 0)
             r = worker_setup(&ws[i]);
     }

@@ -29,6 +29,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "net/acceptor.h"
 #include "model/children.h"
 
 #include <errno.h>
@@ -80,11 +81,11 @@ static int spawn(struct forker *f, int fd, struct sockaddr_storage *peer,
     return 0;
 }
 
-/* The ends of failure episodes (see the top, and iop__accept_failed()). */
+/* The ends of failure episodes (see the top, and net/acceptor.h). */
 static void caught_up(struct forker *f)
 {
     iop__accept_caught_up(f->s);
-    if (iop__episode_may_end(&f->failing) && iop__listener_idle(f->s)) {
+    if (iop__episode_may_end(&f->failing) && iop__acceptor_listener_idle(&f->s->acceptor)) {
         iop_report(f->s, IOP_LOG_INFO, "fork: recovered");
         iop__episode_end(&f->failing);
     }
@@ -139,17 +140,14 @@ static int run_fork(iop_server *s)
             continue;
         struct sockaddr_storage peer;
         socklen_t peerlen;
-        int fd = iop__accept_one(s, &peer, &peerlen);
+        int fd = iop__acceptor_accept(&s->acceptor, &peer, &peerlen, 0);
         if (fd < 0) {
             if (fd != -EAGAIN)
                 iop__accept_failed(s, fd);
             continue;
         }
-        iop__accept_ok(s);
-        if (!iop__admit(s, &s->refuse_ep, (unsigned)c->n)) {
-            close(fd);
-            continue;
-        }
+        if (!iop__acceptor_take(&s->acceptor, fd, (unsigned)c->n))
+            continue; /* refused (and closed) */
         if (spawn(&f, fd, &peer, peerlen) == 0)
             served++;
     }

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "net/acceptor.h"
 #include "net/dgram.h"
 
 #include <errno.h>
@@ -28,7 +29,7 @@ static int run_iterative(iop_server *s)
             iop__accept_failed(s, fd);
             continue;
         }
-        iop__accept_ok(s);
+        iop__acceptor_take(&s->acceptor, fd, 0); /* one at a time: never over a limit */
         /* Served on this thread, the one that takes the stop signal:
          * iop_server_stop() shuts its reading side so recv() returns. */
         atomic_store(&s->inline_fd, fd);

@@ -49,6 +49,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "net/acceptor.h"
 #include "model/registry.h"
 
 #include <errno.h>
@@ -178,11 +179,8 @@ static void accept_loop(struct pool *p)
             iop__accept_failed(s, it.fd);
             continue;
         }
-        iop__accept_ok(s);
-        if (!iop__admit(s, &s->refuse_ep, (unsigned)iop__registry_count(&p->reg))) {
-            close(it.fd);
-            continue;
-        }
+        if (!iop__acceptor_take(&s->acceptor, it.fd, (unsigned)iop__registry_count(&p->reg)))
+            continue; /* refused (and closed) */
         int r = iop__registry_add(&p->reg, it.fd);
         if (r == 0 && (r = enqueue(p, &it)) != 0)
             iop__registry_remove(&p->reg, it.fd);

@@ -108,6 +108,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "net/acceptor.h"
 #include "model/children.h"
 
 #include <errno.h>
@@ -236,20 +237,19 @@ static void slot_busy(struct prefork *p, int busy)
  * ends there (it is the parent's, and the children admit). */
 static void turn_away(struct prefork *p)
 {
-    iop_server *s = p->s;
+    struct iop__acceptor *a = &p->s->acceptor;
     if (!all_busy(p)) {
-        iop__episode_ok(&s->refuse_ep);
-        iop__refusals_caught_up(s, &s->refuse_ep);
+        iop__episode_ok(&a->refusing);
+        iop__acceptor_caught_up(a);
         return;
     }
     while (all_busy(p)) {
         struct sockaddr_storage peer;
         socklen_t len;
-        int fd = iop__accept_one(s, &peer, &len);
+        int fd = iop__acceptor_accept(a, &peer, &len, 0);
         if (fd < 0)
             return; /* EAGAIN: none left; others: the children meet them too */
-        iop__refuse(s, &s->refuse_ep, -EUSERS, "%u clients already (--max-conns)",
-                    p->want);
+        iop__acceptor_refuse(a, -EUSERS, "%u clients already (--max-conns)", p->want);
         close(fd);
     }
 }
@@ -284,7 +284,7 @@ static void child_main(struct prefork *p)
             iop__accept_failed(s, fd); /* pauses on EMFILE; ends early on stop */
             continue;
         }
-        iop__accept_ok(s);
+        iop__acceptor_take(&s->acceptor, fd, 0); /* the parent counts (--max-conns) */
         slot_busy(p, 1);
         /* Served on the thread that takes the stop signal: the stop shuts
          * the reading side, so recv() returns and the client is answered. */
@@ -400,7 +400,7 @@ static void prefork_free(struct prefork *p)
 {
     if (p->kids.pipe[0] >= 0) /* opened */
         iop__children_close(&p->kids);
-    p->s->accept_err_shared = NULL;
+    p->s->acceptor.shared = NULL;
     shared_destroy(p->sh, p->locked, counting(p) ? p->want : 0);
     free(p->slot_pid);
     for (int i = 0; i < 2; i++)
@@ -452,7 +452,7 @@ static int run_prefork(iop_server *s)
         prefork_free(&p);
         return r;
     }
-    s->accept_err_shared = &p.sh->accept_err; /* the children's, after fork */
+    s->acceptor.shared = &p.sh->accept_err; /* the children's, after fork */
     r = iop__children_open(&p.kids);
     if (r != 0) {
         prefork_free(&p);
@@ -492,7 +492,7 @@ static int run_prefork(iop_server *s)
             iop__children_reap(&p.kids, child_exited, &p);
         if (pf[2].revents)
             drain_pipe(p.full[0]);
-        if (pf[3].revents || (s->refuse_ep.err && !all_busy(&p)))
+        if (pf[3].revents || (s->acceptor.refusing.err && !all_busy(&p)))
             turn_away(&p); /* refuse, or end the refusals once a slot is free */
     }
     if (p.once_done)

@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "net/acceptor.h"
 #include "model/registry.h"
 
 #include <errno.h>
@@ -78,7 +79,7 @@ static int run_thread(iop_server *s)
     int served = 0;
     struct iop__episode failing = {0, 0, 0}; /* pthread_create() failures */
     while (!(s->cfg.once && served)) {
-        if (iop__episode_may_end(&failing) && iop__listener_idle(s)) {
+        if (iop__episode_may_end(&failing) && iop__acceptor_listener_idle(&s->acceptor)) {
             iop_report(s, IOP_LOG_INFO, "thread: recovered");
             iop__episode_end(&failing);
         }
@@ -98,9 +99,7 @@ static int run_thread(iop_server *s)
             iop__accept_failed(s, err);
             continue;
         }
-        iop__accept_ok(s);
-        if (!iop__admit(s, &s->refuse_ep, (unsigned)iop__registry_count(&reg))) {
-            close(j->fd);
+        if (!iop__acceptor_take(&s->acceptor, j->fd, (unsigned)iop__registry_count(&reg))) {
             free(j);
             continue;
         }

@@ -131,6 +131,7 @@
 #ifdef IOPLEX_HAVE_URING
 
 #include "model/workers.h"
+#include "net/acceptor.h"
 #include "net/dgram.h"
 #include "stream/mailbox.h"
 
@@ -147,7 +148,6 @@
 #define SQ_ENTRIES 256
 #define CQ_ENTRIES 4096
 #define CQE_BATCH 128
-#define ACCEPT_PAUSE_MS 100
 #define EXIT_REAP_MS 1000   /* bound on reaping the worker's own operations */
 #define DRAIN_GRACE_MS 2000 /* after drain_ms: cancellations must be done by then */
 
@@ -284,17 +284,14 @@ static void cancel_accept(struct uworker *w)
     }
 }
 
-static void pause_accept(struct uworker *w, int err)
+/* Out of accepting until a connection closes or the pause is over: the
+ * failure lasts while descriptors are out (nginx's accept pause). */
+static void pause_accept(struct uworker *w, int ms)
 {
-    if (err != w->last_err)
-        iop_report(w->s, IOP_LOG_ERROR, "accept: %s; pausing new connections "
-                   "until a descriptor is free", iop_strerror(err));
-    w->last_err = err;
-    w->accept_took = 0;
     w->accept_paused = 1;
     cancel_accept(w);
     if (!w->resume_on) {
-        arm_timeout(w, UOP_RESUME, &w->resume_ts, ACCEPT_PAUSE_MS);
+        arm_timeout(w, UOP_RESUME, &w->resume_ts, (uint64_t)ms);
         w->resume_on = 1;
     }
 }
@@ -319,14 +316,8 @@ void uring_conn_closed(struct uworker *w)
 static void take(struct uworker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
     iop_server *s = w->s;
-    if (!iop__admit(s, &w->refusing, atomic_load(&s->live_conns))) {
-        close(fd);
-        return;
-    }
-    if (s->cfg.addr.transport == IOP_TCP) {
-        int one = 1; /* replies are small and latency matters */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    if (!iop__acceptor_take(&w->acc, fd, atomic_load(&s->live_conns)))
+        return; /* refused (and closed) */
     atomic_fetch_add(&s->live_conns, 1);
     w->accepted = 1;
     if (s->cfg.once) /* the first client only */
@@ -348,8 +339,6 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
             close(res); /* accepted before the cancel took effect */
             return;
         }
-        if (w->last_err == -EMFILE || w->last_err == -ENFILE)
-            w->accept_took = 1;
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
         if (w->ms_accept) {
@@ -360,18 +349,10 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
             len = w->acc_len;
         }
         take(w, res, &peer, len);
-        /* Caught up (no client waits: a multishot accept has no EAGAIN to
-         * say so): the episodes end (see iop__accept_failed()). */
-        if (w->accept_took || iop__episode_may_end(&w->refusing)) {
-            struct pollfd pf = {.fd = w->listen_fd, .events = POLLIN};
-            if (poll(&pf, 1, 0) == 0) {
-                if (w->accept_took)
-                    iop_report(s, IOP_LOG_INFO, "accept: recovered");
-                w->last_err = 0;
-                w->accept_took = 0;
-                iop__refusals_caught_up(s, &w->refusing);
-            }
-        }
+        /* Caught up? A multishot accept has no EAGAIN to say so: ask the
+         * listener, only while an episode could end (net/acceptor.h). */
+        if (iop__acceptor_may_catch_up(&w->acc) && iop__acceptor_listener_idle(&w->acc))
+            iop__acceptor_caught_up(&w->acc);
     } else if (res == -EINVAL && w->ms_accept && !w->accept_proven) {
         w->ms_accept = 0;
         iop_report(s, IOP_LOG_INFO, "uring: no multishot accept on this kernel; "
@@ -380,7 +361,9 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
                res == -EPROTO || res == -EAGAIN) {
         /* nothing to do (armed again below unless stopping or paused) */
     } else {
-        pause_accept(w, res); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
+        int ms = iop__acceptor_failed(&w->acc, res); /* EMFILE, ENFILE, ENOBUFS, ... */
+        if (ms > 0)
+            pause_accept(w, ms);
     }
     arm_accept(w);
 }
@@ -664,6 +647,7 @@ static int run_uring(iop_server *s)
         ws[i].s = s;
         ws[i].listen_fd = iop__worker_take_listener(s, i);
         ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
+        iop__acceptor_init(&ws[i].acc, s, ws[i].listen_fd);
     }
     int r = iop__run_workers(s, ws, n, sizeof *ws, worker_main);
     for (unsigned i = 0; i < n; i++) {

@@ -101,9 +101,8 @@ struct uworker {
     int dgram;              /* the listener is a datagram socket */
     /* Operations of the worker's own, in flight (sweeps: how many). */
     int accept_on, accept_cancel, stop_on, sweep_on, drain_on, resume_on, dgram_on;
-    int accept_paused, last_err, accepted, drain_fired;
-    int accept_took; /* accepted since last_err: "recovered" once caught up */
-    struct iop__episode refusing; /* --max-conns */
+    int accept_paused, accepted, drain_fired;
+    struct iop__acceptor acc; /* the accept policy: net/acceptor.h */
     struct sockaddr_storage acc_addr; /* single-shot accept's peer */
     socklen_t acc_len;
     struct __kernel_timespec sweep_ts, drain_ts, resume_ts;
