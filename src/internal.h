@@ -62,6 +62,8 @@ enum { IOP__LISTEN_REUSEPORT = 1u << 0 };
  * bind a listener of its own to the same address. */
 int iop__listen(const struct iop_addr *a, int backlog, unsigned flags, int *fd,
                 struct iop_addr *bound, char *err);
+/* O_NONBLOCK on: 0 or a negative errno. */
+int iop__set_nonblocking(int fd);
 /* A Unix listener's socket file: its mode (0: as bind() makes it) and
  * owner (-1: left to the binding process). */
 struct iop__sockfile {
@@ -354,8 +356,5 @@ struct iop_peer {
     size_t sent;             /* bytes answered to it so far */
 };
 
-/* Serve datagrams on s->listen_fd until stopping (iterative server of the
- * course: recvfrom, on_datagram, sendto). */
-int iop__serve_datagrams(iop_server *s);
 
 #endif

@@ -283,30 +283,7 @@ int iop_server_run(iop_server *s)
                    "messages up to %zu bytes", s->max_conns,
                    s->cfg.max_conns ? "" : " (default)", idle, s->max_frame);
     }
-    if (!iop_transport_is_stream(s->cfg.addr.transport) && !s->model->backend)
-        return iop__serve_datagrams(s); /* the iterative connectionless server */
     return s->model->run(s);
-}
-
-void iop_server_stop(iop_server *s)
-{
-    /* Only async-signal-safe calls here: atomics, write(), shutdown(). */
-    if (atomic_exchange(&s->stopping, 1) == 0) {
-        ssize_t n = write(s->stop_pipe[1], "x", 1);
-        (void)n; /* the pipe is empty and non-blocking: it cannot fail */
-    }
-    int fd = atomic_load(&s->inline_fd);
-    if (fd >= 0)
-        shutdown(fd, SHUT_RD);
-}
-
-int iop__stopping(const iop_server *s) { return atomic_load(&s->stopping); }
-
-uint64_t iop__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void iop_server_close(iop_server *s)
@@ -334,28 +311,6 @@ void iop_server_close(iop_server *s)
         if (s->stop_pipe[i] >= 0)
             close(s->stop_pipe[i]);
     free(s);
-}
-
-int iop__wait_fd(iop_server *s, int fd, short events, int timeout_ms)
-{
-    struct pollfd p[2] = {
-        {.fd = s->stop_pipe[0], .events = POLLIN},
-        {.fd = fd, .events = events},
-    };
-    for (;;) {
-        if (iop__stopping(s))
-            return -ECANCELED;
-        int n = poll(p, fd >= 0 ? 2 : 1, timeout_ms);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return 0;
-        if (p[0].revents)
-            return -ECANCELED;
-        return 1;
-    }
 }
 
 int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen)
@@ -401,87 +356,3 @@ const char *iop_server_failure(const iop_server *s)
     return s->failure[0] ? s->failure : NULL;
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left) that is a
- * printable character, or 0: invalid (a stray continuation, an overlong
- * form, a surrogate, beyond U+10FFFF, cut short), or a C1 control
- * (U+0080..U+009F). The ranges are RFC 3629's. ASCII is the caller's. */
-static size_t utf8_printable(const unsigned char *p, size_t n)
-{
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
-        len = 2;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-        len = 3;
-        if (p[0] == 0xE0)
-            lo = 0xA0; /* no overlong */
-        else if (p[0] == 0xED)
-            hi = 0x9F; /* no surrogate */
-    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-        len = 4;
-        if (p[0] == 0xF0)
-            lo = 0x90;
-        else if (p[0] == 0xF4)
-            hi = 0x8F; /* at most U+10FFFF */
-    } else
-        return 0;
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    if (p[0] == 0xC2 && p[1] <= 0x9F)
-        return 0; /* C1 control */
-    return len;
-}
-
-size_t iop__escape(char *out, size_t cap, const char *in, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p = (const unsigned char *)in;
-    size_t o = 0;
-    if (cap == 0)
-        return 0;
-    for (size_t i = 0; i < len;) {
-        size_t n = p[i] >= 0x20 && p[i] < 0x7F ? 1
-                 : p[i] >= 0x80 ? utf8_printable(p + i, len - i) : 0;
-        if (n > 0) {
-            if (o + n >= cap)
-                break;
-            memcpy(out + o, p + i, n);
-            o += n;
-            i += n;
-            continue;
-        }
-        if (o + 4 >= cap)
-            break;
-        out[o++] = '\\';
-        out[o++] = 'x';
-        out[o++] = hex[p[i] >> 4];
-        out[o++] = hex[p[i] & 15];
-        i++;
-    }
-    out[o] = '\0';
-    return o;
-}
-
-void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)
-{
-    if (!s->cfg.report)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    /* Lines carry what peers chose (ack's message, a Unix peer's socket
-     * path): every one is escaped here, once, so that no escape sequence,
-     * carriage return or newline of theirs reaches a terminal or a log
-     * (audit finding 7). As cat -v and journald do: control bytes (C0,
-     * DEL, C1) and invalid UTF-8 become \xNN; printable UTF-8 stays. */
-    char safe[sizeof line]; /* a line stays under 1024 bytes, escapes included */
-    iop__escape(safe, sizeof safe, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-    s->cfg.report(s->cfg.report_ctx, level, safe);
-}

@@ -581,12 +581,6 @@ static int loop(struct aloop *L)
 
 /* ---- set-up and tear-down ------------------------------------------------------------ */
 
-static int set_nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
-}
-
 static int run_aio(iop_server *s)
 {
     struct aloop L = {.s = s, .sfd = -1, .spare = -1, .hint = {-1, -1}};
@@ -601,7 +595,7 @@ static int run_aio(iop_server *s)
     ai.aio_idle_time = 1;
     aio_init(&ai);
 
-    int r = set_nonblocking(s->listen_fd);
+    int r = iop__set_nonblocking(s->listen_fd);
     if (r != 0)
         return r;
     if (pipe2(L.hint, O_CLOEXEC | O_NONBLOCK) != 0)

@@ -201,12 +201,6 @@ static void on_stop(iop_loop *loop, int fd, unsigned events, void *arg)
     iop__evctx_stop(&w->x);
 }
 
-static int set_nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
-}
-
 /* Everything a worker needs before it accepts, done for every worker
  * before any accepts: a worker set up later could find the descriptors
  * taken by the first clients (a low RLIMIT_NOFILE) and fail the server. */
@@ -220,7 +214,7 @@ static int worker_setup(struct worker *w)
     w->x.owner = w;
     w->x.conn_closed = conn_closed;
     if (r == 0)
-        r = set_nonblocking(w->listen_fd);
+        r = iop__set_nonblocking(w->listen_fd);
     if (r == 0 && !is_stream(s) && !(w->gate = iop__dgram_new(s, w->listen_fd)))
         r = -ENOMEM;
     if (r == 0)

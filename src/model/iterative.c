@@ -17,8 +17,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+static int serve_datagrams(iop_server *s);
+
 static int run_iterative(iop_server *s)
 {
+    if (!iop_transport_is_stream(s->cfg.addr.transport))
+        return serve_datagrams(s); /* the iterative connectionless server */
     for (;;) {
         struct sockaddr_storage peer;
         socklen_t peerlen;
@@ -58,7 +62,7 @@ const struct iop__model iop__model_iterative = {
 
 #define DATAGRAM_MAX 65536
 
-int iop__serve_datagrams(iop_server *s)
+static int serve_datagrams(iop_server *s)
 {
     char *buf = malloc(DATAGRAM_MAX);
     struct iop__dgram *gate = iop__dgram_new(s, s->listen_fd);

@@ -390,12 +390,6 @@ static int replace_children(struct prefork *p)
     return (int)(at - now) + 1;
 }
 
-static int set_nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
-}
-
 static void prefork_free(struct prefork *p)
 {
     if (p->kids.pipe[0] >= 0) /* opened */
@@ -437,7 +431,7 @@ static int run_prefork(iop_server *s)
     p.tokens = p.want;
     /* Children that lose the race for a connection get EAGAIN, not a
      * blocked accept() that the stop pipe could not interrupt. */
-    int r = set_nonblocking(s->listen_fd);
+    int r = iop__set_nonblocking(s->listen_fd);
     if (r != 0)
         return r;
     p.locked = s->cfg.accept_lock;

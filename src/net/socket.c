@@ -274,6 +274,12 @@ int iop_listen(const struct iop_addr *a, int backlog, int *out,
     return iop__listen(a, backlog, 0, out, bound, err);
 }
 
+int iop__set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
 int iop__listen(const struct iop_addr *a, int backlog, unsigned flags, int *out,
                 struct iop_addr *bound, char *err)
 {
