@@ -63,6 +63,7 @@ struct worker {
     struct iop__acceptor acc; /* the accept policy: net/acceptor.h */
     struct iop__timer accept_resume;
     struct iop__dgram *gate; /* datagram transports: net/dgram.c */
+    atomic_uint *live;       /* open connections, all workers (--max-conns) */
     int result;
 };
 
@@ -103,24 +104,24 @@ static void pause_accept(struct worker *w, int ms)
 static void conn_closed(struct iop__evctx *x)
 {
     struct worker *w = x->owner;
-    atomic_fetch_sub(&w->s->live_conns, 1);
+    atomic_fetch_sub(w->live, 1);
     if (w->accept_paused) { /* a descriptor was just freed: resume after this event */
         iop__timer_stop(w->loop, &w->accept_resume);
         iop__timer_start(w->loop, &w->accept_resume, 0, resume_accept, w);
     }
-    if (w->s->cfg.once && w->accepted && atomic_load(&w->s->live_conns) == 0)
+    if (w->s->cfg.once && w->accepted && atomic_load(w->live) == 0)
         iop_server_stop(w->s);
 }
 
 static void take(struct worker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
     iop_server *s = w->s;
-    if (!iop__acceptor_take(&w->acc, fd, atomic_load(&s->live_conns)))
+    if (!iop__acceptor_take(&w->acc, fd, atomic_load(w->live)))
         return; /* refused (and closed) */
-    atomic_fetch_add(&s->live_conns, 1);
+    atomic_fetch_add(w->live, 1);
     int r = iop__evconn_open(&w->x, fd, peer, len);
     if (r != 0) {
-        atomic_fetch_sub(&s->live_conns, 1);
+        atomic_fetch_sub(w->live, 1);
         if (r == -EMFILE) /* a refusal, not an accept() failure: no "recovered" */
             iop__acceptor_refuse(&w->acc, r, "descriptor %d is beyond what %s can watch",
                                  fd, iop__loop_backend(w->loop));
@@ -253,9 +254,11 @@ static int run_evloop(iop_server *s)
     struct worker *ws = calloc(n, sizeof *ws);
     if (!ws)
         return -ENOMEM;
+    atomic_uint live = 0;
     int r = 0;
     for (unsigned i = 0; i < n; i++) {
         ws[i].s = s;
+        ws[i].live = &live;
         ws[i].listen_fd = iop__worker_take_listener(s, i);
         ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
         iop__acceptor_init(&ws[i].acc, s, ws[i].listen_fd);

@@ -307,18 +307,18 @@ static void resume_accept(struct uworker *w)
 void uring_conn_closed(struct uworker *w)
 {
     iop_server *s = w->s;
-    atomic_fetch_sub(&s->live_conns, 1);
+    atomic_fetch_sub(w->live, 1);
     resume_accept(w); /* a descriptor was just freed */
-    if (s->cfg.once && w->accepted && atomic_load(&s->live_conns) == 0)
+    if (s->cfg.once && w->accepted && atomic_load(w->live) == 0)
         iop_server_stop(s);
 }
 
 static void take(struct uworker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
     iop_server *s = w->s;
-    if (!iop__acceptor_take(&w->acc, fd, atomic_load(&s->live_conns)))
+    if (!iop__acceptor_take(&w->acc, fd, atomic_load(w->live)))
         return; /* refused (and closed) */
-    atomic_fetch_add(&s->live_conns, 1);
+    atomic_fetch_add(w->live, 1);
     w->accepted = 1;
     if (s->cfg.once) /* the first client only */
         cancel_accept(w);
@@ -643,8 +643,10 @@ static int run_uring(iop_server *s)
     struct uworker *ws = calloc(n, sizeof *ws);
     if (!ws)
         return -ENOMEM;
+    atomic_uint live = 0;
     for (unsigned i = 0; i < n; i++) {
         ws[i].s = s;
+        ws[i].live = &live;
         ws[i].listen_fd = iop__worker_take_listener(s, i);
         ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
         iop__acceptor_init(&ws[i].acc, s, ws[i].listen_fd);

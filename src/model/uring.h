@@ -103,6 +103,7 @@ struct uworker {
     int accept_on, accept_cancel, stop_on, sweep_on, drain_on, resume_on, dgram_on;
     int accept_paused, accepted, drain_fired;
     struct iop__acceptor acc; /* the accept policy: net/acceptor.h */
+    atomic_uint *live;      /* open connections, all workers (--max-conns) */
     struct sockaddr_storage acc_addr; /* single-shot accept's peer */
     socklen_t acc_len;
     struct __kernel_timespec sweep_ts, drain_ts, resume_ts;
