@@ -369,22 +369,22 @@ struct live {
     unsigned n;
     struct bench_counters prev; /* at the last interval */
     struct bench_counters tick; /* at the last progress line */
-    iop_hist *ih;
+    iop__hist *ih;
     FILE *out;                  /* intervals; NULL if none */
     double interval_s, t_last;  /* seconds into the measured window */
 };
 
 /* Counters summed over threads; with `ih`, their interval histograms are
  * moved into it. */
-static void snapshot(struct live *L, struct bench_counters *sum, iop_hist *ih)
+static void snapshot(struct live *L, struct bench_counters *sum, iop__hist *ih)
 {
     memset(sum, 0, sizeof *sum);
     for (unsigned i = 0; i < L->n; i++) {
         pthread_mutex_lock(&L->w[i].lock);
         bench_add_counters(sum, &L->w[i].c);
         if (ih) {
-            iop_hist_merge(ih, &L->w[i].ihist);
-            iop_hist_reset(&L->w[i].ihist);
+            iop__hist_merge(ih, &L->w[i].ihist);
+            iop__hist_reset(&L->w[i].ihist);
         }
         pthread_mutex_unlock(&L->w[i].lock);
     }
@@ -415,7 +415,7 @@ static void emit_interval(struct live *L, const struct bench_cfg *cfg, double t_
     struct bench_counters d = minus(now, &L->prev);
     bench_report_interval(L->out, cfg, t_s, t_s - L->t_last, &d, L->ih);
     fflush(L->out);
-    iop_hist_reset(L->ih);
+    iop__hist_reset(L->ih);
     L->prev = *now;
     L->t_last = t_s;
 }
@@ -560,7 +560,7 @@ static int bench_main(int argc, char **argv)
     }
     int rc = EXIT_OK;
     struct bench_worker *workers = NULL;
-    iop_hist *total = NULL, *ih = NULL;
+    iop__hist *total = NULL, *ih = NULL;
 
     rc = fit_fd_limit(&cfg);
     if (rc != EXIT_OK)
@@ -580,8 +580,8 @@ static int bench_main(int argc, char **argv)
         rc = EXIT_ERROR;
         goto out;
     }
-    iop_hist_reset(total);
-    iop_hist_reset(ih);
+    iop__hist_reset(total);
+    iop__hist_reset(ih);
 
     struct bench_shared sh;
     memset(&sh, 0, sizeof sh);
@@ -612,8 +612,8 @@ static int bench_main(int argc, char **argv)
         w->sh = &sh;
         w->live = live;
         pthread_mutex_init(&w->lock, NULL);
-        iop_hist_reset(&w->hist);
-        iop_hist_reset(&w->ihist);
+        iop__hist_reset(&w->hist);
+        iop__hist_reset(&w->ihist);
         atomic_init(&w->done, 0);
         if (pthread_create(&w->thread, NULL, bench_worker_main, w) != 0) {
             atomic_store(&sh.stop, 1);
@@ -699,7 +699,7 @@ static int bench_main(int argc, char **argv)
     struct bench_result res = {.cfg = &cfg, .hist = total, .threads = cfg.threads};
     for (unsigned i = 0; i < started; i++) {
         bench_add_counters(&res.c, &workers[i].c);
-        iop_hist_merge(total, &workers[i].hist);
+        iop__hist_merge(total, &workers[i].hist);
         if (workers[i].setup_error && rc == EXIT_OK) {
             cli_error(CMD, "cannot start a thread's loop: %s",
                       strerror(-workers[i].setup_error));
@@ -727,7 +727,7 @@ static int bench_main(int argc, char **argv)
         double t_s = res.measured_s;
         if (t_s > L.t_last + 1e-6 || res.c.messages != L.prev.messages) {
             for (unsigned i = 0; i < started; i++)
-                iop_hist_merge(L.ih, &workers[i].ihist);
+                iop__hist_merge(L.ih, &workers[i].ihist);
             emit_interval(&L, &cfg, t_s > L.t_last ? t_s : L.t_last, &res.c);
         }
     }

@@ -96,8 +96,8 @@ struct bench_worker {
     int live;                      /* take `lock` around each batch */
     pthread_mutex_t lock;
     struct bench_counters c;
-    iop_hist hist;                 /* measured latencies (ns) */
-    iop_hist ihist;                /* the same since the last interval */
+    iop__hist hist;                 /* measured latencies (ns) */
+    iop__hist ihist;                /* the same since the last interval */
     int64_t t_finished;
     int setup_error;               /* negative errno if the loop could not start */
     atomic_int done;
@@ -128,7 +128,7 @@ void bench_dgram_bytes(uint32_t id, uint64_t seq, uint32_t size, uint8_t *dst);
 struct bench_result {
     const struct bench_cfg *cfg;
     struct bench_counters c;       /* summed over threads */
-    const iop_hist *hist;
+    const iop__hist *hist;
     double measured_s;             /* 0: nothing measured */
     const char *stopped_by;        /* "duration", "count", "interrupt", "time limit" */
     unsigned threads;
@@ -146,13 +146,13 @@ void bench_report_json(FILE *f, const struct bench_result *r);
 /* One JSON line for the interval (t0, t1] of the measured window. */
 void bench_report_interval(FILE *f, const struct bench_cfg *cfg, double t_s,
                            double len_s, const struct bench_counters *delta,
-                           const iop_hist *h);
+                           const iop__hist *h);
 /* The progress line (a terminal): \r, no newline. */
 void bench_report_progress(FILE *f, double t_s, double len_s,
                            const struct bench_counters *delta, uint64_t errors,
                            uint64_t open_now, int warmup);
 /* HdrHistogram's percentile distribution, values in milliseconds. */
-int bench_write_hgrm(FILE *f, const iop_hist *h);
+int bench_write_hgrm(FILE *f, const iop__hist *h);
 /* The explanation of an error kind, in words; "" if count is 0. */
 void bench_explain(char *buf, size_t len, const struct bench_result *r,
                    enum bench_err e);

@@ -116,9 +116,9 @@ void conn_resolve(struct wctx *w, struct bconn *c, struct bslot *s, int ok,
     }
     w->bw->c.messages++;
     uint64_t lat = when > s->t_issue ? (uint64_t)(when - s->t_issue) : 0;
-    iop_hist_record(&w->bw->hist, lat);
+    iop__hist_record(&w->bw->hist, lat);
     if (w->bw->live)
-        iop_hist_record(&w->bw->ihist, lat);
+        iop__hist_record(&w->bw->ihist, lat);
 }
 
 /* A new message in flight, last in the ring, not yet written. */

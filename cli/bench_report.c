@@ -210,10 +210,10 @@ void bench_report_human(FILE *f, const struct bench_result *r)
     fprintf(f, "  %-12s %.2f MB/s sent, %.2f MB/s received\n", "throughput",
             per_sec((double)c->bytes_sent, r->measured_s) / 1e6,
             per_sec((double)c->bytes_recv, r->measured_s) / 1e6);
-    const iop_hist *h = r->hist;
+    const iop__hist *h = r->hist;
     if (cfg->mode == MODE_STREAM) {
         fprintf(f, "  %-12s not measured in stream mode\n", "latency");
-    } else if (iop_hist_count(h) == 0) {
+    } else if (iop__hist_count(h) == 0) {
         fprintf(f, "  %-12s none measured (no message was answered)\n", "latency");
     } else {
         static const struct { const char *name; double p; } ps[] = {
@@ -221,13 +221,13 @@ void bench_report_human(FILE *f, const struct bench_result *r)
         };
         fprintf(f, "  %-12s", "latency");
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
-            fmt_ns(a, sizeof a, (double)iop_hist_percentile(h, ps[i].p));
+            fmt_ns(a, sizeof a, (double)iop__hist_percentile(h, ps[i].p));
             fprintf(f, " %s %s%s", ps[i].name, a, i + 1 < sizeof ps / sizeof ps[0] ? "," : "");
         }
-        fmt_ns(a, sizeof a, iop_hist_mean(h));
-        fmt_ns(b, sizeof b, iop_hist_stddev(h));
+        fmt_ns(a, sizeof a, iop__hist_mean(h));
+        fmt_ns(b, sizeof b, iop__hist_stddev(h));
         fprintf(f, "\n  %-12s mean %s, stddev %s", "", a, b);
-        fmt_ns(a, sizeof a, (double)iop_hist_min(h));
+        fmt_ns(a, sizeof a, (double)iop__hist_min(h));
         fprintf(f, ", min %s\n", a);
     }
     fprintf(f, "  %-12s %" PRIu64 " opened\n", "connections", c->connects);
@@ -283,9 +283,9 @@ void bench_json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void json_latency(FILE *f, const iop_hist *h, int full)
+static void json_latency(FILE *f, const iop__hist *h, int full)
 {
-    if (!h || iop_hist_count(h) == 0) {
+    if (!h || iop__hist_count(h) == 0) {
         fputs("null", f);
         return;
     }
@@ -295,16 +295,16 @@ static void json_latency(FILE *f, const iop_hist *h, int full)
     fputc('{', f);
     if (full) {
         fputs("\"min\":", f);
-        json_num(f, (double)iop_hist_min(h) / 1e6, 1);
+        json_num(f, (double)iop__hist_min(h) / 1e6, 1);
         fputs(",\"mean\":", f);
-        json_num(f, iop_hist_mean(h) / 1e6, 1);
+        json_num(f, iop__hist_mean(h) / 1e6, 1);
         fputs(",\"stddev\":", f);
-        json_num(f, iop_hist_stddev(h) / 1e6, 1);
+        json_num(f, iop__hist_stddev(h) / 1e6, 1);
         fputc(',', f);
     }
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         fprintf(f, "%s\"%s\":", i ? "," : "", ps[i].key);
-        json_num(f, (double)iop_hist_percentile(h, ps[i].p) / 1e6, 1);
+        json_num(f, (double)iop__hist_percentile(h, ps[i].p) / 1e6, 1);
     }
     fputc('}', f);
 }
@@ -391,7 +391,7 @@ void bench_report_json(FILE *f, const struct bench_result *r)
 
 void bench_report_interval(FILE *f, const struct bench_cfg *cfg, double t_s,
                            double len_s, const struct bench_counters *d,
-                           const iop_hist *h)
+                           const iop__hist *h)
 {
     int msgs = cfg->mode != MODE_STREAM;
     fputs("{\"t_s\":", f);
@@ -431,16 +431,16 @@ void bench_report_progress(FILE *f, double t_s, double len_s,
 
 /* ---- HdrHistogram's text output ---------------------------------------------------- */
 
-int bench_write_hgrm(FILE *f, const iop_hist *h)
+int bench_write_hgrm(FILE *f, const iop__hist *h)
 {
     /* The layout of HdrHistogram's outputPercentileDistribution(), five
      * ticks per half distance, values scaled from ns to ms. */
     const double scale = 1e6;
     fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount",
             "1/(1-Percentile)");
-    struct iop_hist_pct_iter it;
-    iop_hist_pct_iter_init(&it, h, 5);
-    while (iop_hist_pct_iter_next(&it)) {
+    struct iop__hist_pct_iter it;
+    iop__hist_pct_iter_init(&it, h, 5);
+    while (iop__hist_pct_iter_next(&it)) {
         double p = it.percentile / 100.0;
         if (it.percentile < 100.0)
             fprintf(f, "%12.3f %2.12f %10" PRIu64 " %14.2f\n", (double)it.value / scale, p,
@@ -449,10 +449,10 @@ int bench_write_hgrm(FILE *f, const iop_hist *h)
             fprintf(f, "%12.3f %2.12f %10" PRIu64 "\n", (double)it.value / scale, p,
                     it.total_to);
     }
-    fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", iop_hist_mean(h) / scale,
-            iop_hist_stddev(h) / scale);
+    fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", iop__hist_mean(h) / scale,
+            iop__hist_stddev(h) / scale);
     fprintf(f, "#[Max     = %12.3f, Total count    = %12" PRIu64 "]\n",
-            (double)iop_hist_max(h) / scale, iop_hist_count(h));
+            (double)iop__hist_max(h) / scale, iop__hist_count(h));
     fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", IOP_HIST_BUCKETS,
             IOP_HIST_SUB_BUCKETS);
     return ferror(f) ? -1 : 0;

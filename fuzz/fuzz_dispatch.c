@@ -16,7 +16,7 @@
  *  - at the end of the stream a last line without "\n" is still a message
  *    (if it fits); a partial len32 frame is dropped;
  *  - echoing with iop_send_frame() queues exactly the messages framed
- *    again (read back with iop_outq_iov / iop_outq_consume).
+ *    again (read back with iop__outq_iov / iop__outq_consume).
  * With a built-in service instead of the recorder (echo, bytes, ack,
  * discard, daytime, chargen) only the sanitizers judge.
  *
@@ -117,7 +117,7 @@ static void take_output(iop_conn *c, char **out, size_t *out_len)
 {
     struct iovec iov[16];
     while (c->out.bytes > 0) {
-        int k = iop_outq_iov(&c->out, iov, 16);
+        int k = iop__outq_iov(&c->out, iov, 16);
         FUZZ_CHECK(k > 0);
         size_t n = 0;
         for (int i = 0; i < k; i++) {
@@ -129,7 +129,7 @@ static void take_output(iop_conn *c, char **out, size_t *out_len)
             }
             n += iov[i].iov_len;
         }
-        iop_outq_consume(&c->out, n);
+        iop__outq_consume(&c->out, n);
     }
 }
 
@@ -145,10 +145,10 @@ static int feed(iop_conn *c, int blocking, const char *p, size_t n)
         free(scratch);
         return r;
     }
-    char *w = iop_buf_reserve(&c->in, n);
+    char *w = iop__buf_reserve(&c->in, n);
     FUZZ_CHECK(w);
     memcpy(w, p, n);
-    iop_buf_commit(&c->in, n);
+    iop__buf_commit(&c->in, n);
     return iop__conn_dispatch(c);
 }
 

@@ -4,9 +4,9 @@
 
 #include <stdint.h>
 
-static iop_loop *loop;
+static iop__loop *loop;
 
-static void on_read(iop_loop *l, int fd, unsigned events, void *arg)
+static void on_read(iop__loop *l, int fd, unsigned events, void *arg)
 {
     (void)l, (void)events;
     lb_on_read(fd, (int)(intptr_t)arg);

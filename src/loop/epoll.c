@@ -31,7 +31,7 @@ struct epoll_state {
     int size;
 };
 
-static int ep_create(iop_loop *l)
+static int ep_create(iop__loop *l)
 {
     struct epoll_state *st = calloc(1, sizeof *st);
     if (!st)
@@ -51,7 +51,7 @@ static int ep_create(iop_loop *l)
     return 0;
 }
 
-static void ep_destroy(iop_loop *l)
+static void ep_destroy(iop__loop *l)
 {
     struct epoll_state *st = *iop__loop_backend_state(l);
     close(st->epfd);
@@ -59,13 +59,13 @@ static void ep_destroy(iop_loop *l)
     free(st);
 }
 
-static int ep_resize(iop_loop *l, int setsize)
+static int ep_resize(iop__loop *l, int setsize)
 {
     (void)l, (void)setsize; /* the events array has a fixed size */
     return 0;
 }
 
-static int ep_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
+static int ep_set(iop__loop *l, int fd, unsigned old_mask, unsigned new_mask)
 {
     struct epoll_state *st = *iop__loop_backend_state(l);
     struct epoll_event ev = {.data.fd = fd};
@@ -82,7 +82,7 @@ static int ep_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
     return -errno;
 }
 
-static int ep_poll(iop_loop *l, int timeout_ms)
+static int ep_poll(iop__loop *l, int timeout_ms)
 {
     struct epoll_state *st = *iop__loop_backend_state(l);
     int n = epoll_wait(st->epfd, st->events, st->size, timeout_ms);

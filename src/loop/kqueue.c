@@ -35,7 +35,7 @@ struct kqueue_state {
     int size;
 };
 
-static int kq_create(iop_loop *l)
+static int kq_create(iop__loop *l)
 {
     struct kqueue_state *st = calloc(1, sizeof *st);
     if (!st)
@@ -57,7 +57,7 @@ static int kq_create(iop_loop *l)
     return 0;
 }
 
-static void kq_destroy(iop_loop *l)
+static void kq_destroy(iop__loop *l)
 {
     struct kqueue_state *st = *iop__loop_backend_state(l);
     close(st->kq);
@@ -66,7 +66,7 @@ static void kq_destroy(iop_loop *l)
     free(st);
 }
 
-static int kq_resize(iop_loop *l, int setsize)
+static int kq_resize(iop__loop *l, int setsize)
 {
     struct kqueue_state *st = *iop__loop_backend_state(l);
     struct kevent *ev = realloc(st->events, (size_t)setsize * sizeof *ev);
@@ -92,7 +92,7 @@ static int kq_change(int kq, int fd, short filter, unsigned short flags)
     return (flags & EV_DELETE) && (errno == ENOENT || errno == EBADF) ? 0 : -errno;
 }
 
-static int kq_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
+static int kq_set(iop__loop *l, int fd, unsigned old_mask, unsigned new_mask)
 {
     struct kqueue_state *st = *iop__loop_backend_state(l);
     static const struct {
@@ -111,7 +111,7 @@ static int kq_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
     return 0;
 }
 
-static int kq_poll(iop_loop *l, int timeout_ms)
+static int kq_poll(iop__loop *l, int timeout_ms)
 {
     struct kqueue_state *st = *iop__loop_backend_state(l);
     struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000};

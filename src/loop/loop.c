@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 struct io {
-    iop_io_fn *fn;
+    iop__io_fn *fn;
     void *arg;
     unsigned mask;
 };
@@ -34,7 +34,7 @@ struct fired {
     unsigned events;
 };
 
-struct iop_loop {
+struct iop__loop {
     const struct iop__backend *be;
     void *backend;
     struct io *io; /* indexed by descriptor */
@@ -46,7 +46,7 @@ struct iop_loop {
     atomic_int stopped; /* iop__loop_stop() may come from another thread */
     int wake[2]; /* pipe: a 0 byte wakes, a signal number delivers it */
     struct {
-        iop_timer_fn *fn;
+        iop__timer_fn *fn;
         void *arg;
     } sig[65];
 };
@@ -63,7 +63,7 @@ static int next_setsize(int size, int fd)
     return size;
 }
 
-static int grow(iop_loop *l, int fd)
+static int grow(iop__loop *l, int fd)
 {
     if (fd >= l->be->fd_limit)
         return -EMFILE;
@@ -82,7 +82,7 @@ static int grow(iop_loop *l, int fd)
     return 0;
 }
 
-int iop__loop_io(iop_loop *l, int fd, unsigned mask, iop_io_fn *fn, void *arg)
+int iop__loop_io(iop__loop *l, int fd, unsigned mask, iop__io_fn *fn, void *arg)
 {
     if (fd < 0)
         return -EBADF;
@@ -105,12 +105,12 @@ int iop__loop_io(iop_loop *l, int fd, unsigned mask, iop_io_fn *fn, void *arg)
     return 0;
 }
 
-unsigned iop__loop_mask(const iop_loop *l, int fd)
+unsigned iop__loop_mask(const iop__loop *l, int fd)
 {
     return fd >= 0 && fd < l->setsize ? l->io[fd].mask : 0;
 }
 
-void iop__loop_fired(iop_loop *l, int fd, unsigned events)
+void iop__loop_fired(iop__loop *l, int fd, unsigned events)
 {
     if (l->nfired == l->firedcap) {
         int cap = l->firedcap * 2;
@@ -123,20 +123,20 @@ void iop__loop_fired(iop_loop *l, int fd, unsigned events)
     l->fired[l->nfired++] = (struct fired){fd, events};
 }
 
-void **iop__loop_backend_state(iop_loop *l) { return &l->backend; }
-int iop__loop_setsize(const iop_loop *l) { return l->setsize; }
-const char *iop__loop_backend(const iop_loop *l) { return l->be->name; }
-uint64_t iop__loop_now(const iop_loop *l) { return l->now; }
+void **iop__loop_backend_state(iop__loop *l) { return &l->backend; }
+int iop__loop_setsize(const iop__loop *l) { return l->setsize; }
+const char *iop__loop_backend(const iop__loop *l) { return l->be->name; }
+uint64_t iop__loop_now(const iop__loop *l) { return l->now; }
 
 /* ---- timers: a binary min-heap of deadlines ----------------------------------- */
 
-static void heap_place(iop_loop *l, size_t i, struct iop__timer *t)
+static void heap_place(iop__loop *l, size_t i, struct iop__timer *t)
 {
     l->heap[i] = t;
     t->slot = i + 1;
 }
 
-static void sift_up(iop_loop *l, size_t i)
+static void sift_up(iop__loop *l, size_t i)
 {
     struct iop__timer *t = l->heap[i];
     while (i > 0) {
@@ -149,7 +149,7 @@ static void sift_up(iop_loop *l, size_t i)
     heap_place(l, i, t);
 }
 
-static void sift_down(iop_loop *l, size_t i)
+static void sift_down(iop__loop *l, size_t i)
 {
     struct iop__timer *t = l->heap[i];
     for (;;) {
@@ -166,7 +166,7 @@ static void sift_down(iop_loop *l, size_t i)
     heap_place(l, i, t);
 }
 
-void iop__timer_stop(iop_loop *l, struct iop__timer *t)
+void iop__timer_stop(iop__loop *l, struct iop__timer *t)
 {
     if (!t->slot)
         return;
@@ -180,8 +180,8 @@ void iop__timer_stop(iop_loop *l, struct iop__timer *t)
     sift_up(l, last->slot - 1);
 }
 
-void iop__timer_start(iop_loop *l, struct iop__timer *t, uint64_t after_ms,
-                      iop_timer_fn *fn, void *arg)
+void iop__timer_start(iop__loop *l, struct iop__timer *t, uint64_t after_ms,
+                      iop__timer_fn *fn, void *arg)
 {
     iop__timer_stop(l, t);
     t->when = iop__now_ms() + after_ms;
@@ -202,7 +202,7 @@ void iop__timer_start(iop_loop *l, struct iop__timer *t, uint64_t after_ms,
     sift_up(l, l->ntimers - 1);
 }
 
-static void run_timers(iop_loop *l)
+static void run_timers(iop__loop *l)
 {
     while (l->ntimers > 0 && l->heap[0]->when <= l->now) {
         struct iop__timer *t = l->heap[0];
@@ -211,7 +211,7 @@ static void run_timers(iop_loop *l)
     }
 }
 
-static int next_timeout(const iop_loop *l)
+static int next_timeout(const iop__loop *l)
 {
     if (l->ntimers == 0)
         return -1;
@@ -239,14 +239,14 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-void iop__loop_wake(iop_loop *l)
+void iop__loop_wake(iop__loop *l)
 {
     unsigned char b = 0;
     ssize_t n = write(l->wake[1], &b, 1);
     (void)n; /* a full pipe already holds a wake-up */
 }
 
-static void on_wake(iop_loop *l, int fd, unsigned events, void *arg)
+static void on_wake(iop__loop *l, int fd, unsigned events, void *arg)
 {
     (void)events, (void)arg;
     unsigned char buf[256];
@@ -257,7 +257,7 @@ static void on_wake(iop_loop *l, int fd, unsigned events, void *arg)
                 l->sig[buf[i]].fn(l, l->sig[buf[i]].arg);
 }
 
-int iop__loop_signal(iop_loop *l, int sig, iop_timer_fn *fn, void *arg)
+int iop__loop_signal(iop__loop *l, int sig, iop__timer_fn *fn, void *arg)
 {
     if (sig <= 0 || sig >= 65)
         return -EINVAL;
@@ -279,7 +279,7 @@ static const struct iop__backend *find_backend(const char *name)
     return NULL;
 }
 
-int iop__loop_create(iop_loop **out, const char *name)
+int iop__loop_create(iop__loop **out, const char *name)
 {
     static atomic_flag init = ATOMIC_FLAG_INIT;
     if (!atomic_flag_test_and_set(&init))
@@ -288,7 +288,7 @@ int iop__loop_create(iop_loop **out, const char *name)
     const struct iop__backend *be = find_backend(name);
     if (!be)
         return -ENOENT;
-    iop_loop *l = calloc(1, sizeof *l);
+    iop__loop *l = calloc(1, sizeof *l);
     if (!l)
         return -ENOMEM;
     l->be = be;
@@ -317,7 +317,7 @@ int iop__loop_create(iop_loop **out, const char *name)
     return 0;
 }
 
-void iop__loop_destroy(iop_loop *l)
+void iop__loop_destroy(iop__loop *l)
 {
     if (!l)
         return;
@@ -336,9 +336,9 @@ void iop__loop_destroy(iop_loop *l)
     free(l);
 }
 
-void iop__loop_stop(iop_loop *l) { atomic_store_explicit(&l->stopped, 1, memory_order_relaxed); }
+void iop__loop_stop(iop__loop *l) { atomic_store_explicit(&l->stopped, 1, memory_order_relaxed); }
 
-int iop__loop_once(iop_loop *l, int timeout_ms)
+int iop__loop_once(iop__loop *l, int timeout_ms)
 {
     int next = next_timeout(l);
     if (timeout_ms < 0 || (next >= 0 && next < timeout_ms))
@@ -361,7 +361,7 @@ int iop__loop_once(iop_loop *l, int timeout_ms)
     return l->nfired;
 }
 
-int iop__loop_run(iop_loop *l)
+int iop__loop_run(iop__loop *l)
 {
     atomic_store_explicit(&l->stopped, 0, memory_order_relaxed);
     while (!atomic_load_explicit(&l->stopped, memory_order_relaxed)) {

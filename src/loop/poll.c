@@ -18,7 +18,7 @@ struct poll_state {
     int n;
 };
 
-static int pl_create(iop_loop *l)
+static int pl_create(iop__loop *l)
 {
     int size = iop__loop_setsize(l);
     struct poll_state *st = calloc(1, sizeof *st);
@@ -37,7 +37,7 @@ static int pl_create(iop_loop *l)
     return 0;
 }
 
-static void pl_destroy(iop_loop *l)
+static void pl_destroy(iop__loop *l)
 {
     struct poll_state *st = *iop__loop_backend_state(l);
     free(st->fds);
@@ -45,7 +45,7 @@ static void pl_destroy(iop_loop *l)
     free(st);
 }
 
-static int pl_resize(iop_loop *l, int setsize)
+static int pl_resize(iop__loop *l, int setsize)
 {
     struct poll_state *st = *iop__loop_backend_state(l);
     int old = iop__loop_setsize(l);
@@ -66,7 +66,7 @@ static short to_events(unsigned mask)
     return (short)(((mask & IOP_EV_READ) ? POLLIN : 0) | ((mask & IOP_EV_WRITE) ? POLLOUT : 0));
 }
 
-static int pl_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
+static int pl_set(iop__loop *l, int fd, unsigned old_mask, unsigned new_mask)
 {
     struct poll_state *st = *iop__loop_backend_state(l);
     (void)old_mask;
@@ -88,7 +88,7 @@ static int pl_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
     return 0;
 }
 
-static int pl_poll(iop_loop *l, int timeout_ms)
+static int pl_poll(iop__loop *l, int timeout_ms)
 {
     struct poll_state *st = *iop__loop_backend_state(l);
     int n = poll(st->fds, (nfds_t)st->n, timeout_ms);

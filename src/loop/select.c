@@ -18,7 +18,7 @@ struct select_state {
     int maxfd;
 };
 
-static int sl_create(iop_loop *l)
+static int sl_create(iop__loop *l)
 {
     struct select_state *st = calloc(1, sizeof *st);
     if (!st)
@@ -30,15 +30,15 @@ static int sl_create(iop_loop *l)
     return 0;
 }
 
-static void sl_destroy(iop_loop *l) { free(*iop__loop_backend_state(l)); }
+static void sl_destroy(iop__loop *l) { free(*iop__loop_backend_state(l)); }
 
-static int sl_resize(iop_loop *l, int setsize)
+static int sl_resize(iop__loop *l, int setsize)
 {
     (void)l, (void)setsize; /* fd_limit keeps setsize within FD_SETSIZE */
     return 0;
 }
 
-static int sl_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
+static int sl_set(iop__loop *l, int fd, unsigned old_mask, unsigned new_mask)
 {
     struct select_state *st = *iop__loop_backend_state(l);
     (void)old_mask;
@@ -57,7 +57,7 @@ static int sl_set(iop_loop *l, int fd, unsigned old_mask, unsigned new_mask)
     return 0;
 }
 
-static int sl_poll(iop_loop *l, int timeout_ms)
+static int sl_poll(iop__loop *l, int timeout_ms)
 {
     struct select_state *st = *iop__loop_backend_state(l);
     fd_set rd, wr;

@@ -220,7 +220,7 @@ static int issue_read(struct aloop *L, struct aconn *a)
 static int issue_write(struct aloop *L, struct aconn *a)
 {
     struct iovec v;
-    if (iop_outq_iov(&a->c.out, &v, 1) != 1)
+    if (iop__outq_iov(&a->c.out, &v, 1) != 1)
         return 0;
     return submit(L, a, OP_WRITE, v.iov_base, v.iov_len);
 }
@@ -340,7 +340,7 @@ static void on_write(struct aloop *L, struct aconn *a, ssize_t n)
         iop__connset_close(&L->set, &a->c, n < 0 ? (int)n : -EIO);
         return;
     }
-    iop_outq_consume(&a->c.out, (size_t)n); /* a short write: the rest goes next */
+    iop__outq_consume(&a->c.out, (size_t)n); /* a short write: the rest goes next */
     iop__connset_sent(&L->set, &a->c);
     settle(&L->set, &a->c);
 }

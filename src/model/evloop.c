@@ -54,7 +54,7 @@
 
 struct worker {
     iop_server *s;
-    iop_loop *loop;
+    iop__loop *loop;
     struct iop__evctx x;
     int listen_fd;
     int owns_listener; /* its own SO_REUSEPORT socket, closed at stop */
@@ -67,21 +67,21 @@ struct worker {
     int result;
 };
 
-static void on_accept(iop_loop *loop, int fd, unsigned events, void *arg);
-static void on_datagrams(iop_loop *loop, int fd, unsigned events, void *arg);
+static void on_accept(iop__loop *loop, int fd, unsigned events, void *arg);
+static void on_datagrams(iop__loop *loop, int fd, unsigned events, void *arg);
 
 static int is_stream(const iop_server *s) { return iop_transport_is_stream(s->cfg.addr.transport); }
 
 static void watch_listener(struct worker *w, int on)
 {
-    iop_io_fn *fn = is_stream(w->s) ? on_accept : on_datagrams;
+    iop__io_fn *fn = is_stream(w->s) ? on_accept : on_datagrams;
     iop__loop_io(w->loop, w->listen_fd, on ? IOP_EV_READ : 0, fn, w);
 }
 
 /* A timer callback: the pause is over, or a descriptor was freed. The
  * listener is tried at once, not only watched: with no client waiting it
  * would not wake us, and its EAGAIN is what ends the episode. */
-static void resume_accept(iop_loop *loop, void *arg)
+static void resume_accept(iop__loop *loop, void *arg)
 {
     struct worker *w = arg;
     if (!w->accept_paused || w->x.set.stopping)
@@ -135,7 +135,7 @@ static void take(struct worker *w, int fd, struct sockaddr_storage *peer, sockle
         watch_listener(w, 0);
 }
 
-static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
+static void on_accept(iop__loop *loop, int lfd, unsigned events, void *arg)
 {
     (void)loop, (void)events;
     struct worker *w = arg;
@@ -162,7 +162,7 @@ static void on_accept(iop_loop *loop, int lfd, unsigned events, void *arg)
     }
 }
 
-static void on_datagrams(iop_loop *loop, int fd, unsigned events, void *arg)
+static void on_datagrams(iop__loop *loop, int fd, unsigned events, void *arg)
 {
     (void)loop, (void)events;
     struct worker *w = arg;
@@ -187,7 +187,7 @@ static void on_datagrams(iop_loop *loop, int fd, unsigned events, void *arg)
     }
 }
 
-static void on_stop(iop_loop *loop, int fd, unsigned events, void *arg)
+static void on_stop(iop__loop *loop, int fd, unsigned events, void *arg)
 {
     (void)events;
     struct worker *w = arg;

@@ -62,7 +62,7 @@
  * over up to URING_SEND_IOV chunks otherwise, MSG_NOSIGNAL always. The
  * chunks do not move while the send is in flight (appending never moves
  * queued bytes); the completion drops what was written
- * (iop_outq_consume) and a partial send simply continues with the rest.
+ * (iop__outq_consume) and a partial send simply continues with the rest.
  *
  * The same rules as evconn.c: at or above the high watermark of queued
  * output the recv is cancelled (what it had already read still arrives
@@ -184,14 +184,14 @@ static int uring_check(char *err)
 
 /* ---- SQEs ------------------------------------------------------------------------ */
 
-struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data)
+struct io_uring_sqe *iop__uring_sqe(struct uworker *w, uint64_t user_data)
 {
     struct io_uring_sqe *sqe = w->ring_ok ? io_uring_get_sqe(&w->ring) : NULL;
     for (int i = 0; !sqe && w->ring_ok && !w->broken && i < 1000; i++) {
         /* The SQ is full: hand what is there to the kernel (with the
          * buffers returned so far, for the recvs among it). */
         if (w->br)
-            uring_bufs_publish(w);
+            iop__uring_bufs_publish(w);
         int r = io_uring_submit(&w->ring);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
             w->broken = r;
@@ -209,9 +209,9 @@ struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data)
     return sqe;
 }
 
-void uring_cancel(struct uworker *w, uint64_t user_data)
+void iop__uring_cancel(struct uworker *w, uint64_t user_data)
 {
-    io_uring_prep_cancel64(uring_sqe(w, UOP_IGNORE), user_data, 0);
+    io_uring_prep_cancel64(iop__uring_sqe(w, UOP_IGNORE), user_data, 0);
 }
 
 static void arm_timeout(struct uworker *w, unsigned op, struct __kernel_timespec *ts,
@@ -219,7 +219,7 @@ static void arm_timeout(struct uworker *w, unsigned op, struct __kernel_timespec
 {
     ts->tv_sec = (long long)(ms / 1000);
     ts->tv_nsec = (long long)(ms % 1000) * 1000000;
-    io_uring_prep_timeout(uring_sqe(w, op), ts, 0, 0);
+    io_uring_prep_timeout(iop__uring_sqe(w, op), ts, 0, 0);
 }
 
 /* ---- the ring ---------------------------------------------------------------------- */
@@ -265,7 +265,7 @@ static void arm_accept(struct uworker *w)
     iop_server *s = w->s;
     if (w->accept_on || w->set.stopping || w->accept_paused || (s->cfg.once && w->accepted))
         return;
-    struct io_uring_sqe *sqe = uring_sqe(w, UOP_ACCEPT);
+    struct io_uring_sqe *sqe = iop__uring_sqe(w, UOP_ACCEPT);
     if (w->ms_accept) {
         io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     } else {
@@ -279,7 +279,7 @@ static void arm_accept(struct uworker *w)
 static void cancel_accept(struct uworker *w)
 {
     if (w->accept_on && !w->accept_cancel) {
-        uring_cancel(w, UOP_ACCEPT);
+        iop__uring_cancel(w, UOP_ACCEPT);
         w->accept_cancel = 1;
     }
 }
@@ -304,7 +304,7 @@ static void resume_accept(struct uworker *w)
     arm_accept(w);
 }
 
-void uring_conn_closed(struct uworker *w)
+void iop__uring_conn_closed(struct uworker *w)
 {
     iop_server *s = w->s;
     atomic_fetch_sub(w->live, 1);
@@ -322,7 +322,7 @@ static void take(struct uworker *w, int fd, struct sockaddr_storage *peer, sockl
     w->accepted = 1;
     if (s->cfg.once) /* the first client only */
         cancel_accept(w);
-    uring_conn_open(w, fd, peer, len);
+    iop__uring_conn_open(w, fd, peer, len);
 }
 
 static void on_accept(struct uworker *w, int res, unsigned flags)
@@ -381,7 +381,7 @@ static void arm_dgram(struct uworker *w)
     w->dmsg.msg_namelen = sizeof w->daddr;
     w->dmsg.msg_iov = &w->diov;
     w->dmsg.msg_iovlen = 1;
-    io_uring_prep_recvmsg(uring_sqe(w, UOP_DGRAM), w->listen_fd, &w->dmsg, MSG_TRUNC);
+    io_uring_prep_recvmsg(iop__uring_sqe(w, UOP_DGRAM), w->listen_fd, &w->dmsg, MSG_TRUNC);
     w->dgram_on = 1;
 }
 
@@ -412,7 +412,7 @@ static void arm_mail(struct uworker *w)
 {
     if (w->mail_on || !w->set.mbox)
         return;
-    io_uring_prep_poll_add(uring_sqe(w, UOP_MAIL), iop__connset_mailbox_fd(&w->set), POLLIN);
+    io_uring_prep_poll_add(iop__uring_sqe(w, UOP_MAIL), iop__connset_mailbox_fd(&w->set), POLLIN);
     w->mail_on = 1;
 }
 
@@ -424,7 +424,7 @@ static void on_stop(struct uworker *w)
     w->accept_paused = 0;
     cancel_accept(w);
     if (w->dgram_on)
-        uring_cancel(w, UOP_DGRAM);
+        iop__uring_cancel(w, UOP_DGRAM);
     if (w->owns_listener && w->listen_fd >= 0) {
         /* Connections still in its queue are reset now rather than left
          * to wait (the operations hold the socket until they end). */
@@ -435,7 +435,7 @@ static void on_stop(struct uworker *w)
         return;
     arm_timeout(w, UOP_DRAIN, &w->drain_ts, (uint64_t)w->s->cfg.drain_ms);
     w->drain_on = 1;
-    uring_conns_stop(w);
+    iop__uring_conns_stop(w);
 }
 
 static void on_drain_expired(struct uworker *w)
@@ -455,7 +455,7 @@ static void handle(struct uworker *w, uint64_t ud, int res, unsigned flags)
 {
     if (ud >= UOP_LIMIT) {
         struct uconn *u = (struct uconn *)(uintptr_t)(ud & ~(uint64_t)COP_MASK);
-        uring_conn_cqe(w, u, (unsigned)(ud & COP_MASK), res, flags);
+        iop__uring_conn_cqe(w, u, (unsigned)(ud & COP_MASK), res, flags);
         return;
     }
     switch (ud) {
@@ -502,7 +502,7 @@ static void handle(struct uworker *w, uint64_t ud, int res, unsigned flags)
 static int turn(struct uworker *w, int timeout_ms)
 {
     if (w->br)
-        uring_bufs_publish(w);
+        iop__uring_bufs_publish(w);
     int r;
     if (timeout_ms >= 0) {
         struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
@@ -557,7 +557,7 @@ static void worker_quiesce(struct uworker *w)
     static const unsigned ops[] = {UOP_ACCEPT, UOP_STOP, UOP_SWEEP, UOP_DRAIN,
                                    UOP_RESUME, UOP_DGRAM, UOP_MAIL};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        uring_cancel(w, ops[i]);
+        iop__uring_cancel(w, ops[i]);
     uint64_t until = iop__now_ms() + EXIT_REAP_MS;
     while ((worker_ops_on(w) || w->nconns > 0) && iop__now_ms() < until)
         if (turn(w, 100) != 0)
@@ -579,12 +579,12 @@ static void *worker_main(void *arg)
     if (r == 0 && !(w->scratch = malloc(URING_SCRATCH)))
         r = -ENOMEM;
     if (r == 0 && !w->dgram)
-        r = uring_bufs_setup(w, fallback);
+        r = iop__uring_bufs_setup(w, fallback);
     if (r == 0 && w->dgram && !(w->gate = iop__dgram_new(s, w->listen_fd)))
         r = -ENOMEM;
     if (!w->br)
         w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
-    if (r == 0 && (r = iop__connset_init(&w->set, s, &uring_conn_ops, w)) == 0)
+    if (r == 0 && (r = iop__connset_init(&w->set, s, &iop__uring_conn_ops, w)) == 0)
         arm_mail(w); /* the set's mailbox, this thread's (iop_post) */
     if (r == 0) {
         char bufs[96];
@@ -596,7 +596,7 @@ static void *worker_main(void *arg)
                    w->ms_recv ? "multishot" : "single-shot",
                    w->dgram ? "msg (datagrams)" : bufs);
         w->set.now = iop__now_ms();
-        io_uring_prep_poll_add(uring_sqe(w, UOP_STOP), s->stop_pipe[0], POLLIN);
+        io_uring_prep_poll_add(iop__uring_sqe(w, UOP_STOP), s->stop_pipe[0], POLLIN);
         w->stop_on = 1;
         if (w->dgram)
             arm_dgram(w);
@@ -625,9 +625,9 @@ static void *worker_main(void *arg)
     /* Whatever is left had an operation the ring took with it. */
     if (w->set.s)
         iop__connset_free(&w->set); /* closes what is left */
-    uring_conns_free_all(w);
-    uring_slots_free(w);
-    uring_bufs_free(w);
+    iop__uring_conns_free_all(w);
+    iop__uring_slots_free(w);
+    iop__uring_bufs_free(w);
     free(w->scratch);
     iop__dgram_free(w->gate); /* an episode still open is reported */
     w->gate = NULL;

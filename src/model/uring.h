@@ -123,34 +123,34 @@ struct uworker {
 };
 
 /* uring_buf.c: the receive buffers */
-int uring_bufs_setup(struct uworker *w, int fallback);
+int iop__uring_bufs_setup(struct uworker *w, int fallback);
 /* Make the buffers returned since the last call visible to the kernel. */
-void uring_bufs_publish(struct uworker *w);
-void uring_bufs_free(struct uworker *w);
+void iop__uring_bufs_publish(struct uworker *w);
+void iop__uring_bufs_free(struct uworker *w);
 /* Where a recv CQE's bytes are; *ret: the buffer id to give back with
- * uring_buf_return() once they are used, or -1 (still the kernel's). */
-const char *uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned flags,
+ * iop__uring_buf_return() once they are used, or -1 (still the kernel's). */
+const char *iop__uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned flags,
                            int *ret);
-void uring_buf_return(struct uworker *w, unsigned bid);
+void iop__uring_buf_return(struct uworker *w, unsigned bid);
 
 /* uring.c */
-struct io_uring_sqe *uring_sqe(struct uworker *w, uint64_t user_data);
-void uring_cancel(struct uworker *w, uint64_t user_data);
+struct io_uring_sqe *iop__uring_sqe(struct uworker *w, uint64_t user_data);
+void iop__uring_cancel(struct uworker *w, uint64_t user_data);
 /* A connection's descriptor was closed and its memory freed. */
-void uring_conn_closed(struct uworker *w);
+void iop__uring_conn_closed(struct uworker *w);
 
 /* uring_conn.c: the mechanism under the worker's connection set */
-extern const struct iop__connset_ops uring_conn_ops;
-void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *peer,
+extern const struct iop__connset_ops iop__uring_conn_ops;
+void iop__uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *peer,
                      socklen_t len);
-void uring_conn_cqe(struct uworker *w, struct uconn *u, unsigned op, int res,
+void iop__uring_conn_cqe(struct uworker *w, struct uconn *u, unsigned op, int res,
                     unsigned flags);
-void uring_conns_stop(struct uworker *w);
+void iop__uring_conns_stop(struct uworker *w);
 /* Free what is left after the ring is gone (ops abandoned at a forced exit). */
-void uring_conns_free_all(struct uworker *w);
-void uring_slots_free(struct uworker *w);
+void iop__uring_conns_free_all(struct uworker *w);
+void iop__uring_slots_free(struct uworker *w);
 
-static inline uint64_t uring_ud(struct uconn *u, unsigned op)
+static inline uint64_t iop__uring_ud(struct uconn *u, unsigned op)
 {
     return (uint64_t)(uintptr_t)u | op;
 }

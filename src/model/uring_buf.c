@@ -78,7 +78,7 @@ static int bufs_provide(struct uworker *w, unsigned count)
     w->buf_size = URING_BUF_SIZE;
     if (!(w->bufs = malloc((size_t)w->buf_count * w->buf_size)))
         return -ENOMEM;
-    struct io_uring_sqe *sqe = uring_sqe(w, UOP_IGNORE);
+    struct io_uring_sqe *sqe = iop__uring_sqe(w, UOP_IGNORE);
     io_uring_prep_provide_buffers(sqe, w->bufs, (int)w->buf_size, (int)w->buf_count,
                                   URING_BGID, 0);
     struct io_uring_cqe *cqe;
@@ -92,7 +92,7 @@ static int bufs_provide(struct uworker *w, unsigned count)
     return r;
 }
 
-int uring_bufs_setup(struct uworker *w, int fallback)
+int iop__uring_bufs_setup(struct uworker *w, int fallback)
 {
     /* Test hook: IOPLEX_URING_BUFFERS=N (a power of two) buffers of either
      * kind, so few that the ring runs dry (-ENOBUFS) under load. */
@@ -112,7 +112,7 @@ int uring_bufs_setup(struct uworker *w, int fallback)
 
 /* Where a recv CQE's bytes are. *ret is set to the buffer id if this CQE
  * ends the application's use of it (return it after use), else -1. */
-const char *uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned flags,
+const char *iop__uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned flags,
                            int *ret)
 {
     char *base = w->bufs + (size_t)bid * w->buf_size;
@@ -129,10 +129,10 @@ const char *uring_buf_data(struct uworker *w, unsigned bid, int res, unsigned fl
     return p;
 }
 
-void uring_buf_return(struct uworker *w, unsigned bid)
+void iop__uring_buf_return(struct uworker *w, unsigned bid)
 {
     if (!w->br) {
-        io_uring_prep_provide_buffers(uring_sqe(w, UOP_IGNORE),
+        io_uring_prep_provide_buffers(iop__uring_sqe(w, UOP_IGNORE),
                                       w->bufs + (size_t)bid * w->buf_size,
                                       (int)w->buf_size, 1, URING_BGID, (int)bid);
         return;
@@ -143,7 +143,7 @@ void uring_buf_return(struct uworker *w, unsigned bid)
                           w->buf_pending++);
 }
 
-void uring_bufs_publish(struct uworker *w)
+void iop__uring_bufs_publish(struct uworker *w)
 {
     if (w->buf_pending) {
         io_uring_buf_ring_advance(w->br, w->buf_pending);
@@ -151,7 +151,7 @@ void uring_bufs_publish(struct uworker *w)
     }
 }
 
-void uring_bufs_free(struct uworker *w)
+void iop__uring_bufs_free(struct uworker *w)
 {
     if (w->br)
         munmap(w->br, w->br_bytes);

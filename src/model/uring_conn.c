@@ -59,7 +59,7 @@ static void slot_put(struct uworker *w, char *p, int big)
     w->nslots[big]++;
 }
 
-void uring_slots_free(struct uworker *w)
+void iop__uring_slots_free(struct uworker *w)
 {
     for (int big = 0; big < 2; big++) {
         char *p;
@@ -88,7 +88,7 @@ static void maybe_free(struct uworker *w, struct uconn *u)
         slot_put(w, u->slot, u->slot_big);
     free(u);
     w->nconns--;
-    uring_conn_closed(w);
+    iop__uring_conn_closed(w);
 }
 
 static void release(struct iop__connset *set, iop_conn *c)
@@ -98,11 +98,11 @@ static void release(struct iop__connset *set, iop_conn *c)
     iop__connlist_append(&w->dying, c);
     /* Operations still in flight end with -ECANCELED; the last one frees. */
     if (u->recv_on && !u->recv_cancel) {
-        uring_cancel(w, uring_ud(u, COP_RECV));
+        iop__uring_cancel(w, iop__uring_ud(u, COP_RECV));
         u->recv_cancel = 1;
     }
     if (u->send_on && !u->send_cancel) {
-        uring_cancel(w, uring_ud(u, COP_SEND));
+        iop__uring_cancel(w, iop__uring_ud(u, COP_SEND));
         u->send_cancel = 1;
     }
     maybe_free(w, u);
@@ -114,7 +114,7 @@ static void arm_recv(struct uworker *w, struct uconn *u)
 {
     /* The kernel picks a buffer from the worker's group when bytes come:
      * an idle connection holds none. */
-    struct io_uring_sqe *sqe = uring_sqe(w, uring_ud(u, COP_RECV));
+    struct io_uring_sqe *sqe = iop__uring_sqe(w, iop__uring_ud(u, COP_RECV));
     if (w->ms_recv)
         io_uring_prep_recv_multishot(sqe, u->c.fd, NULL, 0, 0);
     else
@@ -135,7 +135,7 @@ static int discard_input(struct iop__connset *set, iop_conn *c)
 
 static void send_slot(struct uworker *w, struct uconn *u)
 {
-    io_uring_prep_send(uring_sqe(w, uring_ud(u, COP_SEND)), u->c.fd, u->slot + u->slot_off,
+    io_uring_prep_send(iop__uring_sqe(w, iop__uring_ud(u, COP_SEND)), u->c.fd, u->slot + u->slot_off,
                        (size_t)(u->slot_len - u->slot_off), MSG_NOSIGNAL);
     u->send_on = 1;
     u->inflight++;
@@ -154,31 +154,31 @@ static void start_send(struct uworker *w, struct uconn *u)
     if (c->out.bytes <= URING_SLOT_BIG && (u->slot = slot_get(w, big)) != NULL) {
         u->slot_big = (unsigned char)big;
         struct iovec iov[URING_SEND_IOV];
-        int n = iop_outq_iov(&c->out, iov, URING_SEND_IOV);
+        int n = iop__outq_iov(&c->out, iov, URING_SEND_IOV);
         size_t len = 0;
         for (int i = 0; i < n; i++) {
             memcpy(u->slot + len, iov[i].iov_base, iov[i].iov_len);
             len += iov[i].iov_len;
         }
-        iop_outq_consume(&c->out, len);
+        iop__outq_consume(&c->out, len);
         u->slot_off = 0;
         u->slot_len = (unsigned short)len;
         send_slot(w, u);
         return;
     }
     struct iovec one;
-    int n = iop_outq_iov(&c->out, &one, 1);
+    int n = iop__outq_iov(&c->out, &one, 1);
     if (n == 0)
         return;
     if (one.iov_len < c->out.bytes && (u->sm || (u->sm = malloc(sizeof *u->sm)))) {
-        n = iop_outq_iov(&c->out, u->sm->iov, URING_SEND_IOV);
+        n = iop__outq_iov(&c->out, u->sm->iov, URING_SEND_IOV);
         memset(&u->sm->msg, 0, sizeof u->sm->msg);
         u->sm->msg.msg_iov = u->sm->iov;
         u->sm->msg.msg_iovlen = (size_t)n;
-        io_uring_prep_sendmsg(uring_sqe(w, uring_ud(u, COP_SEND)), c->fd, &u->sm->msg,
+        io_uring_prep_sendmsg(iop__uring_sqe(w, iop__uring_ud(u, COP_SEND)), c->fd, &u->sm->msg,
                               MSG_NOSIGNAL);
     } else { /* one chunk (or no memory for more) */
-        io_uring_prep_send(uring_sqe(w, uring_ud(u, COP_SEND)), c->fd, one.iov_base,
+        io_uring_prep_send(iop__uring_sqe(w, iop__uring_ud(u, COP_SEND)), c->fd, one.iov_base,
                            one.iov_len, MSG_NOSIGNAL);
     }
     u->send_on = 1;
@@ -212,7 +212,7 @@ static void settle(struct iop__connset *set, iop_conn *c)
     } else if ((c->flags & IOP__CONN_PAUSED) && u->recv_on && !u->recv_cancel) {
         /* Backpressure: a multishot recv would go on reading; what it has
          * already read still comes, and is delivered. */
-        uring_cancel(w, uring_ud(u, COP_RECV));
+        iop__uring_cancel(w, iop__uring_ud(u, COP_RECV));
         u->recv_cancel = 1;
     }
 }
@@ -223,11 +223,11 @@ static void arm_timer(struct iop__connset *set, uint64_t at)
     uint64_t ms = at > set->now ? at - set->now : 0;
     w->sweep_ts.tv_sec = (long long)(ms / 1000);
     w->sweep_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
-    io_uring_prep_timeout(uring_sqe(w, UOP_SWEEP), &w->sweep_ts, 0, 0);
+    io_uring_prep_timeout(iop__uring_sqe(w, UOP_SWEEP), &w->sweep_ts, 0, 0);
     w->sweep_on++;
 }
 
-const struct iop__connset_ops uring_conn_ops = {
+const struct iop__connset_ops iop__uring_conn_ops = {
     .release = release,
     .settle = settle,
     .discard_input = discard_input,
@@ -268,7 +268,7 @@ static void on_recv(struct uworker *w, struct uconn *u, int res, unsigned flags)
     int bid = -1; /* a provided buffer this CQE hands back to the ring */
     if (flags & IORING_CQE_F_BUFFER) {
         unsigned b = flags >> IORING_CQE_BUFFER_SHIFT;
-        data = uring_buf_data(w, b, res, flags, &bid);
+        data = iop__uring_buf_data(w, b, res, flags, &bid);
     }
     if (!(flags & IORING_CQE_F_MORE)) {
         u->recv_on = 0;
@@ -277,7 +277,7 @@ static void on_recv(struct uworker *w, struct uconn *u, int res, unsigned flags)
     }
     if (c->flags & IOP__CONN_GONE) {
         if (bid >= 0)
-            uring_buf_return(w, (unsigned)bid);
+            iop__uring_buf_return(w, (unsigned)bid);
         maybe_free(w, u);
         return;
     }
@@ -304,7 +304,7 @@ static void on_recv(struct uworker *w, struct uconn *u, int res, unsigned flags)
         err = res;
     }
     if (bid >= 0)
-        uring_buf_return(w, (unsigned)bid);
+        iop__uring_buf_return(w, (unsigned)bid);
     if (err) {
         iop__connset_close(&w->set, c, err > 0 ? 0 : err);
         return;
@@ -351,7 +351,7 @@ static void on_send(struct uworker *w, struct uconn *u, int res)
         slot_put(w, u->slot, u->slot_big);
         u->slot = NULL;
     } else {
-        iop_outq_consume(&u->c.out, (size_t)res);
+        iop__outq_consume(&u->c.out, (size_t)res);
     }
     if (u->c.out.bytes == 0 && u->sm) {
         free(u->sm);
@@ -361,7 +361,7 @@ static void on_send(struct uworker *w, struct uconn *u, int res)
     settle(&w->set, &u->c);
 }
 
-void uring_conn_cqe(struct uworker *w, struct uconn *u, unsigned op, int res,
+void iop__uring_conn_cqe(struct uworker *w, struct uconn *u, unsigned op, int res,
                     unsigned flags)
 {
     if (op == COP_RECV)
@@ -372,7 +372,7 @@ void uring_conn_cqe(struct uworker *w, struct uconn *u, unsigned op, int res,
 
 /* ---- life cycle ---------------------------------------------------------------------- */
 
-void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *peer,
+void iop__uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *peer,
                      socklen_t len)
 {
     struct uconn *u = calloc(1, sizeof *u);
@@ -380,7 +380,7 @@ void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *p
         close(fd);
         iop_report(w->s, IOP_LOG_ERROR, "cannot serve a connection: %s",
                    iop_strerror(-ENOMEM));
-        uring_conn_closed(w);
+        iop__uring_conn_closed(w);
         return;
     }
     w->nconns++;
@@ -391,7 +391,7 @@ void uring_conn_open(struct uworker *w, int fd, const struct sockaddr_storage *p
 /* Graceful stop: each connection answers what it has received, flushes
  * and closes. A recv in flight is cancelled first and the rest is read
  * when it has ended (on_recv), so the order of the input is kept. */
-void uring_conns_stop(struct uworker *w)
+void iop__uring_conns_stop(struct uworker *w)
 {
     for (iop_conn *c = w->set.active.head, *next; c; c = next) {
         next = c->next;
@@ -399,7 +399,7 @@ void uring_conns_stop(struct uworker *w)
         u->stop_read = 1;
         if (u->recv_on) {
             if (!u->recv_cancel) {
-                uring_cancel(w, uring_ud(u, COP_RECV));
+                iop__uring_cancel(w, iop__uring_ud(u, COP_RECV));
                 u->recv_cancel = 1;
             }
         } else {
@@ -408,7 +408,7 @@ void uring_conns_stop(struct uworker *w)
     }
 }
 
-void uring_conns_free_all(struct uworker *w)
+void iop__uring_conns_free_all(struct uworker *w)
 {
     while (w->dying.head) {
         struct uconn *u = of(w->dying.head);

@@ -28,7 +28,7 @@ static void ack_datagram(iop_peer *p, const char *msg, size_t len)
     iop_peer_send(p, ACK "\n", sizeof ACK);
 }
 
-const struct iop_service iop_service_ack = {
+const struct iop_service iop__service_ack = {
     .name = "ack",
     .summary = "print each message, answer \"I got your message\" (the course's server)",
     .framing = IOP_FRAMING_LINE,

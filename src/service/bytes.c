@@ -69,7 +69,7 @@ static void bytes_message(iop_conn *c, const char *msg, size_t len)
     bytes_drain(c);
 }
 
-const struct iop_service iop_service_bytes = {
+const struct iop_service iop__service_bytes = {
     .name = "bytes",
     .summary = "answer \"N\\n\" with N bytes (Stevens' server-design workload)",
     .framing = IOP_FRAMING_LINE,

@@ -46,7 +46,7 @@ static void chargen_datagram(iop_peer *p, const char *msg, size_t len)
     iop_peer_send(p, buf, put_lines(buf, 0, DATAGRAM_LINES));
 }
 
-const struct iop_service iop_service_chargen = {
+const struct iop_service iop__service_chargen = {
     .name = "chargen",
     .summary = "an endless stream of text lines (RFC 864)",
     .framing = IOP_FRAMING_RAW,

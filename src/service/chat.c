@@ -197,7 +197,7 @@ static void chat_close(iop_conn *c, int error)
     free(m);
 }
 
-const struct iop_service iop_service_chat = {
+const struct iop_service iop__service_chat = {
     .name = "chat",
     .summary = "a chat room of at most " XSTR(ROOM_MAX) " members: each line goes to "
                "every other (ncat --chat)",

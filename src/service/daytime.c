@@ -27,7 +27,7 @@ static void daytime_datagram(iop_peer *p, const char *msg, size_t len)
     iop_peer_send(p, buf, format_now(buf, sizeof buf));
 }
 
-const struct iop_service iop_service_daytime = {
+const struct iop_service iop__service_daytime = {
     .name = "daytime",
     .summary = "the date and time, then close (RFC 867)",
     .framing = IOP_FRAMING_RAW,

@@ -11,7 +11,7 @@ static void discard_datagram(iop_peer *p, const char *msg, size_t len)
     (void)p, (void)msg, (void)len;
 }
 
-const struct iop_service iop_service_discard = {
+const struct iop_service iop__service_discard = {
     .name = "discard",
     .summary = "read and drop everything (RFC 863)",
     .framing = IOP_FRAMING_RAW,

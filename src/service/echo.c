@@ -14,7 +14,7 @@ static void echo_datagram(iop_peer *p, const char *msg, size_t len)
     iop_peer_send(p, msg, len);
 }
 
-const struct iop_service iop_service_echo = {
+const struct iop_service iop__service_echo = {
     .name = "echo",
     .summary = "send every byte back (RFC 862)",
     .framing = IOP_FRAMING_RAW,

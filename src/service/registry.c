@@ -3,14 +3,14 @@
 
 #include <string.h>
 
-extern const struct iop_service iop_service_ack, iop_service_echo,
-    iop_service_discard, iop_service_daytime, iop_service_chargen,
-    iop_service_bytes, iop_service_chat;
+extern const struct iop_service iop__service_ack, iop__service_echo,
+    iop__service_discard, iop__service_daytime, iop__service_chargen,
+    iop__service_bytes, iop__service_chat;
 
 static const struct iop_service *const services[] = {
-    &iop_service_ack,     &iop_service_echo,    &iop_service_discard,
-    &iop_service_daytime, &iop_service_chargen, &iop_service_bytes,
-    &iop_service_chat,    NULL,
+    &iop__service_ack,     &iop__service_echo,    &iop__service_discard,
+    &iop__service_daytime, &iop__service_chargen, &iop__service_bytes,
+    &iop__service_chat,    NULL,
 };
 
 const struct iop_service *const *iop_services(void) { return services; }

@@ -28,13 +28,13 @@ static uint64_t ceil_u64(double x)
     return (double)t < x ? t + 1 : t;
 }
 
-void iop_hist_reset(iop_hist *h)
+void iop__hist_reset(iop__hist *h)
 {
     memset(h, 0, sizeof *h);
     h->min = UINT64_MAX;
 }
 
-size_t iop_hist_slot(uint64_t v)
+size_t iop__hist_slot(uint64_t v)
 {
     if (v > IOP_HIST_HIGHEST)
         v = IOP_HIST_HIGHEST;
@@ -46,7 +46,7 @@ size_t iop_hist_slot(uint64_t v)
            (size_t)((v >> shift) - IOP_HIST_HALF);
 }
 
-void iop_hist_slot_range(size_t slot, uint64_t *lo, uint64_t *hi)
+void iop__hist_slot_range(size_t slot, uint64_t *lo, uint64_t *hi)
 {
     if (slot < IOP_HIST_SUB_BUCKETS) {
         *lo = *hi = slot;
@@ -59,11 +59,11 @@ void iop_hist_slot_range(size_t slot, uint64_t *lo, uint64_t *hi)
     *hi = *lo + (UINT64_C(1) << shift) - 1;
 }
 
-void iop_hist_record_n(iop_hist *h, uint64_t v, uint64_t n)
+void iop__hist_record_n(iop__hist *h, uint64_t v, uint64_t n)
 {
     if (n == 0)
         return;
-    h->counts[iop_hist_slot(v)] += n;
+    h->counts[iop__hist_slot(v)] += n;
     h->total += n;
     h->sum += (double)v * (double)n;
     if (v < h->min)
@@ -72,12 +72,12 @@ void iop_hist_record_n(iop_hist *h, uint64_t v, uint64_t n)
         h->max = v;
 }
 
-void iop_hist_record(iop_hist *h, uint64_t v)
+void iop__hist_record(iop__hist *h, uint64_t v)
 {
-    iop_hist_record_n(h, v, 1);
+    iop__hist_record_n(h, v, 1);
 }
 
-void iop_hist_merge(iop_hist *dst, const iop_hist *src)
+void iop__hist_merge(iop__hist *dst, const iop__hist *src)
 {
     if (src->total == 0)
         return;
@@ -91,20 +91,20 @@ void iop_hist_merge(iop_hist *dst, const iop_hist *src)
         dst->max = src->max;
 }
 
-uint64_t iop_hist_count(const iop_hist *h) { return h->total; }
-uint64_t iop_hist_min(const iop_hist *h) { return h->total ? h->min : 0; }
-uint64_t iop_hist_max(const iop_hist *h) { return h->total ? h->max : 0; }
+uint64_t iop__hist_count(const iop__hist *h) { return h->total; }
+uint64_t iop__hist_min(const iop__hist *h) { return h->total ? h->min : 0; }
+uint64_t iop__hist_max(const iop__hist *h) { return h->total ? h->max : 0; }
 
-double iop_hist_mean(const iop_hist *h)
+double iop__hist_mean(const iop__hist *h)
 {
     return h->total ? h->sum / (double)h->total : 0.0;
 }
 
 /* The value a slot stands for: its middle, kept within what was seen. */
-static double slot_value(const iop_hist *h, size_t slot)
+static double slot_value(const iop__hist *h, size_t slot)
 {
     uint64_t lo, hi;
-    iop_hist_slot_range(slot, &lo, &hi);
+    iop__hist_slot_range(slot, &lo, &hi);
     double mid = ((double)lo + (double)hi) / 2.0;
     if (mid < (double)h->min)
         mid = (double)h->min;
@@ -113,13 +113,13 @@ static double slot_value(const iop_hist *h, size_t slot)
     return mid;
 }
 
-double iop_hist_stddev(const iop_hist *h)
+double iop__hist_stddev(const iop__hist *h)
 {
     if (h->total == 0)
         return 0.0;
     /* Around the exact mean, one pass over the slots: no cancellation,
      * unlike sum(x^2) - n*mean^2. */
-    double mean = iop_hist_mean(h), acc = 0.0;
+    double mean = iop__hist_mean(h), acc = 0.0;
     for (size_t i = 0; i < IOP_HIST_SLOTS; i++)
         if (h->counts[i]) {
             double d = slot_value(h, i) - mean;
@@ -128,7 +128,7 @@ double iop_hist_stddev(const iop_hist *h)
     return sqrt_pos(acc / (double)h->total);
 }
 
-uint64_t iop_hist_percentile(const iop_hist *h, double p)
+uint64_t iop__hist_percentile(const iop__hist *h, double p)
 {
     if (h->total == 0)
         return 0;
@@ -152,7 +152,7 @@ uint64_t iop_hist_percentile(const iop_hist *h, double p)
 
 /* ---- HdrHistogram's percentile iteration -------------------------------- */
 
-void iop_hist_pct_iter_init(struct iop_hist_pct_iter *it, const iop_hist *h,
+void iop__hist_pct_iter_init(struct iop__hist_pct_iter *it, const iop__hist *h,
                             int ticks_per_half)
 {
     memset(it, 0, sizeof *it);
@@ -161,15 +161,15 @@ void iop_hist_pct_iter_init(struct iop_hist_pct_iter *it, const iop_hist *h,
     it->slot = -1;
 }
 
-static uint64_t slot_top(const iop_hist *h, long slot)
+static uint64_t slot_top(const iop__hist *h, long slot)
 {
     uint64_t lo, hi;
-    iop_hist_slot_range((size_t)slot, &lo, &hi);
+    iop__hist_slot_range((size_t)slot, &lo, &hi);
     return hi < h->max ? hi : h->max;
 }
 
 /* Move to the next slot; 0 past the last. */
-static int advance(struct iop_hist_pct_iter *it)
+static int advance(struct iop__hist_pct_iter *it)
 {
     if (it->slot + 1 >= (long)IOP_HIST_SLOTS)
         return 0;
@@ -178,9 +178,9 @@ static int advance(struct iop_hist_pct_iter *it)
     return 1;
 }
 
-int iop_hist_pct_iter_next(struct iop_hist_pct_iter *it)
+int iop__hist_pct_iter_next(struct iop__hist_pct_iter *it)
 {
-    const iop_hist *h = it->h;
+    const iop__hist *h = it->h;
     if (h->total == 0)
         return 0;
     if (it->count_to >= h->total) {

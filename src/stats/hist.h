@@ -25,28 +25,28 @@
 #define IOP_HIST_SLOTS (IOP_HIST_SUB_BUCKETS + (IOP_HIST_BUCKETS - 1) * IOP_HIST_HALF)
 #define IOP_HIST_HIGHEST ((UINT64_C(1) << IOP_HIST_MAX_BITS) - 1)
 
-typedef struct iop_hist {
+typedef struct iop__hist {
     uint64_t total;
     uint64_t min, max; /* exact; min is UINT64_MAX while empty */
     double sum;        /* exact values summed, for the mean */
     uint64_t counts[IOP_HIST_SLOTS];
-} iop_hist;
+} iop__hist;
 
-void iop_hist_reset(iop_hist *h);
-#define iop_hist_init iop_hist_reset
+void iop__hist_reset(iop__hist *h);
+#define iop__hist_init iop__hist_reset
 
 /* Values above IOP_HIST_HIGHEST land in the top slot (max stays exact). */
-void iop_hist_record(iop_hist *h, uint64_t value);
-void iop_hist_record_n(iop_hist *h, uint64_t value, uint64_t n);
+void iop__hist_record(iop__hist *h, uint64_t value);
+void iop__hist_record_n(iop__hist *h, uint64_t value, uint64_t n);
 /* dst += src: the same as having recorded both into dst. */
-void iop_hist_merge(iop_hist *dst, const iop_hist *src);
+void iop__hist_merge(iop__hist *dst, const iop__hist *src);
 
-uint64_t iop_hist_count(const iop_hist *h);
-uint64_t iop_hist_min(const iop_hist *h); /* 0 when empty */
-uint64_t iop_hist_max(const iop_hist *h); /* 0 when empty */
-double iop_hist_mean(const iop_hist *h);  /* 0 when empty */
+uint64_t iop__hist_count(const iop__hist *h);
+uint64_t iop__hist_min(const iop__hist *h); /* 0 when empty */
+uint64_t iop__hist_max(const iop__hist *h); /* 0 when empty */
+double iop__hist_mean(const iop__hist *h);  /* 0 when empty */
 /* Population standard deviation around the exact mean, from slot middles. */
-double iop_hist_stddev(const iop_hist *h);
+double iop__hist_stddev(const iop__hist *h);
 
 /*
  * The value at percentile p (0..100) by nearest rank: the smallest
@@ -54,11 +54,11 @@ double iop_hist_stddev(const iop_hist *h);
  * rank ceil(p/100 * count) (at least 1). Reported as the middle of its
  * slot, kept within [min, max]; p >= 100 gives max exactly. 0 when empty.
  */
-uint64_t iop_hist_percentile(const iop_hist *h, double p);
+uint64_t iop__hist_percentile(const iop__hist *h, double p);
 
 /* The slot a value falls in and the values [lo, hi] it holds. */
-size_t iop_hist_slot(uint64_t value);
-void iop_hist_slot_range(size_t slot, uint64_t *lo, uint64_t *hi);
+size_t iop__hist_slot(uint64_t value);
+void iop__hist_slot_range(size_t slot, uint64_t *lo, uint64_t *hi);
 
 /*
  * HdrHistogram's percentile iteration, for its text ("hgrm") output: steps
@@ -66,8 +66,8 @@ void iop_hist_slot_range(size_t slot, uint64_t *lo, uint64_t *hi);
  * steps, each reporting the highest value of the slot that reaches it
  * (kept within max) and the count up to that slot; the last step is 100%.
  */
-struct iop_hist_pct_iter {
-    const iop_hist *h;
+struct iop__hist_pct_iter {
+    const iop__hist *h;
     int ticks_per_half;
     long slot;           /* current slot; -1 before the first */
     uint64_t count_to;   /* values in slots [0, slot] */
@@ -79,9 +79,9 @@ struct iop_hist_pct_iter {
     uint64_t total_to;   /* count of values up to and including the slot */
 };
 
-void iop_hist_pct_iter_init(struct iop_hist_pct_iter *it, const iop_hist *h,
+void iop__hist_pct_iter_init(struct iop__hist_pct_iter *it, const iop__hist *h,
                             int ticks_per_half);
 /* 1 and the fields filled, or 0 at the end. */
-int iop_hist_pct_iter_next(struct iop_hist_pct_iter *it);
+int iop__hist_pct_iter_next(struct iop__hist_pct_iter *it);
 
 #endif

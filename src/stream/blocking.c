@@ -91,7 +91,7 @@ static int arm_recv_timeout(iop_conn *c)
         return -ETIMEDOUT;
     /* No partial frame: progress was just made (the last read completed
      * its messages, or the connection is new), so T is what is left. */
-    int want = iop_buf_used(&c->in) > 0 ? left : idle;
+    int want = iop__buf_used(&c->in) > 0 ? left : idle;
     struct bconn *b = of(c);
     if (b->rcv_ms >= want - IDLE_SLACK_MS && b->rcv_ms <= want + IDLE_SLACK_MS)
         return 0; /* close enough: no system call */
@@ -185,7 +185,7 @@ static int flush_all(iop_conn *c)
                 return r;
             flags = MSG_DONTWAIT;
         }
-        ssize_t n = iop_outq_write(&c->out, c->fd, flags);
+        ssize_t n = iop__outq_write(&c->out, c->fd, flags);
         if (n > 0) {
             progress(c);
             continue;
@@ -225,13 +225,13 @@ static ssize_t read_some(iop_conn *c)
     int r = arm_recv_timeout(c);
     if (r != 0)
         return r;
-    char *p = iop_buf_reserve(&c->in, READ_CHUNK);
+    char *p = iop__buf_reserve(&c->in, READ_CHUNK);
     if (!p)
         return -ENOMEM;
     for (;;) {
         ssize_t n = recv(c->fd, p, READ_CHUNK, 0);
         if (n >= 0) {
-            iop_buf_commit(&c->in, (size_t)n);
+            iop__buf_commit(&c->in, (size_t)n);
             return n;
         }
         if (errno != EINTR)
@@ -313,7 +313,7 @@ void iop__serve_blocking(iop_server *s, int fd,
             if (r == 0)
                 continue; /* posts: write them, then wait again */
         }
-        size_t before = iop_buf_used(&c->in);
+        size_t before = iop__buf_used(&c->in);
         ssize_t n = read_some(c);
         if (n == -EAGAIN && idle_ms(c) > 0)
             continue; /* SO_RCVTIMEO: read_some() judges the idle time */
@@ -332,7 +332,7 @@ void iop__serve_blocking(iop_server *s, int fd,
             break;
         }
         err = iop__conn_dispatch(c);
-        if (iop_buf_used(&c->in) < before + (size_t)n)
+        if (iop__buf_used(&c->in) < before + (size_t)n)
             progress(c); /* a message was completed (and delivered) */
         if (err == -EMSGSIZE) {
             iop__conn_too_long(c);

@@ -6,13 +6,13 @@
 
 #define IOP_BUF_MIN 4096
 
-char *iop_buf_reserve(struct iop_buf *b, size_t want)
+char *iop__buf_reserve(struct iop__buf *b, size_t want)
 {
     if (want == 0)
         want = 1; /* an empty buffer has no storage to point into */
     if (b->cap - b->len >= want)
         return b->data + b->len;
-    size_t used = iop_buf_used(b);
+    size_t used = iop__buf_used(b);
     /* Sliding the live bytes down is cheaper than growing when it suffices. */
     if (b->off > 0 && b->cap - used >= want) {
         memmove(b->data, b->data + b->off, used);
@@ -41,16 +41,16 @@ char *iop_buf_reserve(struct iop_buf *b, size_t want)
     return b->data + b->len;
 }
 
-void iop_buf_commit(struct iop_buf *b, size_t n)
+void iop__buf_commit(struct iop__buf *b, size_t n)
 {
     b->len += n;
 }
 
-int iop_buf_append(struct iop_buf *b, const void *p, size_t n)
+int iop__buf_append(struct iop__buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
-    char *dst = iop_buf_reserve(b, n);
+    char *dst = iop__buf_reserve(b, n);
     if (!dst)
         return -ENOMEM;
     memcpy(dst, p, n);
@@ -58,14 +58,14 @@ int iop_buf_append(struct iop_buf *b, const void *p, size_t n)
     return 0;
 }
 
-void iop_buf_consume(struct iop_buf *b, size_t n)
+void iop__buf_consume(struct iop__buf *b, size_t n)
 {
     b->off += n;
     if (b->off == b->len)
         b->off = b->len = 0; /* keep the storage: the caller decides when to free */
 }
 
-void iop_buf_free(struct iop_buf *b)
+void iop__buf_free(struct iop__buf *b)
 {
     free(b->data);
     b->data = NULL;

@@ -1,6 +1,6 @@
 /*
  * A growable byte buffer: bytes live in data[off, len). Consuming advances
- * `off`. Storage is allocated on first use and kept until iop_buf_free():
+ * `off`. Storage is allocated on first use and kept until iop__buf_free():
  * a blocking path reuses it; an event loop frees it when a connection goes
  * idle, so an idle connection holds no I/O memory.
  */
@@ -9,24 +9,24 @@
 
 #include <stddef.h>
 
-struct iop_buf {
+struct iop__buf {
     char *data;
     size_t off; /* first unconsumed byte */
     size_t len; /* end of the bytes held */
     size_t cap;
 };
 
-static inline size_t iop_buf_used(const struct iop_buf *b) { return b->len - b->off; }
-static inline const char *iop_buf_head(const struct iop_buf *b) { return b->data + b->off; }
+static inline size_t iop__buf_used(const struct iop__buf *b) { return b->len - b->off; }
+static inline const char *iop__buf_head(const struct iop__buf *b) { return b->data + b->off; }
 
 /* Make room for `want` more bytes at the end; returns the write position
  * or NULL (ENOMEM). Moves unconsumed bytes to the front when that is
  * enough. */
-char *iop_buf_reserve(struct iop_buf *b, size_t want);
+char *iop__buf_reserve(struct iop__buf *b, size_t want);
 /* Record that n bytes were written at the position reserve() returned. */
-void iop_buf_commit(struct iop_buf *b, size_t n);
-int iop_buf_append(struct iop_buf *b, const void *p, size_t n);
-void iop_buf_consume(struct iop_buf *b, size_t n);
-void iop_buf_free(struct iop_buf *b);
+void iop__buf_commit(struct iop__buf *b, size_t n);
+int iop__buf_append(struct iop__buf *b, const void *p, size_t n);
+void iop__buf_consume(struct iop__buf *b, size_t n);
+void iop__buf_free(struct iop__buf *b);
 
 #endif

@@ -97,17 +97,17 @@ static ssize_t deliver(iop_conn *c, const char *p, size_t n)
 
 int iop__conn_dispatch(iop_conn *c)
 {
-    ssize_t used = deliver(c, iop_buf_head(&c->in), iop_buf_used(&c->in));
+    ssize_t used = deliver(c, iop__buf_head(&c->in), iop__buf_used(&c->in));
     if (used < 0)
         return (int)used;
-    iop_buf_consume(&c->in, (size_t)used);
+    iop__buf_consume(&c->in, (size_t)used);
     return 0;
 }
 
 int iop__conn_dispatch_bytes(iop_conn *c, const char *p, size_t n)
 {
-    if (iop_buf_used(&c->in) > 0) { /* a partial frame is waiting: join it */
-        if (iop_buf_append(&c->in, p, n) != 0)
+    if (iop__buf_used(&c->in) > 0) { /* a partial frame is waiting: join it */
+        if (iop__buf_append(&c->in, p, n) != 0)
             return -ENOMEM;
         return iop__conn_dispatch(c);
     }
@@ -116,23 +116,23 @@ int iop__conn_dispatch_bytes(iop_conn *c, const char *p, size_t n)
         return (int)used;
     if (c->flags & IOP__CONN_CLOSING)
         return 0; /* the rest will never be read */
-    return iop_buf_append(&c->in, p + used, n - (size_t)used);
+    return iop__buf_append(&c->in, p + used, n - (size_t)used);
 }
 
 void iop__conn_eof(iop_conn *c)
 {
-    size_t n = iop_buf_used(&c->in);
+    size_t n = iop__buf_used(&c->in);
     if ((c->flags & IOP__CONN_CLOSING) || n == 0 || c->server->framing != IOP_FRAMING_LINE)
         return;
     if (n <= c->server->max_frame && c->server->svc->on_message)
-        c->server->svc->on_message(c, iop_buf_head(&c->in), n);
-    iop_buf_consume(&c->in, n);
+        c->server->svc->on_message(c, iop__buf_head(&c->in), n);
+    iop__buf_consume(&c->in, n);
 }
 
 void iop__conn_release(iop_conn *c)
 {
-    iop_buf_free(&c->in);
-    iop_outq_free(&c->out);
+    iop__buf_free(&c->in);
+    iop__outq_free(&c->out);
     free(c->peer_name);
     c->peer_name = NULL;
 }
@@ -141,7 +141,7 @@ int iop_send(iop_conn *c, const void *data, size_t len)
 {
     if ((c->flags & IOP__CONN_CLOSING) || c->error)
         return -EPIPE;
-    return iop_outq_append(&c->out, data, len);
+    return iop__outq_append(&c->out, data, len);
 }
 
 int iop_send_frame(iop_conn *c, const void *msg, size_t len)
@@ -155,11 +155,11 @@ int iop_send_frame(iop_conn *c, const void *msg, size_t len)
     size_t hn = iop_frame_header(framing, len, hdr);
     size_t tn = framing == IOP_FRAMING_LINE ? 1 : 0;
     /* Reserve the whole frame first so a failure queues nothing. */
-    if (iop_outq_reserve(&c->out, hn + len + tn) != 0)
+    if (iop__outq_reserve(&c->out, hn + len + tn) != 0)
         return -ENOMEM;
-    iop_outq_append(&c->out, hdr, hn);
-    iop_outq_append(&c->out, msg, len);
-    iop_outq_append(&c->out, "\n", tn);
+    iop__outq_append(&c->out, hdr, hn);
+    iop__outq_append(&c->out, msg, len);
+    iop__outq_append(&c->out, "\n", tn);
     return 0;
 }
 

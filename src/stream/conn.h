@@ -39,8 +39,8 @@ struct iop_conn {
     int fd;
     unsigned flags;
     iop_server *server;
-    struct iop_buf in;   /* received, not yet framed */
-    struct iop_outq out; /* queued for the peer */
+    struct iop__buf in;   /* received, not yet framed */
+    struct iop__outq out; /* queued for the peer */
     void *data;          /* the service's per-connection state */
     uint64_t id;
     char *peer_name;     /* formatted on first use */

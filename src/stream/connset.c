@@ -133,16 +133,16 @@ int iop__connset_input(struct iop__connset *set, iop_conn *c, const char *data, 
 {
     if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_LINGER))
         return 0; /* no more messages: discarded */
-    size_t before = iop_buf_used(&c->in);
+    size_t before = iop__buf_used(&c->in);
     int r = iop__conn_dispatch_bytes(c, data, n);
-    if (r == 0 && iop_buf_used(&c->in) < before + n)
+    if (r == 0 && iop__buf_used(&c->in) < before + n)
         touch(set, c); /* a message was completed */
     if (r == -EMSGSIZE) {
         iop__conn_too_long(c);
         r = 0;
     }
-    if (iop_buf_used(&c->in) == 0)
-        iop_buf_free(&c->in); /* idle connections hold no buffer */
+    if (iop__buf_used(&c->in) == 0)
+        iop__buf_free(&c->in); /* idle connections hold no buffer */
     return r;
 }
 
@@ -240,7 +240,7 @@ void iop__connset_finish(struct iop__connset *set, iop_conn *c)
     c->flags &= ~IOP__CONN_PAUSED;
     c->deadline = set->now + (uint64_t)set->pol->linger_ms;
     iop__connlist_append(&set->lingering, c); /* the same time for all: deadline order */
-    iop_buf_free(&c->in);
+    iop__buf_free(&c->in);
     int r = set->ops->discard_input(set, c);
     if (r != 0) {
         iop__connset_close(set, c, 0);

@@ -35,7 +35,7 @@
 static struct iop__evctx *ctx_of(struct iop__connset *set) { return set->owner; }
 static struct iop__evctx *ctx_of_conn(iop_conn *c) { return ctx_of(c->owner); }
 
-static void on_io(iop_loop *loop, int fd, unsigned events, void *arg);
+static void on_io(iop__loop *loop, int fd, unsigned events, void *arg);
 
 /* ---- the mechanism the set calls ---------------------------------------------- */
 
@@ -57,7 +57,7 @@ static int discard_input(struct iop__connset *set, iop_conn *c)
     return iop__loop_io(ctx_of(set)->loop, c->fd, IOP_EV_READ, on_io, c);
 }
 
-static void on_sweep(iop_loop *loop, void *arg)
+static void on_sweep(iop__loop *loop, void *arg)
 {
     (void)loop;
     iop__connset_sweep(arg);
@@ -71,7 +71,7 @@ static void arm_timer(struct iop__connset *set, uint64_t at)
     iop__timer_start(x->loop, &x->sweep, at > now ? at - now : 0, on_sweep, set);
 }
 
-static void run_kicked(iop_loop *loop, void *arg)
+static void run_kicked(iop__loop *loop, void *arg)
 {
     struct iop__connset *set = arg;
     set->now = iop__loop_now(loop);
@@ -117,7 +117,7 @@ static void settle(struct iop__connset *set, iop_conn *c)
         return;
     for (int round = 0;; round++) {
         while (c->out.bytes > 0) {
-            ssize_t n = iop_outq_write(&c->out, c->fd, 0);
+            ssize_t n = iop__outq_write(&c->out, c->fd, 0);
             if (n == -EAGAIN)
                 break;
             if (n < 0 && n != -EINTR) {
@@ -183,7 +183,7 @@ static int read_input(struct iop__evctx *x, iop_conn *c)
     return 0;
 }
 
-static void on_io(iop_loop *loop, int fd, unsigned events, void *arg)
+static void on_io(iop__loop *loop, int fd, unsigned events, void *arg)
 {
     (void)loop, (void)fd;
     iop_conn *c = arg;
@@ -200,7 +200,7 @@ static void on_io(iop_loop *loop, int fd, unsigned events, void *arg)
     settle(&x->set, c);
 }
 
-static void on_mail(iop_loop *loop, int fd, unsigned events, void *arg)
+static void on_mail(iop__loop *loop, int fd, unsigned events, void *arg)
 {
     (void)fd, (void)events;
     struct iop__evctx *x = arg;
@@ -210,7 +210,7 @@ static void on_mail(iop_loop *loop, int fd, unsigned events, void *arg)
 
 /* ---- life cycle ---------------------------------------------------------------- */
 
-int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop)
+int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop__loop *loop)
 {
     memset(x, 0, sizeof *x);
     x->loop = loop;
@@ -262,7 +262,7 @@ int iop__evconn_open(struct iop__evctx *x, int fd,
     return 0;
 }
 
-static void drain_expired(iop_loop *loop, void *arg)
+static void drain_expired(iop__loop *loop, void *arg)
 {
     (void)loop;
     struct iop__evctx *x = arg;

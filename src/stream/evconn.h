@@ -16,7 +16,7 @@
 
 struct iop__evctx {
     struct iop__connset set;    /* the rules; set.owner is this evctx */
-    iop_loop *loop;
+    iop__loop *loop;
     char *scratch;              /* one read buffer shared by this loop's connections */
     struct iop__timer sweep;    /* idle timeouts and lingering closes */
     struct iop__timer drain;    /* the end of a graceful stop */
@@ -30,7 +30,7 @@ struct iop__evctx {
 /* The calling thread owns the context's mailbox; a context set up for
  * another thread is handed over with iop__evctx_adopt() on that thread,
  * before its loop runs. */
-int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop_loop *loop);
+int iop__evctx_init(struct iop__evctx *x, iop_server *s, iop__loop *loop);
 void iop__evctx_adopt(struct iop__evctx *x);
 void iop__evctx_free(struct iop__evctx *x);
 

@@ -18,28 +18,28 @@
  * freeing big chunks instead made glibc grow and trim the heap with brk()
  * (and fault fresh pages in) on every message: 68% of the event loop's
  * time in a bulk echo. */
-struct iop_chunk {
-    struct iop_chunk *next;
+struct iop__chunk {
+    struct iop__chunk *next;
     size_t off, len; /* unwritten bytes are data[off, len) */
     char data[CHUNK_SIZE];
 };
 
 /* q->bytes has one writer, the queue's owner: a relaxed load and store
  * (no locked read-modify-write) keep it readable by other threads. */
-static void add_bytes(struct iop_outq *q, size_t n)
+static void add_bytes(struct iop__outq *q, size_t n)
 {
     atomic_store_explicit(&q->bytes, atomic_load_explicit(&q->bytes, memory_order_relaxed) + n,
                           memory_order_relaxed);
 }
 
-static void sub_bytes(struct iop_outq *q, size_t n)
+static void sub_bytes(struct iop__outq *q, size_t n)
 {
     atomic_store_explicit(&q->bytes, atomic_load_explicit(&q->bytes, memory_order_relaxed) - n,
                           memory_order_relaxed);
 }
 
 struct chunk_cache {
-    struct iop_chunk *list;
+    struct iop__chunk *list;
     int n;
 };
 
@@ -50,7 +50,7 @@ static void cache_destroy(void *p)
 {
     struct chunk_cache *cc = p;
     while (cc->list) {
-        struct iop_chunk *c = cc->list;
+        struct iop__chunk *c = cc->list;
         cc->list = c->next;
         free(c);
     }
@@ -70,10 +70,10 @@ static struct chunk_cache *cache(void)
     return cc;
 }
 
-static struct iop_chunk *chunk_get(void)
+static struct iop__chunk *chunk_get(void)
 {
     struct chunk_cache *cc = cache();
-    struct iop_chunk *c;
+    struct iop__chunk *c;
     if (cc && cc->list) {
         c = cc->list;
         cc->list = c->next;
@@ -86,7 +86,7 @@ static struct iop_chunk *chunk_get(void)
     return c;
 }
 
-static void chunk_put(struct iop_chunk *c)
+static void chunk_put(struct iop__chunk *c)
 {
     struct chunk_cache *cc = cache();
     if (cc && cc->n < CACHE_MAX) {
@@ -98,7 +98,7 @@ static void chunk_put(struct iop_chunk *c)
     }
 }
 
-int iop_outq_reserve(struct iop_outq *q, size_t n)
+int iop__outq_reserve(struct iop__outq *q, size_t n)
 {
     /* Put enough chunks in this thread's cache for the appends that
      * follow: they then cannot fail (the cache may briefly pass its cap). */
@@ -110,7 +110,7 @@ int iop_outq_reserve(struct iop_outq *q, size_t n)
     if (!cc)
         return -ENOMEM;
     while ((size_t)cc->n < need) {
-        struct iop_chunk *c = malloc(sizeof *c);
+        struct iop__chunk *c = malloc(sizeof *c);
         if (!c)
             return -ENOMEM;
         c->next = cc->list;
@@ -120,12 +120,12 @@ int iop_outq_reserve(struct iop_outq *q, size_t n)
     return 0;
 }
 
-int iop_outq_append(struct iop_outq *q, const void *p, size_t n)
+int iop__outq_append(struct iop__outq *q, const void *p, size_t n)
 {
     while (n > 0) {
-        struct iop_chunk *t = q->tail;
+        struct iop__chunk *t = q->tail;
         if (!t || t->len == CHUNK_SIZE) {
-            struct iop_chunk *c = chunk_get();
+            struct iop__chunk *c = chunk_get();
             if (!c)
                 return -ENOMEM;
             if (t)
@@ -144,20 +144,20 @@ int iop_outq_append(struct iop_outq *q, const void *p, size_t n)
     return 0;
 }
 
-int iop_outq_iov(const struct iop_outq *q, struct iovec *iov, int max)
+int iop__outq_iov(const struct iop__outq *q, struct iovec *iov, int max)
 {
     int n = 0;
-    for (struct iop_chunk *c = q->head; c && n < max; c = c->next)
+    for (struct iop__chunk *c = q->head; c && n < max; c = c->next)
         if (c->len > c->off)
             iov[n++] = (struct iovec){c->data + c->off, c->len - c->off};
     return n;
 }
 
-void iop_outq_consume(struct iop_outq *q, size_t n)
+void iop__outq_consume(struct iop__outq *q, size_t n)
 {
     size_t left = n;
     sub_bytes(q, left);
-    struct iop_chunk *c;
+    struct iop__chunk *c;
     while ((c = q->head) != NULL) {
         size_t k = c->len - c->off < left ? c->len - c->off : left;
         c->off += k;
@@ -171,24 +171,24 @@ void iop_outq_consume(struct iop_outq *q, size_t n)
     }
 }
 
-ssize_t iop_outq_write(struct iop_outq *q, int fd, int flags)
+ssize_t iop__outq_write(struct iop__outq *q, int fd, int flags)
 {
     struct iovec iov[OUTQ_IOV];
-    int n = iop_outq_iov(q, iov, OUTQ_IOV);
+    int n = iop__outq_iov(q, iov, OUTQ_IOV);
     if (n == 0)
         return 0;
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
     if (w < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    iop_outq_consume(q, (size_t)w);
+    iop__outq_consume(q, (size_t)w);
     return w;
 }
 
-void iop_outq_free(struct iop_outq *q)
+void iop__outq_free(struct iop__outq *q)
 {
     while (q->head) {
-        struct iop_chunk *c = q->head;
+        struct iop__chunk *c = q->head;
         q->head = c->next;
         chunk_put(c);
     }

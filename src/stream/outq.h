@@ -12,30 +12,30 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-struct iop_chunk;
+struct iop__chunk;
 struct iovec;
 
-struct iop_outq {
-    struct iop_chunk *head, *tail;
+struct iop__outq {
+    struct iop__chunk *head, *tail;
     /* Queued, not yet written. Written only by the queue's owner, but read
      * by other threads too (iop_post() judges a receiver's backlog at post
      * time): atomic, with relaxed stores here, which cost a plain store. */
     _Atomic size_t bytes;
 };
 
-int iop_outq_append(struct iop_outq *q, const void *p, size_t n);
+int iop__outq_append(struct iop__outq *q, const void *p, size_t n);
 /* Make sure n more bytes can be appended without failing. */
-int iop_outq_reserve(struct iop_outq *q, size_t n);
+int iop__outq_reserve(struct iop__outq *q, size_t n);
 /* One sendmsg(); returns bytes written or a negative errno (-EAGAIN when
  * the socket is full). flags are added to MSG_NOSIGNAL. */
-ssize_t iop_outq_write(struct iop_outq *q, int fd, int flags);
+ssize_t iop__outq_write(struct iop__outq *q, int fd, int flags);
 /* The same in two halves, for a writer that is not a sendmsg() call (an
  * io_uring send): the unwritten bytes as at most max iovecs (the count is
  * returned; the memory stays put until consumed, whatever is appended
  * meanwhile), and then the n bytes that were written, dropped and their
  * chunks freed. */
-int iop_outq_iov(const struct iop_outq *q, struct iovec *iov, int max);
-void iop_outq_consume(struct iop_outq *q, size_t n);
-void iop_outq_free(struct iop_outq *q);
+int iop__outq_iov(const struct iop__outq *q, struct iovec *iov, int max);
+void iop__outq_consume(struct iop__outq *q, size_t n);
+void iop__outq_free(struct iop__outq *q);
 
 #endif

@@ -25,11 +25,11 @@ static void fill(char *p, size_t start, size_t n)
 }
 
 /* The unconsumed bytes are pattern[from, from+used). */
-static void assert_holds(const struct iop_buf *b, size_t from, size_t used)
+static void assert_holds(const struct iop__buf *b, size_t from, size_t used)
 {
-    assert_int_equal(iop_buf_used(b), used);
+    assert_int_equal(iop__buf_used(b), used);
     assert_true(b->off <= b->len && b->len <= b->cap);
-    const char *h = iop_buf_head(b);
+    const char *h = iop__buf_head(b);
     for (size_t i = 0; i < used; i++)
         if ((unsigned char)h[i] != pattern(from + i))
             fail_msg("byte %zu of %zu is %#x, expected %#x", i, used,
@@ -39,21 +39,21 @@ static void assert_holds(const struct iop_buf *b, size_t from, size_t used)
 static void test_reserve_commit(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
-    char *p = iop_buf_reserve(&b, 100);
+    struct iop__buf b = {0};
+    char *p = iop__buf_reserve(&b, 100);
     assert_non_null(p);
     assert_true(b.cap >= 100);
     assert_ptr_equal(p, b.data);
     fill(p, 0, 40); /* a read that returned less than was reserved */
-    iop_buf_commit(&b, 40);
+    iop__buf_commit(&b, 40);
     assert_holds(&b, 0, 40);
     /* The next write position follows the committed bytes. */
-    p = iop_buf_reserve(&b, 10);
-    assert_ptr_equal(p, iop_buf_head(&b) + 40);
+    p = iop__buf_reserve(&b, 10);
+    assert_ptr_equal(p, iop__buf_head(&b) + 40);
     fill(p, 40, 10);
-    iop_buf_commit(&b, 10);
+    iop__buf_commit(&b, 10);
     assert_holds(&b, 0, 50);
-    iop_buf_free(&b);
+    iop__buf_free(&b);
 }
 
 /* Asking for no room is not an allocation failure, even on a buffer that
@@ -62,14 +62,14 @@ static void test_reserve_commit(void **state)
 static void test_reserve_zero(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
-    assert_non_null(iop_buf_reserve(&b, 0));
-    iop_buf_free(&b);
+    struct iop__buf b = {0};
+    assert_non_null(iop__buf_reserve(&b, 0));
+    iop__buf_free(&b);
 
     /* On a buffer that has storage it is the write position. */
-    assert_int_equal(iop_buf_append(&b, "abc", 3), 0);
-    assert_ptr_equal(iop_buf_reserve(&b, 0), b.data + 3);
-    iop_buf_free(&b);
+    assert_int_equal(iop__buf_append(&b, "abc", 3), 0);
+    assert_ptr_equal(iop__buf_reserve(&b, 0), b.data + 3);
+    iop__buf_free(&b);
 }
 
 /* The user-visible consequence of the case above: queueing an empty raw
@@ -97,7 +97,7 @@ static void test_send_frame_empty_raw(void **state)
 static void test_append_and_growth(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
+    struct iop__buf b = {0};
     char chunk[1000];
     size_t total = 0;
     size_t prev_cap = 0;
@@ -105,7 +105,7 @@ static void test_append_and_growth(void **state)
     /* Odd sizes so growth happens in the middle of an append. */
     for (size_t step = 1; total < 50000; step = step * 3 % 997 + 1) {
         fill(chunk, total, step);
-        assert_int_equal(iop_buf_append(&b, chunk, step), 0);
+        assert_int_equal(iop__buf_append(&b, chunk, step), 0);
         total += step;
         if (b.cap != prev_cap) {
             grew++;
@@ -115,20 +115,20 @@ static void test_append_and_growth(void **state)
     }
     assert_true(grew >= 3); /* the loop really crossed several growths */
     assert_true(b.cap >= total);
-    iop_buf_free(&b);
+    iop__buf_free(&b);
 }
 
 static void test_append_zero(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
-    assert_int_equal(iop_buf_append(&b, "", 0), 0);
-    assert_int_equal(iop_buf_used(&b), 0);
-    assert_int_equal(iop_buf_append(&b, "ab", 2), 0);
-    assert_int_equal(iop_buf_append(&b, NULL, 0), 0);
-    assert_int_equal(iop_buf_used(&b), 2);
-    assert_memory_equal(iop_buf_head(&b), "ab", 2);
-    iop_buf_free(&b);
+    struct iop__buf b = {0};
+    assert_int_equal(iop__buf_append(&b, "", 0), 0);
+    assert_int_equal(iop__buf_used(&b), 0);
+    assert_int_equal(iop__buf_append(&b, "ab", 2), 0);
+    assert_int_equal(iop__buf_append(&b, NULL, 0), 0);
+    assert_int_equal(iop__buf_used(&b), 2);
+    assert_memory_equal(iop__buf_head(&b), "ab", 2);
+    iop__buf_free(&b);
 }
 
 /* Consumed space at the front is reused by moving the live bytes down,
@@ -136,22 +136,22 @@ static void test_append_zero(void **state)
 static void test_consume_then_slide(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
-    assert_non_null(iop_buf_reserve(&b, 1));
+    struct iop__buf b = {0};
+    assert_non_null(iop__buf_reserve(&b, 1));
     size_t cap = b.cap;
     char *storage = b.data;
     char *tmp = malloc(cap);
     assert_non_null(tmp);
     fill(tmp, 0, cap);
-    assert_int_equal(iop_buf_append(&b, tmp, cap), 0); /* exactly full */
+    assert_int_equal(iop__buf_append(&b, tmp, cap), 0); /* exactly full */
     assert_int_equal(b.cap, cap);
 
-    iop_buf_consume(&b, 100);
+    iop__buf_consume(&b, 100);
     assert_int_equal(b.off, 100);
     assert_holds(&b, 100, cap - 100);
 
     /* 100 bytes fit once the live bytes move to the front. */
-    char *p = iop_buf_reserve(&b, 100);
+    char *p = iop__buf_reserve(&b, 100);
     assert_non_null(p);
     assert_int_equal(b.cap, cap);
     assert_ptr_equal(b.data, storage);
@@ -160,12 +160,12 @@ static void test_consume_then_slide(void **state)
     assert_ptr_equal(p, b.data + cap - 100);
     assert_holds(&b, 100, cap - 100);
     fill(p, cap, 100);
-    iop_buf_commit(&b, 100);
+    iop__buf_commit(&b, 100);
     assert_holds(&b, 100, cap);
 
     /* Not enough even after sliding: grow, keeping the live bytes. */
-    iop_buf_consume(&b, 10);
-    p = iop_buf_reserve(&b, 11);
+    iop__buf_consume(&b, 10);
+    p = iop__buf_reserve(&b, 11);
     assert_non_null(p);
     assert_true(b.cap > cap);
     assert_int_equal(b.off, 0);
@@ -173,92 +173,92 @@ static void test_consume_then_slide(void **state)
     assert_ptr_equal(p, b.data + cap - 10);
 
     free(tmp);
-    iop_buf_free(&b);
+    iop__buf_free(&b);
 }
 
 /* Room already at the end: no sliding, the offset stays. */
 static void test_reserve_with_room_does_not_move(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
+    struct iop__buf b = {0};
     char tmp[300];
     fill(tmp, 0, sizeof tmp);
-    assert_int_equal(iop_buf_append(&b, tmp, sizeof tmp), 0);
-    iop_buf_consume(&b, 50);
+    assert_int_equal(iop__buf_append(&b, tmp, sizeof tmp), 0);
+    iop__buf_consume(&b, 50);
     char *data = b.data;
-    char *p = iop_buf_reserve(&b, 100);
+    char *p = iop__buf_reserve(&b, 100);
     assert_ptr_equal(b.data, data);
     assert_int_equal(b.off, 50);
     assert_ptr_equal(p, b.data + 300);
     assert_holds(&b, 50, 250);
-    iop_buf_free(&b);
+    iop__buf_free(&b);
 }
 
 static void test_consume_to_empty(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
-    assert_int_equal(iop_buf_append(&b, "hello world", 11), 0);
+    struct iop__buf b = {0};
+    assert_int_equal(iop__buf_append(&b, "hello world", 11), 0);
     size_t cap = b.cap;
     char *data = b.data;
-    iop_buf_consume(&b, 5);
+    iop__buf_consume(&b, 5);
     assert_int_equal(b.off, 5);
-    assert_int_equal(iop_buf_used(&b), 6);
-    assert_memory_equal(iop_buf_head(&b), " world", 6);
-    iop_buf_consume(&b, 6);
+    assert_int_equal(iop__buf_used(&b), 6);
+    assert_memory_equal(iop__buf_head(&b), " world", 6);
+    iop__buf_consume(&b, 6);
     /* Empty: back to the start, so the whole capacity is usable again. */
     assert_int_equal(b.off, 0);
     assert_int_equal(b.len, 0);
-    assert_int_equal(iop_buf_used(&b), 0);
+    assert_int_equal(iop__buf_used(&b), 0);
     assert_int_equal(b.cap, cap);
     assert_ptr_equal(b.data, data);
-    char *p = iop_buf_reserve(&b, cap);
+    char *p = iop__buf_reserve(&b, cap);
     assert_ptr_equal(p, data); /* all of it, with no new allocation */
     assert_int_equal(b.cap, cap);
     /* Consuming nothing from an empty buffer changes nothing. */
-    iop_buf_consume(&b, 0);
+    iop__buf_consume(&b, 0);
     assert_int_equal(b.off, 0);
     assert_int_equal(b.len, 0);
-    iop_buf_free(&b);
+    iop__buf_free(&b);
 }
 
 static void test_free_releases(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
-    iop_buf_free(&b); /* freeing an unused buffer is harmless */
+    struct iop__buf b = {0};
+    iop__buf_free(&b); /* freeing an unused buffer is harmless */
     assert_null(b.data);
-    assert_int_equal(iop_buf_append(&b, "abc", 3), 0);
-    iop_buf_consume(&b, 1);
-    iop_buf_free(&b);
+    assert_int_equal(iop__buf_append(&b, "abc", 3), 0);
+    iop__buf_consume(&b, 1);
+    iop__buf_free(&b);
     assert_null(b.data);
     assert_int_equal(b.off, 0);
     assert_int_equal(b.len, 0);
     assert_int_equal(b.cap, 0);
-    iop_buf_free(&b); /* and twice */
+    iop__buf_free(&b); /* and twice */
     /* Usable again after a free. */
-    assert_int_equal(iop_buf_append(&b, "xyz", 3), 0);
-    assert_memory_equal(iop_buf_head(&b), "xyz", 3);
-    iop_buf_free(&b);
+    assert_int_equal(iop__buf_append(&b, "xyz", 3), 0);
+    assert_memory_equal(iop__buf_head(&b), "xyz", 3);
+    iop__buf_free(&b);
 }
 
 static void test_large_appends(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
+    struct iop__buf b = {0};
     const size_t big = (1u << 20) + 3;
     char *src = malloc(big);
     assert_non_null(src);
     fill(src, 0, big);
-    assert_int_equal(iop_buf_append(&b, src, big), 0);
+    assert_int_equal(iop__buf_append(&b, src, big), 0);
     assert_holds(&b, 0, big);
     /* A second large append on top, after consuming part of the first. */
-    iop_buf_consume(&b, 12345);
+    iop__buf_consume(&b, 12345);
     fill(src, big, big);
-    assert_int_equal(iop_buf_append(&b, src, big), 0);
+    assert_int_equal(iop__buf_append(&b, src, big), 0);
     assert_holds(&b, 12345, 2 * big - 12345);
     free(src);
-    iop_buf_free(&b);
+    iop__buf_free(&b);
 }
 
 /* A request no allocation can satisfy fails cleanly and leaves the
@@ -266,19 +266,19 @@ static void test_large_appends(void **state)
 static void test_reserve_impossible(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
-    assert_int_equal(iop_buf_append(&b, "keep", 4), 0);
-    struct iop_buf before = b;
+    struct iop__buf b = {0};
+    assert_int_equal(iop__buf_append(&b, "keep", 4), 0);
+    struct iop__buf before = b;
     errno = 0;
-    assert_null(iop_buf_reserve(&b, SIZE_MAX));
+    assert_null(iop__buf_reserve(&b, SIZE_MAX));
     assert_int_equal(errno, ENOMEM);
     assert_ptr_equal(b.data, before.data);
     assert_int_equal(b.cap, before.cap);
     assert_int_equal(b.len, before.len);
     assert_int_equal(b.off, before.off);
-    assert_int_equal(iop_buf_append(&b, "x", SIZE_MAX), -ENOMEM);
-    assert_memory_equal(iop_buf_head(&b), "keep", 4);
-    iop_buf_free(&b);
+    assert_int_equal(iop__buf_append(&b, "x", SIZE_MAX), -ENOMEM);
+    assert_memory_equal(iop__buf_head(&b), "keep", 4);
+    iop__buf_free(&b);
 }
 
 /* Used as a FIFO with reads and writes of random sizes, the buffer gives
@@ -286,7 +286,7 @@ static void test_reserve_impossible(void **state)
 static void test_fifo_model(void **state)
 {
     (void)state;
-    struct iop_buf b = {0};
+    struct iop__buf b = {0};
     uint64_t x = 88172645463325252ull;
     size_t in = 0, out = 0;
     char chunk[9000];
@@ -297,24 +297,24 @@ static void test_fifo_model(void **state)
         size_t n = (size_t)(x % sizeof chunk);
         if (x & (1u << 20)) {
             /* write through reserve/commit, sometimes less than reserved */
-            char *p = iop_buf_reserve(&b, n);
+            char *p = iop__buf_reserve(&b, n);
             assert_non_null(p);
             size_t got = (x & (1u << 21)) ? n / 2 : n;
             fill(p, in, got);
-            iop_buf_commit(&b, got);
+            iop__buf_commit(&b, got);
             in += got;
         } else {
             fill(chunk, in, n);
-            assert_int_equal(iop_buf_append(&b, chunk, n), 0);
+            assert_int_equal(iop__buf_append(&b, chunk, n), 0);
             in += n;
         }
-        size_t take = (size_t)((x >> 32) % (iop_buf_used(&b) + 1));
+        size_t take = (size_t)((x >> 32) % (iop__buf_used(&b) + 1));
         assert_holds(&b, out, in - out);
-        iop_buf_consume(&b, take);
+        iop__buf_consume(&b, take);
         out += take;
     }
     assert_holds(&b, out, in - out);
-    iop_buf_free(&b);
+    iop__buf_free(&b);
 }
 
 int main(void)

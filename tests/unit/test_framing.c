@@ -65,7 +65,7 @@ static void msgs_assert_equal(const struct msgs *want, const struct msgs *got,
 struct decoder {
     enum iop_framing framing;
     size_t max;
-    struct iop_buf in;
+    struct iop__buf in;
     struct msgs out;
     int err; /* first negative return of iop_frame_next, then no more input */
 };
@@ -81,11 +81,11 @@ static void decoder_feed(struct decoder *d, const char *p, size_t n)
 {
     if (d->err)
         return; /* a connection closes on a framing error */
-    assert_int_equal(iop_buf_append(&d->in, p, n), 0);
-    while (iop_buf_used(&d->in) > 0) {
+    assert_int_equal(iop__buf_append(&d->in, p, n), 0);
+    while (iop__buf_used(&d->in) > 0) {
         struct iop_frame f;
-        size_t used = iop_buf_used(&d->in);
-        int r = iop_frame_next(d->framing, d->max, iop_buf_head(&d->in), used, &f);
+        size_t used = iop__buf_used(&d->in);
+        int r = iop_frame_next(d->framing, d->max, iop__buf_head(&d->in), used, &f);
         if (r < 0) {
             d->err = r;
             return;
@@ -98,14 +98,14 @@ static void decoder_feed(struct decoder *d, const char *p, size_t n)
         assert_true(f.frame_len <= used);
         assert_true(f.payload_off + f.payload_len <= f.frame_len);
         assert_true(f.payload_len <= d->max);
-        msgs_add(&d->out, iop_buf_head(&d->in) + f.payload_off, f.payload_len);
-        iop_buf_consume(&d->in, f.frame_len);
+        msgs_add(&d->out, iop__buf_head(&d->in) + f.payload_off, f.payload_len);
+        iop__buf_consume(&d->in, f.frame_len);
     }
 }
 
 static void decoder_free(struct decoder *d)
 {
-    iop_buf_free(&d->in);
+    iop__buf_free(&d->in);
     msgs_clear(&d->out);
 }
 
@@ -142,9 +142,9 @@ static void decode_with_cuts(enum iop_framing framing, size_t max,
     msgs_assert_equal(want, &d.out, how);
     if (d.err != want_err)
         fail_msg("%s: error %d, expected %d", how, d.err, want_err);
-    if (!want_err && iop_buf_used(&d.in) != want_left)
+    if (!want_err && iop__buf_used(&d.in) != want_left)
         fail_msg("%s: %zu bytes left undecoded, expected %zu", how,
-                 iop_buf_used(&d.in), want_left);
+                 iop__buf_used(&d.in), want_left);
     decoder_free(&d);
 }
 
@@ -373,7 +373,7 @@ static void test_raw_decoder(void **state)
         at += want;
     }
     assert_int_equal(at, sizeof data);
-    assert_int_equal(iop_buf_used(&d.in), 0);
+    assert_int_equal(iop__buf_used(&d.in), 0);
     /* Small reads: each is one message of exactly what was read. */
     msgs_clear(&d.out);
     decoder_feed(&d, data, 5);

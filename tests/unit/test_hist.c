@@ -87,24 +87,24 @@ static const double checked[] = {0, 1, 10, 25, 50, 75, 90, 99, 99.9, 99.99, 100}
 static void check_distribution(const char *name, uint64_t (*gen)(void), size_t n)
 {
     uint64_t *v = malloc(n * sizeof *v);
-    iop_hist *h = malloc(sizeof *h);
+    iop__hist *h = malloc(sizeof *h);
     assert_non_null(v);
     assert_non_null(h);
-    iop_hist_reset(h);
+    iop__hist_reset(h);
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
         v[i] = gen();
         sum += (double)v[i];
-        iop_hist_record(h, v[i]);
+        iop__hist_record(h, v[i]);
     }
     qsort(v, n, sizeof *v, cmp_u64);
-    assert_int_equal(iop_hist_count(h), n);
-    assert_int_equal(iop_hist_min(h), v[0]);
-    assert_int_equal(iop_hist_max(h), v[n - 1]);
+    assert_int_equal(iop__hist_count(h), n);
+    assert_int_equal(iop__hist_min(h), v[0]);
+    assert_int_equal(iop__hist_max(h), v[n - 1]);
     for (size_t i = 0; i < sizeof checked / sizeof checked[0]; i++) {
         char what[64];
         snprintf(what, sizeof what, "%s p%g", name, checked[i]);
-        assert_close(what, (double)iop_hist_percentile(h, checked[i]),
+        assert_close(what, (double)iop__hist_percentile(h, checked[i]),
                      (double)exact_percentile(v, n, checked[i]), 0.01);
     }
     double mean = sum / (double)n, var = 0;
@@ -119,8 +119,8 @@ static void check_distribution(const char *name, uint64_t (*gen)(void), size_t n
         else
             lo = sd;
     }
-    assert_close("mean", iop_hist_mean(h), mean, 1e-9);
-    assert_close("stddev", iop_hist_stddev(h), sd, 0.01);
+    assert_close("mean", iop__hist_mean(h), mean, 1e-9);
+    assert_close("stddev", iop__hist_stddev(h), sd, 0.01);
     free(v);
     free(h);
 }
@@ -157,14 +157,14 @@ static void test_small_values_exact(void **state)
 {
     (void)state;
     check_distribution("small", gen_small, 10000);
-    iop_hist h;
-    iop_hist_reset(&h);
+    iop__hist h;
+    iop__hist_reset(&h);
     for (uint64_t i = 1; i <= 100; i++)
-        iop_hist_record(&h, i);
-    assert_int_equal(iop_hist_percentile(&h, 50), 50);
-    assert_int_equal(iop_hist_percentile(&h, 99), 99);
-    assert_int_equal(iop_hist_percentile(&h, 0), 1);
-    assert_int_equal(iop_hist_percentile(&h, 100), 100);
+        iop__hist_record(&h, i);
+    assert_int_equal(iop__hist_percentile(&h, 50), 50);
+    assert_int_equal(iop__hist_percentile(&h, 99), 99);
+    assert_int_equal(iop__hist_percentile(&h, 0), 1);
+    assert_int_equal(iop__hist_percentile(&h, 100), 100);
 }
 
 /* The slots tile the integers in order, each at most 1/128 of its values
@@ -175,64 +175,64 @@ static void test_layout(void **state)
     uint64_t expect_lo = 0;
     for (size_t s = 0; s < IOP_HIST_SLOTS; s++) {
         uint64_t lo, hi;
-        iop_hist_slot_range(s, &lo, &hi);
+        iop__hist_slot_range(s, &lo, &hi);
         assert_int_equal(lo, expect_lo);
         assert_true(hi >= lo);
         if (lo >= IOP_HIST_SUB_BUCKETS)
             assert_true((hi - lo + 1) * 128 <= lo);
-        assert_int_equal(iop_hist_slot(lo), s);
-        assert_int_equal(iop_hist_slot(hi), s);
+        assert_int_equal(iop__hist_slot(lo), s);
+        assert_int_equal(iop__hist_slot(hi), s);
         expect_lo = hi + 1;
     }
     assert_int_equal(expect_lo - 1, IOP_HIST_HIGHEST);
     /* Beyond the range: the top slot, max still exact. */
-    iop_hist h;
-    iop_hist_reset(&h);
-    iop_hist_record(&h, UINT64_MAX / 2);
-    assert_int_equal(iop_hist_max(&h), UINT64_MAX / 2);
+    iop__hist h;
+    iop__hist_reset(&h);
+    iop__hist_record(&h, UINT64_MAX / 2);
+    assert_int_equal(iop__hist_max(&h), UINT64_MAX / 2);
     assert_int_equal(h.counts[IOP_HIST_SLOTS - 1], 1);
-    assert_int_equal(iop_hist_percentile(&h, 100), UINT64_MAX / 2);
+    assert_int_equal(iop__hist_percentile(&h, 100), UINT64_MAX / 2);
 }
 
 /* Per-thread histograms added up equal one that saw everything. */
 static void test_merge(void **state)
 {
     (void)state;
-    iop_hist *parts = calloc(4, sizeof *parts), *all = malloc(sizeof *all),
+    iop__hist *parts = calloc(4, sizeof *parts), *all = malloc(sizeof *all),
              *sum = malloc(sizeof *sum);
     assert_non_null(parts);
     assert_non_null(all);
     assert_non_null(sum);
     for (int i = 0; i < 4; i++)
-        iop_hist_reset(&parts[i]);
-    iop_hist_reset(all);
-    iop_hist_reset(sum);
+        iop__hist_reset(&parts[i]);
+    iop__hist_reset(all);
+    iop__hist_reset(sum);
     for (int i = 0; i < 100000; i++) {
         uint64_t v = i % 3 ? gen_log_uniform() : gen_bimodal();
-        iop_hist_record(&parts[rnd() % 4], v);
-        iop_hist_record(all, v);
+        iop__hist_record(&parts[rnd() % 4], v);
+        iop__hist_record(all, v);
     }
-    iop_hist_record_n(&parts[2], 5 * MS, 7);
-    iop_hist_record_n(all, 5 * MS, 7);
+    iop__hist_record_n(&parts[2], 5 * MS, 7);
+    iop__hist_record_n(all, 5 * MS, 7);
     for (int i = 0; i < 4; i++)
-        iop_hist_merge(sum, &parts[i]);
-    assert_int_equal(iop_hist_count(sum), 100007);
-    assert_int_equal(iop_hist_count(sum), iop_hist_count(all));
-    assert_int_equal(iop_hist_min(sum), iop_hist_min(all));
-    assert_int_equal(iop_hist_max(sum), iop_hist_max(all));
+        iop__hist_merge(sum, &parts[i]);
+    assert_int_equal(iop__hist_count(sum), 100007);
+    assert_int_equal(iop__hist_count(sum), iop__hist_count(all));
+    assert_int_equal(iop__hist_min(sum), iop__hist_min(all));
+    assert_int_equal(iop__hist_max(sum), iop__hist_max(all));
     assert_memory_equal(sum->counts, all->counts, sizeof all->counts);
-    assert_close("merged mean", iop_hist_mean(sum), iop_hist_mean(all), 1e-12);
+    assert_close("merged mean", iop__hist_mean(sum), iop__hist_mean(all), 1e-12);
     for (size_t i = 0; i < sizeof checked / sizeof checked[0]; i++)
-        assert_int_equal(iop_hist_percentile(sum, checked[i]),
-                         iop_hist_percentile(all, checked[i]));
+        assert_int_equal(iop__hist_percentile(sum, checked[i]),
+                         iop__hist_percentile(all, checked[i]));
     /* Merging an empty one changes nothing; reset empties. */
-    iop_hist_reset(&parts[0]);
-    iop_hist_merge(sum, &parts[0]);
-    assert_int_equal(iop_hist_count(sum), 100007);
-    iop_hist_reset(sum);
-    assert_int_equal(iop_hist_count(sum), 0);
-    assert_int_equal(iop_hist_max(sum), 0);
-    assert_int_equal(iop_hist_percentile(sum, 50), 0);
+    iop__hist_reset(&parts[0]);
+    iop__hist_merge(sum, &parts[0]);
+    assert_int_equal(iop__hist_count(sum), 100007);
+    iop__hist_reset(sum);
+    assert_int_equal(iop__hist_count(sum), 0);
+    assert_int_equal(iop__hist_max(sum), 0);
+    assert_int_equal(iop__hist_percentile(sum, 50), 0);
     free(parts);
     free(all);
     free(sum);
@@ -244,24 +244,24 @@ static void test_merge(void **state)
 static void test_percentile_iteration(void **state)
 {
     (void)state;
-    iop_hist *h = malloc(sizeof *h);
+    iop__hist *h = malloc(sizeof *h);
     assert_non_null(h);
-    iop_hist_reset(h);
-    struct iop_hist_pct_iter it;
-    iop_hist_pct_iter_init(&it, h, 5);
-    assert_int_equal(iop_hist_pct_iter_next(&it), 0); /* empty: no lines */
+    iop__hist_reset(h);
+    struct iop__hist_pct_iter it;
+    iop__hist_pct_iter_init(&it, h, 5);
+    assert_int_equal(iop__hist_pct_iter_next(&it), 0); /* empty: no lines */
     for (int i = 0; i < 100000; i++)
-        iop_hist_record(h, gen_log_uniform());
-    iop_hist_pct_iter_init(&it, h, 5);
+        iop__hist_record(h, gen_log_uniform());
+    iop__hist_pct_iter_init(&it, h, 5);
     double last_pct = -1;
     uint64_t last_value = 0, last_total = 0;
     int lines = 0, at_99 = 0;
-    while (iop_hist_pct_iter_next(&it)) {
+    while (iop__hist_pct_iter_next(&it)) {
         lines++;
         assert_true(it.percentile >= last_pct);
         assert_true(it.value >= last_value);
         assert_true(it.total_to >= last_total);
-        assert_true(it.value <= iop_hist_max(h));
+        assert_true(it.value <= iop__hist_max(h));
         if (it.percentile >= 99.0 && it.percentile < 100.0)
             at_99++;
         last_pct = it.percentile;
@@ -270,8 +270,8 @@ static void test_percentile_iteration(void **state)
         assert_true(lines < 10000);
     }
     assert_true(last_pct == 100.0);
-    assert_int_equal(last_value, iop_hist_max(h));
-    assert_int_equal(last_total, iop_hist_count(h));
+    assert_int_equal(last_value, iop__hist_max(h));
+    assert_int_equal(last_total, iop__hist_count(h));
     assert_true(lines > 50);
     assert_true(at_99 >= 10); /* finer steps near the tail */
     free(h);

@@ -43,7 +43,7 @@ uint64_t iop__now_ms(void); /* src/server.c (internal.h) */
 
 struct fixture {
     const struct iop__backend *be;
-    iop_loop *l;
+    iop__loop *l;
 };
 
 static int setup(void **state)
@@ -74,14 +74,14 @@ static void sleep_ms(int ms)
  * test notices the guard fired. */
 static int guard_fired;
 
-static void on_guard(iop_loop *l, void *arg)
+static void on_guard(iop__loop *l, void *arg)
 {
     (void)arg;
     guard_fired = 1;
     iop__loop_stop(l);
 }
 
-static void run_guarded(iop_loop *l, struct iop__timer *guard, int ms)
+static void run_guarded(iop__loop *l, struct iop__timer *guard, int ms)
 {
     guard_fired = 0;
     memset(guard, 0, sizeof *guard);
@@ -90,7 +90,7 @@ static void run_guarded(iop_loop *l, struct iop__timer *guard, int ms)
     iop__timer_stop(l, guard);
 }
 
-static void stop_loop(iop_loop *l, void *arg)
+static void stop_loop(iop__loop *l, void *arg)
 {
     (void)arg;
     iop__loop_stop(l);
@@ -124,7 +124,7 @@ static int order[2048];
 static int norder;
 static int expect_fires; /* stop the loop after this many */
 
-static void on_rec(iop_loop *l, void *arg)
+static void on_rec(iop__loop *l, void *arg)
 {
     struct rec_timer *r = arg;
     r->fires++;
@@ -178,7 +178,7 @@ static void timers_in_order(void **state)
  * by another timer's callback just before its own deadline. */
 static struct rec_timer *victim;
 
-static void on_stopper(iop_loop *l, void *arg)
+static void on_stopper(iop__loop *l, void *arg)
 {
     on_rec(l, arg);
     iop__timer_stop(l, &victim->t);
@@ -216,7 +216,7 @@ static void stopped_timer_never_fires(void **state)
  * still fires once. A timer restarted from its own callback fires again. */
 static int periodic_left;
 
-static void on_periodic(iop_loop *l, void *arg)
+static void on_periodic(iop__loop *l, void *arg)
 {
     struct rec_timer *r = arg;
     on_rec(l, arg);
@@ -280,7 +280,7 @@ static unsigned next_rand(void)
     return rnd_seed;
 }
 
-static void on_rnd(iop_loop *l, void *arg)
+static void on_rnd(iop__loop *l, void *arg)
 {
     struct rnd_timer *r = arg;
     r->fires++;
@@ -356,7 +356,7 @@ struct io_rec {
     int read_it;         /* consume one byte per call */
 };
 
-static void on_io_rec(iop_loop *l, int fd, unsigned events, void *arg)
+static void on_io_rec(iop__loop *l, int fd, unsigned events, void *arg)
 {
     struct io_rec *r = arg;
     r->calls++;
@@ -508,7 +508,7 @@ struct closer {
     int closed;     /* index of the one closed, or -1 */
 };
 
-static void on_closer(iop_loop *l, int fd, unsigned events, void *arg)
+static void on_closer(iop__loop *l, int fd, unsigned events, void *arg)
 {
     (void)events;
     struct closer *c = arg;
@@ -556,7 +556,7 @@ static void close_other_in_batch(void **state)
 /* ---- wake-ups and signals --------------------------------------------------- */
 
 struct waker {
-    iop_loop *l;
+    iop__loop *l;
     atomic_int returned;   /* set by the loop's thread after run() */
     atomic_int early;      /* the loop returned before the wake-up */
     int delay_ms;
@@ -599,7 +599,7 @@ static void wake_from_thread(void **state)
 static pthread_t loop_thread;
 static atomic_int sig_calls, sig_wrong_thread;
 
-static void on_sig(iop_loop *l, void *arg)
+static void on_sig(iop__loop *l, void *arg)
 {
     int *stop_at = arg;
     if (!pthread_equal(pthread_self(), loop_thread))
@@ -608,7 +608,7 @@ static void on_sig(iop_loop *l, void *arg)
         iop__loop_stop(l);
 }
 
-static void raise_usr1(iop_loop *l, void *arg)
+static void raise_usr1(iop__loop *l, void *arg)
 {
     (void)l, (void)arg;
     raise(SIGUSR1);
@@ -751,7 +751,7 @@ static void high_descriptor(void **state)
 static int many_calls, many_bad;
 static int many_seen[4096];
 
-static void on_many(iop_loop *l, int fd, unsigned events, void *arg)
+static void on_many(iop__loop *l, int fd, unsigned events, void *arg)
 {
     (void)arg;
     if (events != IOP_EV_READ || fd < 0 || fd >= 4096)
