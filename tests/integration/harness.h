@@ -22,6 +22,14 @@
  * SIGPIPE is ignored in the test process (a write to a closed socket
  * returns EPIPE instead of killing the test); servers and commands started
  * by the harness get the default disposition back before exec.
+ *
+ * The parts, one file each: harness_tool.c (the tool, its services),
+ * harness_server.c (a server's start and end), harness_output.c (what it
+ * wrote), harness_transport.c (transports, the address it prints),
+ * harness_client.c (client sockets), harness_io.c (I/O on them),
+ * harness_cmd.c (run_cmd()), harness_proc.c (what the harness started,
+ * the temporary directory, the teardown), harness_support.c (the clock,
+ * the random numbers); harness_private.h is what they share.
  */
 #ifndef IOPLEX_TEST_HARNESS_H
 #define IOPLEX_TEST_HARNESS_H
