@@ -162,6 +162,41 @@ ssize_t recv_line(int fd, char *buf, size_t cap, int timeout_ms)
     return -1;
 }
 
+ssize_t line_reader_next(struct line_reader *r, int fd, char *out, size_t cap,
+                         int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        char *p = r->buf + r->off;
+        char *nl = memchr(p, '\n', r->len - r->off);
+        if (nl) {
+            size_t n = (size_t)(nl - p);
+            if (n >= cap)
+                return -3;
+            memcpy(out, p, n);
+            out[n] = '\0';
+            r->off += n + 1;
+            return (ssize_t)n;
+        }
+        memmove(r->buf, r->buf + r->off, r->len - r->off);
+        r->len -= r->off;
+        r->off = 0;
+        if (r->len == sizeof r->buf)
+            return -3;
+        ssize_t n = recv(fd, r->buf + r->len, sizeof r->buf - r->len, MSG_DONTWAIT);
+        if (n > 0) {
+            r->len += (size_t)n;
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return -2;
+        if (now_ms() >= end)
+            return -1;
+        struct pollfd q = {.fd = fd, .events = POLLIN};
+        harness__poll_until(&q, 1, end);
+    }
+}
+
 ssize_t recv_dgram(int fd, void *buf, size_t cap, int timeout_ms)
 {
     return read_some(fd, buf, cap, now_ms() + timeout_ms);
