@@ -195,48 +195,17 @@ static unsigned local_port(int fd)
 
 /* ---- lines ------------------------------------------------------------------- */
 
-struct reader {
+struct member {
     int fd;
-    size_t off, len;
-    char buf[4096];
+    struct line_reader in;
 };
 
 /* The next line ("\n" stripped, NUL-terminated) if one is complete within
  * timeout_ms: its length; -1 on timeout, -2 at end of stream or error, -3
- * for a line too long. */
-static ssize_t read_line(struct reader *r, char *out, size_t cap, int timeout_ms)
+ * for a line too long (line_reader_next()). */
+static ssize_t read_line(struct member *m, char *out, size_t cap, int timeout_ms)
 {
-    long long end = now_ms() + timeout_ms;
-    for (;;) {
-        char *p = r->buf + r->off;
-        char *nl = memchr(p, '\n', r->len - r->off);
-        if (nl) {
-            size_t n = (size_t)(nl - p);
-            if (n >= cap)
-                return -3;
-            memcpy(out, p, n);
-            out[n] = '\0';
-            r->off += n + 1;
-            return (ssize_t)n;
-        }
-        memmove(r->buf, r->buf + r->off, r->len - r->off);
-        r->len -= r->off;
-        r->off = 0;
-        if (r->len == sizeof r->buf)
-            return -3;
-        ssize_t n = recv(r->fd, r->buf + r->len, sizeof r->buf - r->len, 0);
-        if (n > 0) {
-            r->len += (size_t)n;
-            continue;
-        }
-        if (n == 0 || (errno != EAGAIN && errno != EINTR))
-            return -2;
-        long long left = end - now_ms();
-        if (left <= 0)
-            return -1;
-        struct pollfd q = {.fd = r->fd, .events = POLLIN};
-        poll(&q, 1, (int)left);
-    }
+    return line_reader_next(&m->in, m->fd, out, cap, timeout_ms);
 }
 
 /* The rx_queue of the server's sockets on 127.0.0.1:port in
@@ -385,12 +354,12 @@ static long churn(struct sample *smp, const char *needle, int *seen)
 
 /* ---- 2. the room after it -------------------------------------------------------- */
 
-static struct reader members[ROOM_MAX + 1];
+static struct member members[ROOM_MAX + 1];
 
 static void join_member(int k)
 {
     members[k].fd = dial(0);
-    members[k].off = members[k].len = 0;
+    members[k].in.off = members[k].in.len = 0;
 }
 
 /* The server's answer to member k, who says "I am k" (again every 200 ms:
@@ -400,7 +369,7 @@ static void join_member(int k)
  * lines (churners still leaving) are skipped; *left counts the leaves. */
 static int admitted(int k, uint64_t *id, int *left)
 {
-    struct reader *first = &members[0], *me = &members[k];
+    struct member *first = &members[0], *me = &members[k];
     char want[32], hello[32], line[256];
     snprintf(want, sizeof want, "> I am %d", k);
     int hn = snprintf(hello, sizeof hello, "I am %d\n", k);
