@@ -97,6 +97,10 @@ struct server {
     size_t out_len, out_dropped;
     char err[1 << 15];
     size_t err_len;
+    /* server_watch_stderr(): a needle counted as stderr streams in, so a
+     * line is seen even once it has been pushed out of err[]. */
+    char watch[128];
+    int watched;
     int exited;             /* reaped: status is valid */
     int status;             /* exit code, 128+N for signal N, -1 killed by us */
     int leftovers;          /* processes of its group outlived it (killed) */
@@ -154,6 +158,11 @@ int server_wait_stderr(struct server *s, const char *needle, int timeout_ms);
 int server_output_count(struct server *s, const char *needle);
 /* The same in its stderr. */
 int server_stderr_count(struct server *s, const char *needle);
+/* Count `needle` in stderr from now on (what err[] holds of it counts
+ * too), however much the server says meanwhile; server_watched() pumps
+ * and returns the count. One needle per server. */
+void server_watch_stderr(struct server *s, const char *needle);
+int server_watched(struct server *s);
 
 /* Is the server process still running (not exited)? Reaps it if it has
  * exited, storing its status. */

@@ -35,6 +35,48 @@ static void append(char *buf, size_t cap, size_t *len, size_t *dropped,
     buf[*len] = '\0';
 }
 
+/* Non-overlapping occurrences of needle in buf[0 .. len). */
+static int count_in(const char *buf, size_t len, const char *needle)
+{
+    size_t nlen = strlen(needle);
+    if (nlen == 0)
+        return 0;
+    int count = 0;
+    const char *p = buf, *end = buf + len;
+    while ((p = memmem(p, (size_t)(end - p), needle, nlen)) != NULL) {
+        count++;
+        p += nlen;
+    }
+    return count;
+}
+
+/* The watched needle in the bytes just read, with the end of what came
+ * before them (a needle may span two reads). */
+static void count_watched(struct server *s, const char *data, size_t n)
+{
+    size_t nlen = strlen(s->watch);
+    if (nlen == 0)
+        return;
+    size_t keep = s->err_len < nlen - 1 ? s->err_len : nlen - 1;
+    char joined[16384 + sizeof s->watch];
+    memcpy(joined, s->err + s->err_len - keep, keep);
+    memcpy(joined + keep, data, n);
+    s->watched += count_in(joined, keep + n, s->watch);
+}
+
+void server_watch_stderr(struct server *s, const char *needle)
+{
+    server_pump(s);
+    snprintf(s->watch, sizeof s->watch, "%s", needle);
+    s->watched = count_in(s->err, s->err_len, s->watch);
+}
+
+int server_watched(struct server *s)
+{
+    server_pump(s);
+    return s->watched;
+}
+
 /* Read what is there from one of the server's pipes; closes it at EOF. */
 static void pump_fd(struct server *s, int *fd, int is_out)
 {
@@ -45,8 +87,10 @@ static void pump_fd(struct server *s, int *fd, int is_out)
         if (n > 0) {
             if (is_out)
                 append(s->out, sizeof s->out, &s->out_len, &s->out_dropped, buf, (size_t)n);
-            else
+            else {
+                count_watched(s, buf, (size_t)n);
                 append(s->err, sizeof s->err, &s->err_len, &err_dropped, buf, (size_t)n);
+            }
             continue;
         }
         if (n < 0 && (errno == EINTR))
@@ -110,21 +154,6 @@ int server_wait_output(struct server *s, const char *needle, int timeout_ms)
 int server_wait_stderr(struct server *s, const char *needle, int timeout_ms)
 {
     return wait_needle(s, 0, needle, timeout_ms);
-}
-
-/* Non-overlapping occurrences of needle in buf[0 .. len). */
-static int count_in(const char *buf, size_t len, const char *needle)
-{
-    size_t nlen = strlen(needle);
-    if (nlen == 0)
-        return 0;
-    int count = 0;
-    const char *p = buf, *end = buf + len;
-    while ((p = memmem(p, (size_t)(end - p), needle, nlen)) != NULL) {
-        count++;
-        p += nlen;
-    }
-    return count;
 }
 
 int server_output_count(struct server *s, const char *needle)
