@@ -22,6 +22,14 @@
  * SIGPIPE is ignored in the test process (a write to a closed socket
  * returns EPIPE instead of killing the test); servers and commands started
  * by the harness get the default disposition back before exec.
+ *
+ * The parts, one file each: harness_tool.c (the tool, its services),
+ * harness_server.c (a server's start and end), harness_output.c (what it
+ * wrote), harness_transport.c (transports, the address it prints),
+ * harness_client.c (client sockets), harness_io.c (I/O on them),
+ * harness_cmd.c (run_cmd()), harness_proc.c (what the harness started,
+ * the temporary directory, the teardown), harness_support.c (the clock,
+ * the random numbers); harness_private.h is what they share.
  */
 #ifndef IOPLEX_TEST_HARNESS_H
 #define IOPLEX_TEST_HARNESS_H
@@ -89,6 +97,10 @@ struct server {
     size_t out_len, out_dropped;
     char err[1 << 15];
     size_t err_len;
+    /* server_watch_stderr(): a needle counted as stderr streams in, so a
+     * line is seen even once it has been pushed out of err[]. */
+    char watch[128];
+    int watched;
     int exited;             /* reaped: status is valid */
     int status;             /* exit code, 128+N for signal N, -1 killed by us */
     int leftovers;          /* processes of its group outlived it (killed) */
@@ -146,6 +158,11 @@ int server_wait_stderr(struct server *s, const char *needle, int timeout_ms);
 int server_output_count(struct server *s, const char *needle);
 /* The same in its stderr. */
 int server_stderr_count(struct server *s, const char *needle);
+/* Count `needle` in stderr from now on (what err[] holds of it counts
+ * too), however much the server says meanwhile; server_watched() pumps
+ * and returns the count. One needle per server. */
+void server_watch_stderr(struct server *s, const char *needle);
+int server_watched(struct server *s);
 
 /* Is the server process still running (not exited)? Reaps it if it has
  * exited, storing its status. */
@@ -218,6 +235,22 @@ ssize_t recv_all(int fd, char *buf, size_t cap, int timeout_ms);
 ssize_t recv_line(int fd, char *buf, size_t cap, int timeout_ms);
 /* Receive one datagram. Returns its length, or -1 on timeout / error. */
 ssize_t recv_dgram(int fd, void *buf, size_t cap, int timeout_ms);
+
+/*
+ * A buffered line reader for a stream socket: reads as much as there is,
+ * and what follows a line stays in buf for the next. Set off = len = 0
+ * for each new connection; off == len when nothing is buffered.
+ */
+struct line_reader {
+    size_t off, len; /* buf[off .. len): received, not yet returned */
+    char buf[65536];
+};
+/* The next line from fd ("\n" stripped, NUL-terminated in out) if one is
+ * complete within timeout_ms (0: only what has arrived): its length; -1
+ * on timeout, -2 at end of stream or error, -3 for a line too long (for
+ * cap, or for buf). Never blocks longer, on a blocking socket too. */
+ssize_t line_reader_next(struct line_reader *r, int fd, char *out, size_t cap,
+                         int timeout_ms);
 
 /* 1 if fd becomes readable (data or EOF) within timeout_ms, 0 if not,
  * -1 on error. Consumes nothing. */

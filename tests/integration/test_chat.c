@@ -71,45 +71,17 @@ struct client {
     int fd;
     uint64_t id;
     unsigned port;
-    char buf[65536];
-    size_t off, len;
+    struct line_reader in;
 };
 
 static struct server srv;
 static struct client clients[MAX_CLIENTS];
 
-/* The next line, "\n" stripped, NUL-terminated. Returns its length, or -1
- * on timeout, end of stream or error. */
+/* The next line, "\n" stripped, NUL-terminated. Returns its length, or < 0
+ * on timeout, end of stream or error (line_reader_next()). */
 static ssize_t next_line(struct client *c, char *out, size_t cap, int timeout_ms)
 {
-    long long end = now_ms() + timeout_ms;
-    for (;;) {
-        char *p = c->buf + c->off;
-        char *nl = memchr(p, '\n', c->len - c->off);
-        if (nl) {
-            size_t n = (size_t)(nl - p);
-            if (n >= cap)
-                return -1;
-            memcpy(out, p, n);
-            out[n] = '\0';
-            c->off += n + 1;
-            return (ssize_t)n;
-        }
-        if (c->off > 0) {
-            memmove(c->buf, c->buf + c->off, c->len - c->off);
-            c->len -= c->off;
-            c->off = 0;
-        }
-        long long left = end - now_ms();
-        if (c->len == sizeof c->buf || left <= 0)
-            return -1;
-        if (wait_readable(c->fd, (int)left) != 1)
-            return -1;
-        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-        if (n <= 0)
-            return -1;
-        c->len += (size_t)n;
-    }
+    return line_reader_next(&c->in, c->fd, out, cap, timeout_ms);
 }
 
 static void expect_line(struct client *c, const char *want)
@@ -127,7 +99,7 @@ static void expect_line(struct client *c, const char *want)
 /* Nothing arrives (nothing buffered either) until `end` (now_ms()). */
 static void expect_quiet_until(struct client *c, long long end)
 {
-    CHECK(&srv, c->len == c->off);
+    CHECK(&srv, c->in.len == c->in.off);
     long long left = end - now_ms();
     int r = wait_readable(c->fd, left > 0 ? (int)left : 0);
     if (r != 0) {
@@ -173,7 +145,7 @@ static unsigned local_port(int fd)
 static void connect_client(int k)
 {
     struct client *c = &clients[k];
-    c->off = c->len = 0;
+    c->in.off = c->in.len = 0;
     c->fd = client_connect(&srv);
     CHECK(&srv, c->fd >= 0);
     c->port = local_port(c->fd);
@@ -517,7 +489,7 @@ static void test_oversize(void **state)
      * to 2 s). */
     char got[4096], want[64];
     CHECK(&srv, next_line(&clients[1], got, sizeof got, IO_MS) < 0 &&
-                    clients[1].len == clients[1].off);
+                    clients[1].in.len == clients[1].in.off);
     CHECK(&srv, expect_eof(clients[1].fd, 0) == 1);
     /* Said now, after 1's end: 1 left before it, so 0 hears the leave first
      * (posts to 0 keep their order). A server that kept 1 in the room
