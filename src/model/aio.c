@@ -1,96 +1,13 @@
 /*
- * aio: POSIX asynchronous I/O (aio_read, aio_write) driven by one thread.
- * Every connection has one aio_read outstanding into its own buffer; a
- * completion is dispatched to the service (the same framing and callbacks
- * as everywhere), and the replies go out with aio_write, one chunk of the
- * output queue at a time, a short write resumed where it stopped. The
- * listener and the stop pipe are polled by the same thread, so accepting,
- * completions and the stop are all handled in one place, with no locks.
- *
- * What POSIX AIO is on Linux. glibc implements it in user space, with a
- * pool of helper threads: aio_read() queues the request, and a helper
- * thread runs an ordinary blocking read() (after a pread() that fails with
- * ESPIPE on a socket) and then notifies. So this is not kernel
- * asynchronous I/O (that is io_uring, the uring model): every outstanding
- * aio_read on a socket is a helper thread blocked in read(). An idle
- * connection therefore costs a thread, as in the thread model, plus a
- * hand-off to and from that thread for every read and every write (two
- * context switches and a signal for each), which makes this the slowest
- * design here; it is in the collection because it is the POSIX answer,
- * and to show what that answer costs. Three consequences of glibc's
- * design shape this file:
- *  - glibc runs one request per descriptor at a time, in order. A write
- *    queued behind the connection's outstanding read would wait until the
- *    peer sends something, so each connection has a second descriptor,
- *    dup() of the first, for its writes: two descriptors per connection.
- *  - Helper threads are limited (aio_init(): 20 by default). With 20
- *    silent clients each holding one blocked in read(), every other
- *    request would wait for one of them to speak. aio_init() is called
- *    with room for two threads per connection (threads are made on
- *    demand and leave after a second idle), and connections are limited
- *    to --max-conns (at most AIO_CONNS_MAX; its default counts the two
- *    descriptors of each); beyond that a new connection is accepted and
- *    closed. (aio_init()
- *    only counts before the process's first asynchronous request.)
- *  - The helper threads block every signal, so a write to a vanished
- *    peer leaves its SIGPIPE pending on that thread, harmlessly.
- *
- * Completion notification. The options are SIGEV_THREAD (glibc creates a
- * new thread for every single notification: far too dear), SIGEV_NONE
- * with aio_suspend() over all outstanding requests (O(n) per wait, and it
- * cannot wait for the listener or the stop pipe as well), or SIGEV_SIGNAL.
- * This is SIGEV_SIGNAL: a real-time signal (AIO_SIGNAL), queued by the
- * kernel with the request's identity in si_value, blocked in this thread
- * and read with signalfd(), which is polled with the listener and the
- * stop pipe; one read() takes a batch of completions, each O(1) to find.
- * si_value holds a slot number and the operation, not a pointer: a late
- * notification names a slot, and a completion is only taken from a
- * request that is still marked outstanding and whose aio_error() is no
- * longer EINPROGRESS, so a stale or duplicate one does nothing. Two
- * safety nets: a thread of the embedding program that does not block the
- * signal would take it, so a handler is installed that turns such a
- * delivery into a wake-up (a pipe) and a scan of all outstanding
- * requests; and real-time signals are limited per user (RLIMIT_SIGPENDING;
- * a notification glibc cannot queue is lost), so outstanding requests
- * are also scanned once every SCAN_MS, O(n). The signal is process-wide:
- * run one aio server per process (a second one works, but each may read
- * the other's notifications, and their owner then finds those completions
- * only by its scan, up to SCAN_MS late).
- *
- * Closing. A connection's memory (its buffer and the aiocbs glibc writes
- * into) is freed only when none of its requests is outstanding: a
- * completion must never land in freed memory. To get there quickly it
- * shuts the socket down, which makes a helper blocked in read() or
- * write() return at once, and aio_cancel()s what has not started; the
- * loop frees it when the last completion arrives. Nothing blocks: a
- * closing connection just waits its turn in the loop. At the very end the
- * loop waits, bounded (TEARDOWN_MS), for any still outstanding; what does
- * not finish is leaked, not freed.
- *
- * A connection closed by the service (iop_close) or by the end of its
- * input (once a producer has nothing more: the peer's FIN ends input, not
- * output) is closed cleanly: output flushed, then our side shut (FIN) and
- * input discarded until the peer closes, for at most the linger time (the
- * lingering close of the other models), then closed.
- *
- * Backpressure: while a connection's unsent output is at or above the
- * high watermark (--high-water, 256 KiB) no aio_read is issued for it;
- * reading resumes below the low watermark. A producer (on_drain) is asked
- * for more whenever its output queue is empty.
- *
- * Idle timeout (--idle-timeout T): a connection that makes no progress
- * for T, no complete message received and no output written, is closed
- * (the rule of the other paths: src/stream/blocking.c). Open connections
- * sit on a list, least recently active first, and the loop's poll()
- * waits no longer than the head's deadline. A peer that stops reading
- * leaves a helper thread blocked in write(): the close's shutdown() ends
- * it.
- *
- * Stop: accepting stops, every connection's reading side is shut down, so
- * its outstanding read returns what had arrived and then end-of-stream;
- * what was received is answered and flushed, and whatever is left after
- * drain_ms is closed. --once: the first client only, then the server
- * stops. --max-conns: connections open at once, lingering ones included.
+ * aio: POSIX asynchronous I/O (aio_read, aio_write) driven by one thread:
+ * every connection has one aio_read outstanding into its own buffer; a
+ * completion is dispatched to the service, and the replies go out with
+ * aio_write. Completions arrive as a real-time signal read with
+ * signalfd(), polled with the listener and the stop pipe. The rules every
+ * connection obeys are the connection set's (src/stream/connset.c); this
+ * file is the mechanism. glibc's helper threads, the descriptor twin for
+ * writes, the notification's safety nets and closing without a
+ * completion landing in freed memory: docs/models.md, "aio, in detail".
  */
 #define _GNU_SOURCE
 #include "internal.h"

@@ -1,110 +1,13 @@
 /*
  * prefork: N processes started in advance, each blocking in accept() and
  * serving the client it gets to the end before taking the next (Stevens,
- * UNP vol. 1, ch. 30: the "preforked server"). The parent has bound the
- * listener (iop_server_open); it forks N children and then only keeps N
- * of them alive. The cost of fork() is paid N times at start instead of
- * once per client, which is what Stevens measured: the process-control
- * CPU time of a fork-per-client server is many times that of a preforked
- * one.
- *
- * N (-m prefork:N or -w N): by default twice the number of online cores,
- * and at least 4. Each child serves one client at a time with blocking
- * calls, so N is the number of clients served at once; a child mostly
- * waits on the network, so two per core keep the cores busy while half of
- * them wait, and a floor of 4 keeps a few slow clients on a small machine
- * from holding every child. Clients beyond N wait in the listen backlog
- * (none is refused): N bounds concurrency. --max-conns M below N starts
- * only M children, for the same bound.
- *
- * The thundering herd. When several processes wait for the same event and
- * all are woken for it, all but one go back to sleep having done nothing:
- * a herd. Stevens saw it with blocking accept() on old kernels. Linux
- * since 2.6 puts a process blocked in accept() on the listener's wait
- * queue as an exclusive waiter and wakes only one per connection, so for
- * blocking accept the herd is gone. It is not gone for select(), poll()
- * or (non-exclusive) epoll on the listener: every waiter is woken, every
- * one calls accept(), one gets the connection and the others get EAGAIN.
- * These children do wait in poll(): iop__accept() polls the listener
- * together with the server's stop pipe, so that a child blocked waiting
- * for a client also wakes when the server stops (the parent writes the
- * stop pipe once, and every child inherited it). So without the lock,
- * each new connection wakes all N children; the listener is made
- * non-blocking so the losers get EAGAIN and poll again instead of
- * blocking in accept(). The herd only shows when children are idle: with
- * more clients than children, a child back from a client finds one
- * waiting and never sleeps. Measured with prefork:8 and one client at a
- * time (ioplex bench -m connect -c 1, 2 cores): 8.3 context switches per
- * connection without the lock, 3.8 with it, and about 40% less CPU.
- *
- * --accept-lock: the children take a lock around the poll and accept
- * (Stevens 30.7 and 30.8), so only one process waits on the listener and
- * the others sleep on the lock; a connection wakes exactly one process.
- * That is why the option still exists on a kernel that wakes one accept()
- * waiter: our waiting is a poll(), and on other systems (and in Stevens'
- * time) accept() itself woke everyone. Its cost: a lock and an unlock per
- * connection, and connections handed out strictly one process at a time.
- *
- * The lock is a process-shared pthread mutex in a MAP_SHARED|MAP_ANONYMOUS
- * page, not fcntl() record locking on a temporary file. Stevens found the
- * mutex the cheaper of the two, and it is: taking a free mutex is an
- * atomic instruction in user space, an fcntl() lock is always a system
- * call, and it needs a file. The one thing fcntl() does better is dying:
- * the kernel drops the lock of a process that dies holding it, while a
- * plain mutex would stay locked forever. The mutex here is robust
- * (PTHREAD_MUTEX_ROBUST), which gives the same guarantee: the next child
- * to lock it gets EOWNERDEAD, marks it consistent and carries on. (A
- * child holds the lock while it waits for a client, so being killed with
- * it is the ordinary case, not a corner.)
- *
- * Children dying: the parent reaps with the SIGCHLD self-pipe of
- * src/model/children.c (shared with fork) and forks a replacement for a
- * child that died while the server was not stopping. Replacements are
- * rate-limited (a burst of N, then one every RESTART_INTERVAL_MS), so a
- * child that crashes at once cannot turn the parent into a fork bomb.
- * A fork() that fails (RLIMIT_NPROC, EAGAIN) is not a child dying: it is
- * reported once, the server goes on with the children it has, and the
- * parent tries again every RESTART_INTERVAL_MS (a poll() timeout, not a
- * spin); the first fork that works again reports "fork: recovered".
- * Each child asks for SIGTERM should the parent die (PR_SET_PDEATHSIG), so
- * a parent killed with SIGKILL does not leave children holding the port.
- *
- * Stop: the parent writes the stop pipe (iop_server_stop) and sends
- * SIGTERM to every child by PID. A child waiting for a client wakes on the
- * pipe and exits. A child serving one has installed its own handler
- * (iop__children_fork), which calls iop_server_stop() in the child: that
- * shuts its connection's reading side (s->inline_fd, as in the fork
- * model), so the client's data so far is answered and the child exits.
- * A child waiting for the accept lock is woken by the holder, who sees the
- * pipe, unlocks and exits. Children still alive after drain_ms get
- * SIGKILL. A stop signal sent to any one child stops the whole server: the
- * child's stop writes the pipe they all share, as in the fork model.
- * Children leave with _exit(), never exit(), which would run the parent's
- * atexit handlers and flush its stdio buffers a second time.
- *
- * --once: one child only. The first client is the only one served; other
- * children could only take clients they would have to turn away, where
- * every other model leaves them in the listen backlog. When that child
- * has served its client it exits 0, and the parent stops.
- *
- * Accept failures (EMFILE, ...) in the children: each child is a process
- * with its own descriptors, so each may hit the limit; the failure last
- * reported lives in the shared page, so one line is printed for all of
- * them, and one "accept: recovered": the child that catches up first
- * swaps the shared failure for 0, and only it reports (server.c).
- *
- * --max-conns M: M children at most (fewer if N is smaller), and a client
- * beyond them is turned away at once, as under the other models, instead
- * of waiting in the backlog until a child is free. Each child marks its
- * slot busy in the shared page while it serves; the one that takes the
- * last free slot writes a byte to the parent's "full" pipe, and the
- * parent then watches the listener too, accepting and closing while every
- * slot is busy. It stops watching as soon as a slot is free (the listener
- * stays readable until a child takes the client, so watching it then
- * would spin). A child that dies serving has its slot freed by the parent
- * when it is reaped.
- *
- * Services with shared state are refused: the children are processes.
+ * UNP vol. 1, ch. 30: the "preforked server"). The parent forks N
+ * children and keeps N alive; --accept-lock serializes their waiting
+ * (the thundering herd); --max-conns M turns a client beyond M busy
+ * children away. The design in full, with its measurements and traps
+ * (the herd, the robust mutex, dying children, stop, --once, accept
+ * failures shared by the children, --max-conns): docs/models.md,
+ * "prefork, in detail".
  */
 #define _GNU_SOURCE
 #include "internal.h"

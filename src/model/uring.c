@@ -1,129 +1,13 @@
 /*
- * uring: the completion-based model, on io_uring (liburing). Not readiness
- * emulated: the kernel does the accepts, receives and sends, and the loop
- * only reacts to what has been done. The connection's half is in
- * uring_conn.c, the receive buffers in uring_buf.c; uring.h has what they
- * share.
- *
- * The flow. Each worker owns one ring and runs one loop:
- *     publish returned buffers; io_uring_submit_and_wait(1)  -- one syscall
- *     take a batch of CQEs, copy them out, advance the CQ, handle each
- * Handling a CQE prepares SQEs (a send of the queued output, a recv
- * armed again, a cancel), and they all go to the kernel with the next
- * wait: a batch of 100 echoes costs one io_uring_enter(), where the
- * readiness loop costs a recv() and a sendmsg() each.
- *
- * user_data (uring.h): a value below UOP_LIMIT is one of the worker's own
- * operations (accept, the stop poll, the sweep, drain and resume timeouts,
- * datagram recvmsg, and UOP_IGNORE for cancellations); anything else is a
- * struct uconn pointer with COP_RECV or COP_SEND in its three low bits.
- * Stale completions after a close: each connection counts its operations
- * in flight (a multishot one until its CQE without IORING_CQE_F_MORE). A
- * close marks it dead, cancels what is in flight (IORING_OP_ASYNC_CANCEL
- * by user_data) and parks it on the `dying` list; the completion that
- * brings the count to zero closes the descriptor and frees it. Nothing can
- * complete on freed memory, and the descriptor number is not reused while
- * an operation names it.
- *
- * Accept: io_uring_prep_multishot_accept (no address: with many
- * completions in one batch a shared address buffer would be overwritten,
- * so getpeername() is asked instead), armed again whenever a CQE comes
- * without IORING_CQE_F_MORE. Accepted sockets stay blocking: io_uring
- * never blocks on them, and the few synchronous calls use MSG_DONTWAIT.
- * EMFILE/ENFILE/ENOBUFS/ENOMEM end the multishot accept: it is reported
- * once and armed again after ACCEPT_PAUSE_MS, or as soon as a connection
- * closes (nginx's pause). --max-conns accepts and closes beyond the limit;
- * --once cancels the accept after the first client and closes anything
- * the kernel had already accepted.
- *
- * Receive: provided buffers, one group per worker, and one
- * io_uring_prep_recv_multishot with IOSQE_BUFFER_SELECT per connection:
- * the kernel picks a buffer only when bytes arrive, so an idle
- * connection holds no buffer (a readiness loop's trick, without the
- * readiness). A CQE carries IORING_CQE_F_BUFFER and the buffer id; the
- * bytes are framed and dispatched straight from the buffer (whole frames
- * are never copied, as from evconn's scratch buffer) and the buffer goes
- * back (io_uring_buf_ring_add; the ring's tail is published once per
- * batch). The ring is incremental where the kernel has it (Linux 6.12,
- * IOU_PBUF_RING_INC: URING_INC_COUNT buffers of 32 KiB, each recv taking
- * only the bytes it needs, at an offset the worker tracks per buffer;
- * the buffer goes back when a CQE comes without IORING_CQE_F_BUF_MORE),
- * else classic (URING_BUF_COUNT buffers of 4 KiB, one per CQE). Both are
- * 512 KiB per worker, which is also the most a recv can read past the
- * high watermark before its cancellation lands (the readiness path's
- * read budget is 256 KiB). -ENOBUFS (the ring ran
- * dry within one batch) ends the recv; it is armed again at the end of
- * the turn, after the buffers returned in it are published (armed at
- * once, a full SQ would submit it into the same dry ring, again and
- * again: a livelock), in the order the recvs ran dry, so none starves.
- *
- * Send: at most one send in flight per connection, over the output queue
- * as it is: IORING_OP_SEND for one chunk, IORING_OP_SENDMSG with an iovec
- * over up to URING_SEND_IOV chunks otherwise, MSG_NOSIGNAL always. The
- * chunks do not move while the send is in flight (appending never moves
- * queued bytes); the completion drops what was written
- * (iop__outq_consume) and a partial send simply continues with the rest.
- *
- * The same rules as evconn.c: at or above the high watermark of queued
- * output the recv is cancelled (what it had already read still arrives
- * and is delivered) and not armed again until the output is at or below
- * the low watermark; producers (on_drain) are asked for more while the
- * output is at or below the low watermark, at most PRODUCE_ROUNDS times
- * per completion; lingering close: once the last send has completed with
- * CLOSING set and the peer not at EOF, shutdown(SHUT_WR), then a recv
- * discards input until EOF or 2 s; idle timeout: one IORING_OP_TIMEOUT
- * (every idle/4 ms, at most 250 ms) sweeps an LRU list from its head.
- *
- * Graceful stop: every worker has an IORING_OP_POLL_ADD on the stop pipe
- * (readable forever once written). Then: the accept is cancelled (and a
- * worker's own SO_REUSEPORT listener closed, as in evloop.c); each
- * connection's recv is cancelled and, once it has ended, what the socket
- * still holds is read synchronously, so the input keeps its order; the
- * last partial line is answered (iop__conn_eof), the output flushed, the
- * connection closed. An IORING_OP_TIMEOUT of drain_ms closes whatever is
- * left; the loop ends when no connection (and so no operation of one)
- * remains. The worker's own operations are then cancelled and reaped
- * (bounded) before the ring goes.
- *
- * Datagrams (UDP, Unix datagram) are served: one IORING_OP_RECVMSG (with
- * MSG_TRUNC, so an oversized datagram shows its real length and is
- * dropped with a report) in flight per worker into the worker's scratch
- * buffer; on_datagram answers with iop_peer_send() (a sendto() that never
- * waits: net/dgram.c).
- * Simple, and correct; not tuned.
- *
- * Workers (-w N): N threads, each with its own ring and, for TCP and UDP,
- * its own SO_REUSEPORT listener (as evloop.c); Unix sockets share one
- * listener, each ring with its own accept on it. Each ring is created
- * with IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (completion
- * work runs only when the worker waits, never interrupting it), falling
- * back to COOP_TASKRUN and then to no flags on older kernels.
- *
- * Fallbacks, each taken on -EINVAL from the kernel: no incremental ring
- * (before 6.12): the classic ring; no buffer ring at all (before 5.19):
- * the same buffers given with IORING_OP_PROVIDE_BUFFERS (5.7), one SQE
- * per buffer returned; a multishot accept or recv whose first completion
- * is -EINVAL (before 5.19 / 6.0): single-shot accept / recv, one SQE per
- * accept or receive, armed again after each. What a worker uses is
- * reported at debug level (-v) when it starts. On the kernel this was
- * written on (6.18) everything is there: multishot accept, multishot
- * recv, the incremental buffer ring, DEFER_TASKRUN.
- *
- * If io_uring cannot be used at all (ENOSYS on an old kernel, EPERM from
- * sysctl kernel.io_uring_disabled or a seccomp filter, ENOMEM from a low
- * RLIMIT_MEMLOCK), iop_server_open() fails before binding with
- * "io_uring is not available here: <reason>" (the model's check hook).
- *
- * Test hooks, environment variables read when a server opens / a worker
- * starts:
- *   IOPLEX_URING_DISABLE=1     the check fails as if io_uring were missing
- *                              (ENOSYS), so the error path can be tested.
- *   IOPLEX_URING_FALLBACK=N    take the fallbacks above as an older kernel
- *                              would: 1 no incremental ring, 2 also
- *                              single-shot accept and recv, 3 also no buffer
- *                              ring (IORING_OP_PROVIDE_BUFFERS).
- *   IOPLEX_URING_BUFFERS=N     N receive buffers (a power of two), so few
- *                              that the ring runs dry.
+ * uring: the completion-based model, on io_uring (liburing). The kernel
+ * does the accepts, receives and sends, and the loop only reacts to what
+ * has been done: each worker owns one ring, and one io_uring_enter()
+ * submits a batch and waits for the next. This file has the ring, the
+ * workers, accepting, datagrams and stopping; uring_conn.c the mechanism
+ * under the connection set (recv and send completions); uring_buf.c the
+ * provided receive buffers; uring.h what they share. The flow, user_data,
+ * stale completions, the buffer rings, sends, stop, workers, fallbacks and
+ * the test hooks: docs/models.md, "uring, in detail".
  */
 #define _GNU_SOURCE
 #include "uring.h"
