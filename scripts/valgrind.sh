@@ -18,7 +18,10 @@
 # about 1.5 min more). Left out:
 #  - the uring model: valgrind does not see the kernel fill the provided
 #    buffers, so every byte received reads as uninitialised (hundreds of
-#    false reports), and the test overruns its 120 s bound;
+#    false reports), and the test overruns its 120 s bound; and a worker
+#    waiting in io_uring_enter() can starve the other threads of
+#    valgrind's one lock (test_post's ticks/uring hung so, though it passes
+#    natively): the unit tests leave uring out under IOPLEX_VALGRIND;
 #  - test_clients (the connect client): it bounds how long a client takes
 #    (1.5 s for a datagram answer), which valgrind's start-up nearly uses.
 set -eu
@@ -44,8 +47,11 @@ start=$(date +%s)
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
+    # Bounded: a unit test that hangs under valgrind fails instead.
+    # IOPLEX_VALGRIND: tests leave out what valgrind cannot follow (uring).
     # shellcheck disable=SC2086
-    if ! $VG --log-file="$logs/unit.$name.%p.log" "$t" >"$logs/unit.$name.out" 2>&1; then
+    if ! IOPLEX_VALGRIND=1 timeout 300 $VG --log-file="$logs/unit.$name.%p.log" "$t" \
+        >"$logs/unit.$name.out" 2>&1; then
         echo "valgrind: unit test $name failed (see $logs/unit.$name.*)" >&2
         status=1
     fi

@@ -564,8 +564,16 @@ int main(void)
     static char names[NKINDS * NCFG][48];
     struct CMUnitTest tests[NKINDS * NCFG];
     size_t n = 0;
+    /* Under valgrind (scripts/valgrind.sh), uring is left out: valgrind
+     * cannot follow what the kernel does in a ring. Said, not skipped. */
+    const char *vg = getenv("IOPLEX_VALGRIND");
+    int no_uring = vg && *vg && strcmp(vg, "0") != 0;
+    if (no_uring)
+        fprintf(stderr, "test_post: the uring configurations are left out under valgrind\n");
     for (size_t k = 0; k < NKINDS; k++)
         for (size_t i = 0; i < NCFG; i++) {
+            if (no_uring && strcmp(configs[i].model, "uring") == 0)
+                continue;
             snprintf(names[n], sizeof names[n], "%s/%s%s", kinds[k].what, configs[i].model,
                      configs[i].workers ? "-w2" : "");
             tests[n] = (struct CMUnitTest){names[n], kinds[k].fn, NULL, teardown,
