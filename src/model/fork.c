@@ -45,10 +45,7 @@ static void child_main(iop_server *s, int fd, struct sockaddr_storage *peer,
                        socklen_t peerlen)
 {
     close(s->listen_fd);
-    atomic_store(&s->inline_fd, fd);
-    if (iop__stopping(s))
-        shutdown(fd, SHUT_RD);
-    iop__serve_blocking(s, fd, peer, peerlen);
+    iop__serve_inline(s, fd, peer, peerlen);
     _exit(0);
 }
 

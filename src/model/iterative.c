@@ -34,14 +34,7 @@ static int run_iterative(iop_server *s)
             continue;
         }
         iop__acceptor_take(&s->acceptor, fd, 0); /* one at a time: never over a limit */
-        /* Served on this thread, the one that takes the stop signal:
-         * iop_server_stop() shuts its reading side so recv() returns. */
-        atomic_store(&s->inline_fd, fd);
-        if (iop__stopping(s))
-            shutdown(fd, SHUT_RD);
-        iop__serve_blocking(s, fd, &peer, peerlen);
-        atomic_store(&s->inline_fd, -1);
-        close(fd);
+        iop__serve_inline(s, fd, &peer, peerlen); /* this thread takes the stop signal */
         if (s->cfg.once)
             return 0;
     }

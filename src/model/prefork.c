@@ -189,14 +189,7 @@ static void child_main(struct prefork *p)
         }
         iop__acceptor_take(&s->acceptor, fd, 0); /* the parent counts (--max-conns) */
         slot_busy(p, 1);
-        /* Served on the thread that takes the stop signal: the stop shuts
-         * the reading side, so recv() returns and the client is answered. */
-        atomic_store(&s->inline_fd, fd);
-        if (iop__stopping(s))
-            shutdown(fd, SHUT_RD);
-        iop__serve_blocking(s, fd, &peer, peerlen);
-        atomic_store(&s->inline_fd, -1);
-        close(fd);
+        iop__serve_inline(s, fd, &peer, peerlen); /* this thread takes the stop signal */
         slot_busy(p, 0);
         if (s->cfg.once)
             break;

@@ -265,6 +265,17 @@ static void linger(iop_conn *c)
     }
 }
 
+void iop__serve_inline(iop_server *s, int fd,
+                       const struct sockaddr_storage *peer, socklen_t peerlen)
+{
+    atomic_store(&s->inline_fd, fd);
+    if (iop__stopping(s)) /* a stop that came first finds no inline_fd */
+        shutdown(fd, SHUT_RD);
+    iop__serve_blocking(s, fd, peer, peerlen);
+    atomic_store(&s->inline_fd, -1);
+    close(fd);
+}
+
 void iop__serve_blocking(iop_server *s, int fd,
                          const struct sockaddr_storage *peer, socklen_t peerlen)
 {

@@ -129,6 +129,12 @@ void iop__conn_release(iop_conn *c);
  * the iterative, fork and thread models). The caller closes fd. */
 void iop__serve_blocking(iop_server *s, int fd,
                          const struct sockaddr_storage *peer, socklen_t peerlen);
+/* The same on the thread that takes the stop signal (iterative, a fork or
+ * prefork child), where a stop must end a blocked recv(): the stop shuts
+ * the connection's reading side (s->inline_fd), so what was received is
+ * answered. Closes fd. */
+void iop__serve_inline(iop_server *s, int fd,
+                       const struct sockaddr_storage *peer, socklen_t peerlen);
 
 struct iop__dgram; /* net/dgram.h */
 
