@@ -23,7 +23,7 @@
  * - EMFILE/ENFILE: the pending connection stays in the kernel's queue and
  *   the listener stays readable, so a level-triggered loop would spin on
  *   it. As nginx does, accepting pauses (the listener leaves the loop)
- *   until a connection closes or ACCEPT_PAUSE_MS pass; the waiting
+ *   until a connection closes or the pause (policy.h) passes; the waiting
  *   clients are served once descriptors free up. (libuv instead closes a
  *   reserved descriptor to accept and drop them; that loses clients.)
  * - select cannot watch a descriptor >= FD_SETSIZE: such a connection is
