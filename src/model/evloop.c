@@ -53,18 +53,13 @@
 #define DATAGRAM_MAX 65536
 
 struct worker {
-    iop_server *s;
+    struct iop__worker base; /* server, listener, acceptor: model/workers.h */
     iop__loop *loop;
     struct iop__evctx x;
-    int listen_fd;
-    int owns_listener; /* its own SO_REUSEPORT socket, closed at stop */
     int accept_paused;
     int accepted;      /* for --once */
-    struct iop__acceptor acc; /* the accept policy: net/acceptor.h */
     struct iop__timer accept_resume;
     struct iop__dgram *gate; /* datagram transports: net/dgram.c */
-    atomic_uint *live;       /* open connections, all workers (--max-conns) */
-    int result;
 };
 
 static void on_accept(iop__loop *loop, int fd, unsigned events, void *arg);
@@ -74,8 +69,8 @@ static int is_stream(const iop_server *s) { return iop_transport_is_stream(s->cf
 
 static void watch_listener(struct worker *w, int on)
 {
-    iop__io_fn *fn = is_stream(w->s) ? on_accept : on_datagrams;
-    iop__loop_io(w->loop, w->listen_fd, on ? IOP_EV_READ : 0, fn, w);
+    iop__io_fn *fn = is_stream(w->base.s) ? on_accept : on_datagrams;
+    iop__loop_io(w->loop, w->base.listen_fd, on ? IOP_EV_READ : 0, fn, w);
 }
 
 /* A timer callback: the pause is over, or a descriptor was freed. The
@@ -89,7 +84,7 @@ static void resume_accept(iop__loop *loop, void *arg)
     w->accept_paused = 0;
     iop__timer_stop(w->loop, &w->accept_resume);
     watch_listener(w, 1);
-    on_accept(loop, w->listen_fd, IOP_EV_READ, w);
+    on_accept(loop, w->base.listen_fd, IOP_EV_READ, w);
 }
 
 /* Out of the loop until a connection closes or the pause is over: the
@@ -104,29 +99,29 @@ static void pause_accept(struct worker *w, int ms)
 static void conn_closed(struct iop__evctx *x)
 {
     struct worker *w = x->owner;
-    atomic_fetch_sub(w->live, 1);
+    atomic_fetch_sub(w->base.live, 1);
     if (w->accept_paused) { /* a descriptor was just freed: resume after this event */
         iop__timer_stop(w->loop, &w->accept_resume);
         iop__timer_start(w->loop, &w->accept_resume, 0, resume_accept, w);
     }
-    if (w->s->cfg.once && w->accepted && atomic_load(w->live) == 0)
-        iop_server_stop(w->s);
+    if (w->base.s->cfg.once && w->accepted && atomic_load(w->base.live) == 0)
+        iop_server_stop(w->base.s);
 }
 
 static void take(struct worker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
-    iop_server *s = w->s;
-    if (!iop__acceptor_take(&w->acc, fd, atomic_load(w->live)))
+    iop_server *s = w->base.s;
+    if (!iop__acceptor_take(&w->base.acc, fd, atomic_load(w->base.live)))
         return; /* refused (and closed) */
-    atomic_fetch_add(w->live, 1);
+    atomic_fetch_add(w->base.live, 1);
     int r = iop__evconn_open(&w->x, fd, peer, len);
     if (r != 0) {
-        atomic_fetch_sub(w->live, 1);
+        atomic_fetch_sub(w->base.live, 1);
         if (r == -EMFILE) /* a refusal, not an accept() failure: no "recovered" */
-            iop__acceptor_refuse(&w->acc, r, "descriptor %d is beyond what %s can watch",
+            iop__acceptor_refuse(&w->base.acc, r, "descriptor %d is beyond what %s can watch",
                                  fd, iop__loop_backend(w->loop));
         else
-            iop__acceptor_refuse(&w->acc, r, "cannot serve a connection: %s",
+            iop__acceptor_refuse(&w->base.acc, r, "cannot serve a connection: %s",
                                  iop_strerror(r));
         return;
     }
@@ -143,13 +138,13 @@ static void on_accept(iop__loop *loop, int lfd, unsigned events, void *arg)
     for (int i = 0; i < ACCEPT_BATCH && !w->accept_paused; i++) {
         struct sockaddr_storage peer;
         socklen_t len;
-        int fd = iop__acceptor_accept(&w->acc, &peer, &len, SOCK_NONBLOCK);
+        int fd = iop__acceptor_accept(&w->base.acc, &peer, &len, SOCK_NONBLOCK);
         if (fd == -EAGAIN) { /* caught up: no client waits */
-            iop__acceptor_caught_up(&w->acc);
+            iop__acceptor_caught_up(&w->base.acc);
             return;
         }
         if (fd < 0) {
-            int ms = iop__acceptor_failed(&w->acc, fd); /* EMFILE, ENFILE, ENOBUFS, ... */
+            int ms = iop__acceptor_failed(&w->base.acc, fd); /* EMFILE, ENFILE, ENOBUFS, ... */
             if (ms > 0) {
                 pause_accept(w, ms);
                 return;
@@ -157,7 +152,7 @@ static void on_accept(iop__loop *loop, int lfd, unsigned events, void *arg)
             continue;
         }
         take(w, fd, &peer, len);
-        if (w->s->cfg.once)
+        if (w->base.s->cfg.once)
             return;
     }
 }
@@ -166,7 +161,7 @@ static void on_datagrams(iop__loop *loop, int fd, unsigned events, void *arg)
 {
     (void)loop, (void)events;
     struct worker *w = arg;
-    iop_server *s = w->s;
+    iop_server *s = w->base.s;
     for (int i = 0; i < DATAGRAM_BATCH; i++) {
         struct iop_peer p = {.server = s, .fd = fd};
         struct iovec iov = {.iov_base = w->x.scratch, .iov_len = DATAGRAM_MAX};
@@ -195,9 +190,9 @@ static void on_stop(iop__loop *loop, int fd, unsigned events, void *arg)
     iop__timer_stop(loop, &w->accept_resume);
     w->accept_paused = 0;
     watch_listener(w, 0);
-    if (w->owns_listener) {
-        close(w->listen_fd);
-        w->listen_fd = -1;
+    if (w->base.owns_listener) {
+        close(w->base.listen_fd);
+        w->base.listen_fd = -1;
     }
     iop__evctx_stop(&w->x);
 }
@@ -207,7 +202,7 @@ static void on_stop(iop__loop *loop, int fd, unsigned events, void *arg)
  * taken by the first clients (a low RLIMIT_NOFILE) and fail the server. */
 static int worker_setup(struct worker *w)
 {
-    iop_server *s = w->s;
+    iop_server *s = w->base.s;
     int r = iop__loop_create(&w->loop, s->model->backend);
     if (r != 0)
         return r;
@@ -215,8 +210,8 @@ static int worker_setup(struct worker *w)
     w->x.owner = w;
     w->x.conn_closed = conn_closed;
     if (r == 0)
-        r = iop__set_nonblocking(w->listen_fd);
-    if (r == 0 && !is_stream(s) && !(w->gate = iop__dgram_new(s, w->listen_fd)))
+        r = iop__set_nonblocking(w->base.listen_fd);
+    if (r == 0 && !is_stream(s) && !(w->gate = iop__dgram_new(s, w->base.listen_fd)))
         r = -ENOMEM;
     if (r == 0)
         r = iop__loop_io(w->loop, s->stop_pipe[0], IOP_EV_READ, on_stop, w);
@@ -242,9 +237,9 @@ static void *worker_main(void *arg)
     watch_listener(w, 1);
     int r = iop__loop_run(w->loop);
     worker_teardown(w); /* on its own thread: its output chunks go back to its cache */
-    w->result = r;
+    w->base.result = r;
     if (r != 0)
-        iop_server_stop(w->s); /* one worker failing stops the others */
+        iop_server_stop(w->base.s); /* one worker failing stops the others */
     return NULL;
 }
 
@@ -257,11 +252,7 @@ static int run_evloop(iop_server *s)
     atomic_uint live = 0;
     int r = 0;
     for (unsigned i = 0; i < n; i++) {
-        ws[i].s = s;
-        ws[i].live = &live;
-        ws[i].listen_fd = iop__worker_take_listener(s, i);
-        ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
-        iop__acceptor_init(&ws[i].acc, s, ws[i].listen_fd);
+        iop__worker_init(&ws[i].base, s, i, &live);
         if (r == 0)
             r = worker_setup(&ws[i]);
     }
@@ -269,11 +260,9 @@ static int run_evloop(iop_server *s)
         r = iop__run_workers(s, ws, n, sizeof *ws, worker_main);
     for (unsigned i = 0; i < n; i++) {
         worker_teardown(&ws[i]); /* if it never ran */
-        /* Closed at stop; here if the worker failed first, or never ran. */
-        if (ws[i].owns_listener && ws[i].listen_fd >= 0)
-            close(ws[i].listen_fd);
+        int wr = iop__worker_done(&ws[i].base);
         if (r == 0)
-            r = ws[i].result;
+            r = wr;
     }
     free(ws);
     return r;

@@ -146,15 +146,15 @@ static int ring_init(struct uworker *w, const char **mode)
 
 static void arm_accept(struct uworker *w)
 {
-    iop_server *s = w->s;
+    iop_server *s = w->base.s;
     if (w->accept_on || w->set.stopping || w->accept_paused || (s->cfg.once && w->accepted))
         return;
     struct io_uring_sqe *sqe = iop__uring_sqe(w, UOP_ACCEPT);
     if (w->ms_accept) {
-        io_uring_prep_multishot_accept(sqe, w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_prep_multishot_accept(sqe, w->base.listen_fd, NULL, NULL, SOCK_CLOEXEC);
     } else {
         w->acc_len = sizeof w->acc_addr;
-        io_uring_prep_accept(sqe, w->listen_fd, (struct sockaddr *)&w->acc_addr,
+        io_uring_prep_accept(sqe, w->base.listen_fd, (struct sockaddr *)&w->acc_addr,
                              &w->acc_len, SOCK_CLOEXEC);
     }
     w->accept_on = 1;
@@ -190,19 +190,19 @@ static void resume_accept(struct uworker *w)
 
 void iop__uring_conn_closed(struct uworker *w)
 {
-    iop_server *s = w->s;
-    atomic_fetch_sub(w->live, 1);
+    iop_server *s = w->base.s;
+    atomic_fetch_sub(w->base.live, 1);
     resume_accept(w); /* a descriptor was just freed */
-    if (s->cfg.once && w->accepted && atomic_load(w->live) == 0)
+    if (s->cfg.once && w->accepted && atomic_load(w->base.live) == 0)
         iop_server_stop(s);
 }
 
 static void take(struct uworker *w, int fd, struct sockaddr_storage *peer, socklen_t len)
 {
-    iop_server *s = w->s;
-    if (!iop__acceptor_take(&w->acc, fd, atomic_load(w->live)))
+    iop_server *s = w->base.s;
+    if (!iop__acceptor_take(&w->base.acc, fd, atomic_load(w->base.live)))
         return; /* refused (and closed) */
-    atomic_fetch_add(w->live, 1);
+    atomic_fetch_add(w->base.live, 1);
     w->accepted = 1;
     if (s->cfg.once) /* the first client only */
         cancel_accept(w);
@@ -211,7 +211,7 @@ static void take(struct uworker *w, int fd, struct sockaddr_storage *peer, sockl
 
 static void on_accept(struct uworker *w, int res, unsigned flags)
 {
-    iop_server *s = w->s;
+    iop_server *s = w->base.s;
     if (!(flags & IORING_CQE_F_MORE)) {
         w->accept_on = 0;
         w->accept_cancel = 0;
@@ -235,8 +235,8 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
         take(w, res, &peer, len);
         /* Caught up? A multishot accept has no EAGAIN to say so: ask the
          * listener, only while an episode could end (net/acceptor.h). */
-        if (iop__acceptor_may_catch_up(&w->acc) && iop__acceptor_listener_idle(&w->acc))
-            iop__acceptor_caught_up(&w->acc);
+        if (iop__acceptor_may_catch_up(&w->base.acc) && iop__acceptor_listener_idle(&w->base.acc))
+            iop__acceptor_caught_up(&w->base.acc);
     } else if (res == -EINVAL && w->ms_accept && !w->accept_proven) {
         w->ms_accept = 0;
         iop_report(s, IOP_LOG_INFO, "uring: no multishot accept on this kernel; "
@@ -245,7 +245,7 @@ static void on_accept(struct uworker *w, int res, unsigned flags)
                res == -EPROTO || res == -EAGAIN) {
         /* nothing to do (armed again below unless stopping or paused) */
     } else {
-        int ms = iop__acceptor_failed(&w->acc, res); /* EMFILE, ENFILE, ENOBUFS, ... */
+        int ms = iop__acceptor_failed(&w->base.acc, res); /* EMFILE, ENFILE, ENOBUFS, ... */
         if (ms > 0)
             pause_accept(w, ms);
     }
@@ -265,18 +265,18 @@ static void arm_dgram(struct uworker *w)
     w->dmsg.msg_namelen = sizeof w->daddr;
     w->dmsg.msg_iov = &w->diov;
     w->dmsg.msg_iovlen = 1;
-    io_uring_prep_recvmsg(iop__uring_sqe(w, UOP_DGRAM), w->listen_fd, &w->dmsg, MSG_TRUNC);
+    io_uring_prep_recvmsg(iop__uring_sqe(w, UOP_DGRAM), w->base.listen_fd, &w->dmsg, MSG_TRUNC);
     w->dgram_on = 1;
 }
 
 static void on_dgram(struct uworker *w, int res)
 {
-    iop_server *s = w->s;
+    iop_server *s = w->base.s;
     w->dgram_on = 0;
     if (res == -ECANCELED)
         return;
     if (res >= 0) { /* else an ICMP error on UDP: nothing to do */
-        struct iop_peer p = {.server = s, .fd = w->listen_fd};
+        struct iop_peer p = {.server = s, .fd = w->base.listen_fd};
         memcpy(&p.addr, &w->daddr, sizeof p.addr);
         p.addrlen = w->dmsg.msg_namelen;
         int truncated = res > URING_SCRATCH || (w->dmsg.msg_flags & MSG_TRUNC);
@@ -309,15 +309,15 @@ static void on_stop(struct uworker *w)
     cancel_accept(w);
     if (w->dgram_on)
         iop__uring_cancel(w, UOP_DGRAM);
-    if (w->owns_listener && w->listen_fd >= 0) {
+    if (w->base.owns_listener && w->base.listen_fd >= 0) {
         /* Connections still in its queue are reset now rather than left
          * to wait (the operations hold the socket until they end). */
-        close(w->listen_fd);
-        w->listen_fd = -1;
+        close(w->base.listen_fd);
+        w->base.listen_fd = -1;
     }
     if (w->nconns == 0)
         return;
-    arm_timeout(w, UOP_DRAIN, &w->drain_ts, (uint64_t)w->s->cfg.drain_ms);
+    arm_timeout(w, UOP_DRAIN, &w->drain_ts, (uint64_t)w->base.s->cfg.drain_ms);
     w->drain_on = 1;
     iop__uring_conns_stop(w);
 }
@@ -451,7 +451,7 @@ static void worker_quiesce(struct uworker *w)
 static void *worker_main(void *arg)
 {
     struct uworker *w = arg;
-    iop_server *s = w->s;
+    iop_server *s = w->base.s;
     const char *mode = "";
     w->dgram = !iop_transport_is_stream(s->cfg.addr.transport);
     const char *fb = getenv("IOPLEX_URING_FALLBACK"); /* test hook */
@@ -464,7 +464,7 @@ static void *worker_main(void *arg)
         r = -ENOMEM;
     if (r == 0 && !w->dgram)
         r = iop__uring_bufs_setup(w, fallback);
-    if (r == 0 && w->dgram && !(w->gate = iop__dgram_new(s, w->listen_fd)))
+    if (r == 0 && w->dgram && !(w->gate = iop__dgram_new(s, w->base.listen_fd)))
         r = -ENOMEM;
     if (!w->br)
         w->ms_recv = 0; /* kernels with multishot recv have buffer rings */
@@ -515,7 +515,7 @@ static void *worker_main(void *arg)
     free(w->scratch);
     iop__dgram_free(w->gate); /* an episode still open is reported */
     w->gate = NULL;
-    w->result = r;
+    w->base.result = r;
     if (r != 0)
         iop_server_stop(s); /* one worker failing stops the others */
     return NULL;
@@ -528,20 +528,13 @@ static int run_uring(iop_server *s)
     if (!ws)
         return -ENOMEM;
     atomic_uint live = 0;
-    for (unsigned i = 0; i < n; i++) {
-        ws[i].s = s;
-        ws[i].live = &live;
-        ws[i].listen_fd = iop__worker_take_listener(s, i);
-        ws[i].owns_listener = ws[i].listen_fd != s->listen_fd;
-        iop__acceptor_init(&ws[i].acc, s, ws[i].listen_fd);
-    }
+    for (unsigned i = 0; i < n; i++)
+        iop__worker_init(&ws[i].base, s, i, &live);
     int r = iop__run_workers(s, ws, n, sizeof *ws, worker_main);
     for (unsigned i = 0; i < n; i++) {
-        /* Closed at stop; here if the worker failed first, or never ran. */
-        if (ws[i].owns_listener && ws[i].listen_fd >= 0)
-            close(ws[i].listen_fd);
+        int wr = iop__worker_done(&ws[i].base);
         if (r == 0)
-            r = ws[i].result;
+            r = wr;
     }
     free(ws);
     return r;

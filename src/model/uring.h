@@ -11,6 +11,7 @@
 #ifdef IOPLEX_HAVE_URING
 
 #include "internal.h"
+#include "model/workers.h"
 #include "stream/connset.h"
 
 #include <liburing.h>
@@ -81,8 +82,8 @@ struct usendmsg {
 };
 
 struct uworker {
+    struct iop__worker base; /* server, listener, acceptor: model/workers.h */
     struct iop__connset set; /* the connections and their rules (connset.h) */
-    iop_server *s;
     struct io_uring ring;
     int ring_ok;
     int ms_accept, ms_recv; /* multishot accept / recv (cleared on -EINVAL) */
@@ -97,13 +98,10 @@ struct uworker {
     unsigned *buf_off;      /* incremental: where each buffer's next bytes go */
     int buf_pending;        /* returned, not yet published (advance) */
     unsigned long enobufs;  /* recvs ended because the ring ran dry */
-    int listen_fd, owns_listener;
     int dgram;              /* the listener is a datagram socket */
     /* Operations of the worker's own, in flight (sweeps: how many). */
     int accept_on, accept_cancel, stop_on, sweep_on, drain_on, resume_on, dgram_on;
     int accept_paused, accepted, drain_fired;
-    struct iop__acceptor acc; /* the accept policy: net/acceptor.h */
-    atomic_uint *live;      /* open connections, all workers (--max-conns) */
     struct sockaddr_storage acc_addr; /* single-shot accept's peer */
     socklen_t acc_len;
     struct __kernel_timespec sweep_ts, drain_ts, resume_ts;
@@ -119,7 +117,6 @@ struct uworker {
     size_t nconns;          /* allocated, not yet freed */
     int broken;             /* the ring failed (negative errno): leave */
     struct io_uring_sqe sink; /* where SQEs go once it has */
-    int result;
 };
 
 /* uring_buf.c: the receive buffers */

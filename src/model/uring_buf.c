@@ -105,7 +105,7 @@ int iop__uring_bufs_setup(struct uworker *w, int fallback)
         return 0;
     int r = bufs_provide(w, few ? n : URING_BUF_COUNT);
     if (r != 0)
-        iop_report(w->s, IOP_LOG_ERROR, "io_uring: cannot provide receive buffers: %s "
+        iop_report(w->base.s, IOP_LOG_ERROR, "io_uring: cannot provide receive buffers: %s "
                    "(Linux 5.7 or later is needed)", strerror(-r));
     return r;
 }

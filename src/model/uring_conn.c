@@ -298,7 +298,7 @@ static void on_recv(struct uworker *w, struct uconn *u, int res, unsigned flags)
         starved = 1;
     } else if (res == -EINVAL && w->ms_recv && !w->recv_proven) {
         w->ms_recv = 0;
-        iop_report(w->s, IOP_LOG_INFO, "uring: no multishot recv on this kernel; "
+        iop_report(w->base.s, IOP_LOG_INFO, "uring: no multishot recv on this kernel; "
                    "using single-shot recv");
     } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
         err = res;
@@ -378,7 +378,7 @@ void iop__uring_conn_open(struct uworker *w, int fd, const struct sockaddr_stora
     struct uconn *u = calloc(1, sizeof *u);
     if (!u) {
         close(fd);
-        iop_report(w->s, IOP_LOG_ERROR, "cannot serve a connection: %s",
+        iop_report(w->base.s, IOP_LOG_ERROR, "cannot serve a connection: %s",
                    iop_strerror(-ENOMEM));
         iop__uring_conn_closed(w);
         return;

@@ -71,3 +71,20 @@ int iop__run_workers(iop_server *s, void *workers, unsigned n, size_t size,
     free(threads);
     return r;
 }
+
+void iop__worker_init(struct iop__worker *w, iop_server *s, unsigned i, atomic_uint *live)
+{
+    w->s = s;
+    w->live = live;
+    w->listen_fd = iop__worker_take_listener(s, i);
+    w->owns_listener = w->listen_fd != s->listen_fd;
+    iop__acceptor_init(&w->acc, s, w->listen_fd);
+}
+
+int iop__worker_done(struct iop__worker *w)
+{
+    if (w->owns_listener && w->listen_fd >= 0)
+        close(w->listen_fd);
+    w->listen_fd = -1;
+    return w->result;
+}

@@ -6,6 +6,27 @@
 #define IOP_MODEL_WORKERS_H
 
 #include "internal.h"
+#include "net/acceptor.h"
+
+#include <stdatomic.h>
+
+/* What every event-model worker has, whatever its loop: the server, its
+ * listener (its own SO_REUSEPORT one, or the shared one), the accept
+ * policy, the count of open connections all workers share (--max-conns),
+ * and how it ended. Each model's worker struct starts with one. */
+struct iop__worker {
+    iop_server *s;
+    int listen_fd;
+    int owns_listener;        /* its own SO_REUSEPORT socket, closed at stop */
+    struct iop__acceptor acc; /* net/acceptor.h */
+    atomic_uint *live;
+    int result;               /* negative errno if the worker failed */
+};
+/* Worker i of s, sharing `live`: its listener taken, its acceptor set. */
+void iop__worker_init(struct iop__worker *w, iop_server *s, unsigned i, atomic_uint *live);
+/* After the run: its own listener closed if the worker left it open (it
+ * failed first, or never ran); returns its result. */
+int iop__worker_done(struct iop__worker *w);
 
 /* Bind the listeners of workers 1..n-1 (SO_REUSEPORT, on the address the
  * first got) into s->worker_fds, for an event model on an IP address with
