@@ -315,6 +315,7 @@ int cmd_serve(int argc, char **argv)
     }
     cfg.report = report;
     cfg.report_ctx = &ro;
+    cfg.report_debug = ro.verbosity >= 1;
 
     char err[IOP_ERR_LEN];
     iop_server *s;

@@ -178,6 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
     memset(&srv, 0, sizeof srv);
     iop_server_config_init(&srv.cfg);
     srv.cfg.report = discard_report;
+    srv.cfg.report_debug = 1; /* every line is checked */
     srv.svc = svc;
     srv.framing = fr;
     srv.max_frame = max;

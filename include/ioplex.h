@@ -291,6 +291,9 @@ struct iop_server_config {
     /* Report sink; may be called from several threads or processes. */
     void (*report)(void *ctx, enum iop_log level, const char *line);
     void *report_ctx;
+    int report_debug;                  /* pass IOP_LOG_DEBUG lines too (the open
+                                        * and close of every connection); 0:
+                                        * they are not even formatted */
     /* Unix sockets: the socket file's mode (e.g. 0660, at most 07777),
      * never looser at any moment (set with umask() around bind(), which
      * is process-wide: open before starting threads that create files);

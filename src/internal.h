@@ -90,6 +90,12 @@ void iop__accept_failed(iop_server *s, int err);
 /* End the episodes that can end, if no client waits on the listener
  * (iop__accept() does, before it waits). */
 void iop__accept_caught_up(iop_server *s);
+/* 1 if a line of this level goes anywhere: a caller whose arguments cost
+ * something to make (a peer's name per connection) asks first. */
+static inline int iop__reporting(const iop_server *s, enum iop_log level)
+{
+    return s->cfg.report && (level != IOP_LOG_DEBUG || s->cfg.report_debug);
+}
 /* Poll one descriptor together with the stop pipe. Returns 1 if fd is
  * ready, 0 on timeout, -ECANCELED once stopping. */
 int iop__wait_fd(iop_server *s, int fd, short events, int timeout_ms);

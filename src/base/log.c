@@ -75,8 +75,8 @@ size_t iop__escape(char *out, size_t cap, const char *in, size_t len)
 
 void iop_report(const iop_server *s, enum iop_log level, const char *fmt, ...)
 {
-    if (!s->cfg.report)
-        return;
+    if (!iop__reporting(s, level))
+        return; /* (a debug line nobody asked for is not formatted) */
     char line[1024];
     va_list ap;
     va_start(ap, fmt);

@@ -31,8 +31,9 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
 void iop__conn_opened(iop_conn *c)
 {
     char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
-    iop_report(c->server, IOP_LOG_DEBUG, "open %s (connection %llu)",
-               iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
+    if (iop__reporting(c->server, IOP_LOG_DEBUG))
+        iop_report(c->server, IOP_LOG_DEBUG, "open %s (connection %llu)",
+                   iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
     if (c->server->svc->on_open)
         c->server->svc->on_open(c);
 }
@@ -66,7 +67,9 @@ void iop__conn_notify_close(iop_conn *c, int err)
 void iop__conn_close_line(iop_conn *c)
 {
     char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
-    iop_report(c->server, IOP_LOG_DEBUG, "close %s", iop__conn_peer_str(c, name, sizeof name));
+    if (iop__reporting(c->server, IOP_LOG_DEBUG))
+        iop_report(c->server, IOP_LOG_DEBUG, "close %s",
+                   iop__conn_peer_str(c, name, sizeof name));
 }
 
 void iop__conn_too_long(iop_conn *c)
