@@ -7,9 +7,13 @@ set -eu
 
 # clang + libclang-rt-14-dev: the libFuzzer targets (fuzz/); valgrind: the
 # memcheck subset; iproute2 + nftables: the two-host tests in network
-# namespaces (veth, tbf shaping, random drops).
+# namespaces (veth, tbf shaping, random drops); libssl-dev + openssl: TLS
+# (and the test certificates); ncat, socat, haproxy: TLS interop and the
+# PROXY protocol peer; systemd + openbsd-inetd: socket activation against
+# the real tools; mandoc + bash-completion: the manual pages and completion.
 PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq liburing-dev gnuplot-nox
-clang libclang-rt-14-dev valgrind iproute2 nftables"
+clang libclang-rt-14-dev valgrind iproute2 nftables libssl-dev openssl ncat haproxy
+systemd openbsd-inetd mandoc bash-completion"
 
 missing=""
 for p in $PACKAGES; do
