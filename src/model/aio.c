@@ -193,15 +193,17 @@ static void settle(struct iop__connset *set, iop_conn *c)
         return;
     if (!(a->busy & (1u << OP_WRITE))) {
         iop__connset_produce(set, c);
+        /* (done may queue a layer's last word: written first) */
+        if (c->out.bytes == 0 && iop__connset_done(set, c)) {
+            iop__connset_finish(set, c);
+            return;
+        }
         if (c->out.bytes > 0) {
             int r = issue_write(L, a);
             if (r != 0) {
                 iop__connset_close(set, c, r);
                 return;
             }
-        } else if (iop__connset_done(set, c)) {
-            iop__connset_finish(set, c);
-            return;
         }
     }
     iop__connset_watermarks(set, c);

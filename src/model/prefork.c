@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "net/acceptor.h"
 #include "model/children.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -168,6 +169,7 @@ static void accept_lock(struct shared *sh)
 static void child_main(struct prefork *p)
 {
     iop_server *s = p->s;
+    iop__tls_server_follow(s); /* a reload is the parent's to say */
 #ifdef __linux__
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != p->parent) /* the parent died before the line above */
@@ -360,6 +362,8 @@ static int run_prefork(iop_server *s)
     p.running = 1;
     r = 0;
     while (!p.once_done) {
+        if (iop__tls_server_reload_now(s)) /* SIGHUP: the children too */
+            iop__children_signal(&p.kids, SIGHUP);
         int timeout = replace_children(&p);
         /* The listener only while every slot is busy (--max-conns). */
         int watch = counting(&p) && all_busy(&p);

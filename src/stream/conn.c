@@ -33,9 +33,12 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
 void iop__conn_opened(iop_conn *c)
 {
     char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
-    if (iop__reporting(c->server, IOP_LOG_DEBUG))
-        iop_report(c->server, IOP_LOG_DEBUG, "open %s (connection %llu)",
-                   iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id);
+    if (iop__reporting(c->server, IOP_LOG_DEBUG)) {
+        const char *subject = c->tls ? iop_conn_tls_peer(c) : NULL;
+        iop_report(c->server, IOP_LOG_DEBUG, "open %s (connection %llu%s%s%s)",
+                   iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id,
+                   c->tls ? ", TLS" : "", subject ? " " : "", subject ? subject : "");
+    }
     if (c->server->svc->on_open)
         c->server->svc->on_open(c);
 }

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct iop__tls {
     pthread_mutex_t lock;
     SSL_CTX *ctx;             /* under lock: a reload replaces it */
     atomic_int reload_wanted; /* set by iop_server_reload_tls() */
+    int follower;             /* a prefork child: its parent reports */
     char *cert, *key, *ca;    /* the files, read again at a reload */
     int verify_client;
 };
@@ -72,7 +74,8 @@ static SSL_CTX *make_ctx(const struct iop__tls *t, char *err)
         snprintf(err, IOP_ERR_LEN, "TLS certificate %s: %s", t->cert, ssl_reason());
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1 &&
+        ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
         snprintf(err, IOP_ERR_LEN, "TLS key %s: %s", t->key, ssl_reason());
         goto fail;
     }
@@ -146,25 +149,36 @@ void iop_server_reload_tls(iop_server *s)
         atomic_store(&s->tls->reload_wanted, 1);
 }
 
-void iop__tls_server_check_reload(iop_server *s)
+int iop__tls_server_reload_now(iop_server *s)
 {
     struct iop__tls *t = s->tls;
     if (!t || !atomic_load_explicit(&t->reload_wanted, memory_order_relaxed) ||
         !atomic_exchange(&t->reload_wanted, 0))
-        return;
-    char err[256];
+        return 0;
+    char err[IOP_ERR_LEN];
     SSL_CTX *ctx = make_ctx(t, err);
     if (!ctx) {
-        iop_report(s, IOP_LOG_ERROR, "TLS reload failed, keeping the certificate in use: %s",
-                   err);
-        return;
+        if (!t->follower)
+            iop_report(s, IOP_LOG_ERROR,
+                       "TLS reload failed, keeping the certificate in use: %s", err);
+        return 0;
     }
     pthread_mutex_lock(&t->lock);
     SSL_CTX *old = t->ctx;
     t->ctx = ctx;
     pthread_mutex_unlock(&t->lock);
     SSL_CTX_free(old); /* its connections hold references of their own */
-    iop_report(s, IOP_LOG_INFO, "TLS: reloaded %s", t->cert);
+    if (!t->follower)
+        iop_report(s, IOP_LOG_INFO, "TLS: reloaded %s", t->cert);
+    return 1;
+}
+
+void iop__tls_server_check_reload(iop_server *s) { iop__tls_server_reload_now(s); }
+
+void iop__tls_server_follow(iop_server *s)
+{
+    if (s->tls)
+        s->tls->follower = 1;
 }
 
 SSL *iop__tls_server_ssl(struct iop__tls *t)

@@ -32,6 +32,11 @@ void iop__tls_server_free(struct iop__tls *t);
  * the new files, open ones keep theirs; a reload that fails keeps the old
  * context and says why once. */
 void iop__tls_server_check_reload(iop_server *s);
+/* prefork: the parent reloads when asked (1 if it did, and the files were
+ * good) and passes the request on to its children (SIGHUP), which reload
+ * without a line of their own: the parent's says it once. */
+int iop__tls_server_reload_now(iop_server *s);
+void iop__tls_server_follow(iop_server *s);
 
 /* A new session on the context in force (an SSL *, as void * so that
  * this header does not need OpenSSL's). */
