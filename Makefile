@@ -94,13 +94,14 @@ clean:
 #                       FUZZ_CI_SECONDS per target, FUZZ_JOBS at a time; fails
 #                       on any crash, leak, sanitizer report or broken property
 #   make test-valgrind  memcheck on a normal build: the unit tests, and
-#                       model_exchange under iterative, thread, epoll and fork
+#                       model_exchange under iterative, thread, epoll and fork, and
+#                       model_tls under epoll (a TLS exchange)
 #                       with every ioplex process under valgrind (not uring:
 #                       valgrind cannot see the kernel fill its buffers)
 FUZZ_SECONDS ?= 600
 FUZZ_CI_SECONDS ?= 45
 FUZZ_JOBS ?= 2
-VALGRIND_TESTS ?= ^model_exchange\.(iterative|thread|epoll|fork)$$
+VALGRIND_TESTS ?= ^model_(exchange\.(iterative|thread|epoll|fork)|tls\.epoll)$$
 
 .PHONY: fuzz test-fuzz test-valgrind
 

@@ -3,7 +3,7 @@
 # a normal (not sanitized) build:
 #  - the unit tests, each run under valgrind;
 #  - integration tests (model_exchange under iterative, thread, epoll and
-#    fork) whose every ioplex process (servers, the fork model's children)
+#    fork; model_tls under epoll, one loop) whose every ioplex process (servers, the fork model's children)
 #    runs under valgrind: IOPLEX_BIN names
 #    scripts/valgrind-ioplex.sh, which the harness starts instead of ioplex.
 # Zero errors and zero definite or indirect leaks, or the run fails. The
@@ -27,7 +27,7 @@
 set -eu
 
 build=${1:?usage: valgrind.sh BUILD_DIR [CTEST_REGEX]}
-tests=${2:-'^model_exchange\.(iterative|thread|epoll|fork)$'}
+tests=${2:-'^model_(exchange\.(iterative|thread|epoll|fork)|tls\.epoll)$'}
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd)
 logs="$build/valgrind-logs"

@@ -27,6 +27,7 @@
 #include "internal.h"
 #include "net/acceptor.h"
 #include "model/registry.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -52,6 +53,7 @@ static void *serve_thread(void *arg)
     /* Unregister before the descriptor is closed, so stop can never shut
      * down a number that has been reused. */
     iop__serve_blocking(j->s, j->fd, &j->peer, j->peerlen);
+    iop__tls_thread_done(j->s);
     iop__registry_remove(j->reg, j->fd);
     close(j->fd);
     free(j);

@@ -12,6 +12,7 @@
 #include "tls/tls.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -174,6 +175,12 @@ int iop__tls_server_reload_now(iop_server *s)
 }
 
 void iop__tls_server_check_reload(iop_server *s) { iop__tls_server_reload_now(s); }
+
+void iop__tls_thread_done(iop_server *s)
+{
+    if (s->tls)
+        OPENSSL_thread_stop();
+}
 
 void iop__tls_server_follow(iop_server *s)
 {

@@ -43,6 +43,11 @@ void iop__tls_server_follow(iop_server *s);
 struct ssl_st;
 struct ssl_st *iop__tls_server_ssl(struct iop__tls *t);
 
+/* A detached thread that served TLS is about to end: OpenSSL's state for
+ * it (its random generators) freed now, while the server still waits for
+ * it, not by a destructor that a process exiting meanwhile never runs. */
+void iop__tls_thread_done(iop_server *s);
+
 /* ---- one connection (session.c) ---- */
 
 int iop__tls_conn_new(iop_conn *c, struct iop__tls *t);
