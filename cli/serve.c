@@ -11,6 +11,14 @@
 #include <unistd.h>
 
 static iop_server *running;
+
+/* SIGHUP, with TLS: read the certificate and key again. */
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        iop_server_reload_tls(running);
+}
 static volatile sig_atomic_t stop_signals;
 
 /* First SIGINT/SIGTERM: stop gracefully. Second: leave at once. */
@@ -97,6 +105,11 @@ static void usage(FILE *f)
             "      --allow-root      let --user name a user with uid 0 (refused otherwise)\n"
             "      --mode OCTAL      Unix socket: the socket file's mode, e.g. 0660, never\n"
             "                        looser while it is made\n"
+            "      --tls-cert FILE   speak TLS 1.2/1.3 with this certificate (PEM; may hold\n"
+            "                        the chain); read before --user; SIGHUP reads it again\n"
+            "      --tls-key FILE    its private key (PEM; default: in --tls-cert)\n"
+            "      --tls-ca FILE     CAs that client certificates are verified against\n"
+            "      --tls-verify-client  require a client certificate (mutual TLS)\n"
             "  -q, --quiet           print only service output and errors\n"
             "  -v, --verbose         print connections opening and closing\n"
             "  -h, --help            this text\n"
@@ -126,7 +139,7 @@ static void usage(FILE *f)
 enum {
     OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN,
     OPT_IDLE, OPT_HIGH, OPT_LOW, OPT_ACCEPT_LOCK, OPT_USER, OPT_ALLOW_ROOT,
-    OPT_MODE,
+    OPT_MODE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_VERIFY,
 };
 
 static const struct option options[] = {
@@ -148,6 +161,10 @@ static const struct option options[] = {
     {"user", required_argument, NULL, OPT_USER},
     {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
     {"mode", required_argument, NULL, OPT_MODE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-verify-client", no_argument, NULL, OPT_TLS_VERIFY},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -271,6 +288,10 @@ int cmd_serve(int argc, char **argv)
             if (mode_opt(optarg, &cfg.unix_mode))
                 return EXIT_USAGE;
             break;
+        case OPT_TLS_CERT: cfg.tls_cert = optarg; break;
+        case OPT_TLS_KEY: cfg.tls_key = optarg; break;
+        case OPT_TLS_CA: cfg.tls_ca = optarg; break;
+        case OPT_TLS_VERIFY: cfg.tls_verify_client = 1; break;
         case 'q': ro.verbosity = -1; break;
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;
@@ -308,6 +329,10 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve", "--mode is for Unix sockets only (-U PATH or unix:///PATH)");
         return EXIT_USAGE;
     }
+    if (!cfg.tls_cert && (cfg.tls_key || cfg.tls_ca || cfg.tls_verify_client)) {
+        cli_error("serve", "--tls-key, --tls-ca and --tls-verify-client need --tls-cert");
+        return EXIT_USAGE;
+    }
     if (cfg.user && geteuid() != 0) {
         cli_error("serve", "--user needs root (this process runs as uid %ld)",
                   (long)geteuid());
@@ -328,6 +353,10 @@ int cmd_serve(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    if (cfg.tls_cert) {
+        struct sigaction hup = {.sa_handler = on_reload_signal, .sa_flags = SA_RESTART};
+        sigaction(SIGHUP, &hup, NULL);
+    }
     if (ro.verbosity >= 0)
         fprintf(stderr, "ioplex serve: %s on %s (model %s)\n", cfg.service->name,
                 iop_server_address(s), cfg.model ? cfg.model : iop_default_model());

@@ -239,6 +239,11 @@ IOPLEX_API uint64_t iop_conn_id(const iop_conn *c);
 IOPLEX_API void *iop_conn_data(const iop_conn *c);
 IOPLEX_API void iop_conn_set_data(iop_conn *c, void *data);
 IOPLEX_API iop_server *iop_conn_server(const iop_conn *c);
+/* 1 if c speaks TLS. */
+IOPLEX_API int iop_conn_tls(const iop_conn *c);
+/* With mutual TLS, the subject of the peer's verified certificate (one
+ * line, RFC 2253: "CN=alice,O=Example"); NULL without one. */
+IOPLEX_API const char *iop_conn_tls_peer(const iop_conn *c);
 
 /* Answer the datagram's sender (one datagram). Never blocks. Returns 0,
  * -EAGAIN if it was dropped (over the source's rate limit, or the peer
@@ -306,6 +311,16 @@ struct iop_server_config {
      * server can still remove it. NULL: stay as is. */
     const char *user;
     int allow_root;                    /* let `user` have uid 0 */
+    /* TLS (OpenSSL 3), stream transports only: with tls_cert, every
+     * connection speaks TLS 1.2 or 1.3 and the service sees plaintext.
+     * The files are read by iop_server_open(), before `user` drops
+     * privileges. PEM; tls_cert may hold the chain; tls_key NULL: the key
+     * is in tls_cert. tls_ca: the CAs a client certificate is verified
+     * against; tls_verify_client: require one (mutual TLS). */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    int tls_verify_client;
 };
 
 IOPLEX_API void iop_server_config_init(struct iop_server_config *cfg);
@@ -328,6 +343,11 @@ IOPLEX_API const char *iop_server_failure(const iop_server *s);
 /* Stop accepting, answer what was received, flush within drain_ms and make
  * iop_server_run() return. Async-signal-safe; callable from any thread. */
 IOPLEX_API void iop_server_stop(iop_server *s);
+/* Read the TLS certificate, key and CA files again: new connections get
+ * the new ones, open ones keep theirs; if they cannot be read, the old
+ * ones stay and a line says why. Async-signal-safe (a SIGHUP handler):
+ * done before the next connection is accepted. */
+IOPLEX_API void iop_server_reload_tls(iop_server *s);
 IOPLEX_API void iop_server_close(iop_server *s);
 
 struct iop_model_info {

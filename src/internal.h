@@ -23,6 +23,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+struct iop__tls;
+
 /* An acceptor (net/acceptor.h): the accept policy's state for one thread
  * that accepts. */
 struct iop__acceptor {
@@ -61,6 +63,7 @@ struct iop_server {
     struct iop_addr bound; /* the listener's address, port resolved */
     unsigned max_conns;     /* cfg.max_conns, or its default: the limit in force */
     struct iop__policy pol;
+    struct iop__tls *tls;   /* TLS (tls/tls.h), or NULL */
     /* The blocking models' accepting (one thread, or a prefork child):
      * net/acceptor.h. The event models' workers have one each. */
     struct iop__acceptor acceptor;

@@ -8,6 +8,7 @@
 #include "internal.h"
 #include "model/workers.h"
 #include "net/acceptor.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -228,6 +229,17 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
         iop_server_close(s);
         return r;
     }
+    /* TLS files are read first: as whoever started us (root, for a key
+     * only root may read), and before anything is bound. */
+    if (cfg->tls_cert && !iop_transport_is_stream(cfg->addr.transport)) {
+        snprintf(err, IOP_ERR_LEN, "TLS needs a stream transport (DTLS is not supported)");
+        iop_server_close(s);
+        return -EINVAL;
+    }
+    if ((r = iop__tls_server_new(&s->tls, cfg, err)) != 0) {
+        iop_server_close(s);
+        return r;
+    }
     if (pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         r = -errno;
         snprintf(err, IOP_ERR_LEN, "pipe: %s", strerror(-r));
@@ -290,6 +302,7 @@ void iop_server_close(iop_server *s)
 {
     if (!s)
         return;
+    iop__tls_server_free(s->tls);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
         /* Only the process that bound it removes the socket file. Safe

@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "acceptor.h"
+#include "../tls/tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -50,6 +51,7 @@ void iop__acceptor_refuse(struct iop__acceptor *a, int kind, const char *fmt, ..
 
 int iop__acceptor_take(struct iop__acceptor *a, int fd, unsigned live)
 {
+    iop__tls_server_check_reload(a->s); /* before the connection that gets it */
     iop_server *s = a->s;
     iop__episode_ok(&a->failing); /* (uring's accepts come from the kernel) */
     if (live >= s->max_conns) {

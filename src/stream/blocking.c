@@ -35,6 +35,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "stream/layers.h"
 #include "stream/mailbox.h"
 
 #include <errno.h>
@@ -207,7 +208,8 @@ static int flush_all(iop_conn *c)
 static int produce(iop_conn *c)
 {
     const struct iop_service *svc = c->server->svc;
-    while (svc->on_drain && !closing(c) && !iop__stopping(c->server)) {
+    while (svc->on_drain && (c->flags & IOP__CONN_OPENED) && !closing(c) &&
+           !iop__stopping(c->server)) {
         svc->on_drain(c);
         if (c->out.bytes == 0)
             return 0;
@@ -218,25 +220,51 @@ static int produce(iop_conn *c)
     return 0;
 }
 
-/* Read once; returns bytes read, 0 at end of stream, or a negative errno
- * (-EAGAIN: the receive timeout passed). */
-static ssize_t read_some(iop_conn *c)
+/* Read once into p; returns bytes read, 0 at end of stream, or a
+ * negative errno (-EAGAIN: the receive timeout passed). */
+static ssize_t read_some(iop_conn *c, char *p)
 {
     int r = arm_recv_timeout(c);
     if (r != 0)
         return r;
+    for (;;) {
+        ssize_t n = recv(c->fd, p, READ_CHUNK, 0);
+        if (n >= 0 || errno != EINTR)
+            return n >= 0 ? n : -errno;
+    }
+}
+
+/* Read and deliver what came: a plain connection's bytes straight into
+ * c->in, framed there; a layered one's through its layers (layers.h).
+ * Returns bytes read, 0 at end of stream, or a negative errno. */
+static ssize_t read_and_dispatch(iop_conn *c, int *err)
+{
+    ssize_t n;
+    *err = 0;
+    if (iop__conn_layered(c)) {
+        char buf[READ_CHUNK];
+        n = read_some(c, buf);
+        if (n > 0)
+            *err = iop__conn_input(c, buf, (size_t)n);
+        return n;
+    }
     char *p = iop__buf_reserve(&c->in, READ_CHUNK);
     if (!p)
         return -ENOMEM;
-    for (;;) {
-        ssize_t n = recv(c->fd, p, READ_CHUNK, 0);
-        if (n >= 0) {
-            iop__buf_commit(&c->in, (size_t)n);
-            return n;
-        }
-        if (errno != EINTR)
-            return -errno;
+    n = read_some(c, p);
+    if (n > 0) {
+        iop__buf_commit(&c->in, (size_t)n);
+        *err = iop__conn_dispatch(c);
     }
+    return n;
+}
+
+/* The connection is done: a layer's last word (TLS's close_notify) goes
+ * out before the FIN. */
+static void last_words(iop_conn *c)
+{
+    if (iop__conn_last_words(c))
+        flush_all(c);
 }
 
 /* We close while the peer may still be sending: closing a socket with
@@ -307,8 +335,15 @@ void iop__serve_blocking(iop_server *s, int fd,
         }
         c->mbox = &mbox;
     }
-    iop__conn_opened(c);
-    int err = 0;
+    int err = iop__conn_start(c);
+    if (err != 0) {
+        iop_report(s, IOP_LOG_ERROR, "cannot serve %s: %s", iop_conn_peer_name(c),
+                   iop_strerror(err));
+        if (c->mbox)
+            iop__mailbox_destroy(c->mbox);
+        iop__conn_release(c);
+        return;
+    }
     for (;;) {
         err = flush_all(c);
         if (err == 0)
@@ -324,35 +359,38 @@ void iop__serve_blocking(iop_server *s, int fd,
             if (r == 0)
                 continue; /* posts: write them, then wait again */
         }
-        size_t before = iop__buf_used(&c->in);
-        ssize_t n = read_some(c);
+        uint32_t before = c->progress;
+        ssize_t n = read_and_dispatch(c, &err);
         if (n == -EAGAIN && idle_ms(c) > 0)
             continue; /* SO_RCVTIMEO: read_some() judges the idle time */
         if (n < 0) {
             err = (int)n;
             break;
         }
-        if (n == 0) {
-            /* End of stream (the peer's half-close, or our own SHUT_RD at
-             * stop): answer what was received, then close. */
-            c->flags |= IOP__CONN_PEER_EOF;
-            iop__conn_eof(c);
+        if (n == 0 || (c->flags & IOP__CONN_PEER_EOF)) {
+            /* End of stream (the peer's half-close, a layer's end, or our
+             * own SHUT_RD at stop): answer what was received, then close. */
+            if (n == 0)
+                iop__conn_input_end(c);
             err = flush_all(c);
             if (err == 0) /* a producer that last line started goes on */
                 err = produce(c);
             break;
         }
-        err = iop__conn_dispatch(c);
-        if (iop__buf_used(&c->in) < before + (size_t)n)
+        if (c->progress != before)
             progress(c); /* a message was completed (and delivered) */
         if (err == -EMSGSIZE) {
             iop__conn_too_long(c);
             flush_all(c);
             break;
         }
+        if (err != 0)
+            break;
     }
     if (err == -EMSGSIZE)
         err = 0; /* said already; an orderly close after the output */
+    if (err == 0)
+        last_words(c);
     /* The service hears of the close before the lingering close, as on
      * the event paths: a chat member must not stay in the room, and be
      * posted to, for the linger time its peer may take to close. */

@@ -5,7 +5,9 @@
  * models, evconn.c for the event loops.
  */
 #include "internal.h"
+#include "stream/layers.h"
 #include "stream/mailbox.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -48,8 +50,10 @@ static void report_why(iop_conn *c, int err)
                    s->pol.idle_ms);
     else if (err == -ENOBUFS && (c->flags & IOP__CONN_OVERFLOW))
         iop__mailbox_report_overflow(c);
-    else if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED)
-        /* (a reset, a peer gone, a stop: routine, not news) */
+    else if (err && err != -ECONNRESET && err != -EPIPE && err != -ECANCELED &&
+             err != -EPROTO)
+        /* (a reset, a peer gone, a stop: routine, not news; a layer's
+         * protocol error: said by the layer) */
         iop_report(s, IOP_LOG_DEBUG, "connection %s: %s", iop_conn_peer_name(c),
                    iop_strerror(err));
 }
@@ -60,7 +64,9 @@ void iop__conn_notify_close(iop_conn *c, int err)
         return;
     c->flags |= IOP__CONN_NOTIFIED;
     report_why(c, err);
-    if (c->server->svc->on_close)
+    /* A connection the service never heard of (its PROXY header or TLS
+     * handshake failed) is not news to it. */
+    if ((c->flags & IOP__CONN_OPENED) && c->server->svc->on_close)
         c->server->svc->on_close(c, err);
 }
 
@@ -94,6 +100,7 @@ static ssize_t deliver(iop_conn *c, const char *p, size_t n)
         if (s->svc->on_message)
             s->svc->on_message(c, p + used + f.payload_off, f.payload_len);
         used += f.frame_len;
+        c->progress++;
     }
     return (ssize_t)used;
 }
@@ -134,6 +141,7 @@ void iop__conn_eof(iop_conn *c)
 
 void iop__conn_release(iop_conn *c)
 {
+    iop__conn_layers_free(c);
     iop__buf_free(&c->in);
     iop__outq_free(&c->out);
     free(c->peer_name);
@@ -144,6 +152,10 @@ int iop_send(iop_conn *c, const void *data, size_t len)
 {
     if ((c->flags & IOP__CONN_CLOSING) || c->error)
         return -EPIPE;
+    if (c->tls) {
+        struct iovec v = {.iov_base = (void *)data, .iov_len = len};
+        return iop__tls_send(c, &v, 1);
+    }
     return iop__outq_append(&c->out, data, len);
 }
 
@@ -157,6 +169,10 @@ int iop_send_frame(iop_conn *c, const void *msg, size_t len)
     char hdr[4];
     size_t hn = iop_frame_header(framing, len, hdr);
     size_t tn = framing == IOP_FRAMING_LINE ? 1 : 0;
+    if (c->tls) { /* one record for a small frame */
+        struct iovec v[3] = {{hdr, hn}, {(void *)msg, len}, {"\n", tn}};
+        return iop__tls_send(c, v, 3);
+    }
     /* Reserve the whole frame first so a failure queues nothing. */
     if (iop__outq_reserve(&c->out, hn + len + tn) != 0)
         return -ENOMEM;

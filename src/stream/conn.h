@@ -28,10 +28,13 @@ enum {
     IOP__CONN_OVERFLOW = 1u << 5, /* a post passed the high watermark: close now */
     IOP__CONN_KICKED = 1u << 6,   /* its owner has posted output to flush */
     IOP__CONN_GONE = 1u << 7,     /* closed: off every list, being released */
+    IOP__CONN_OPENED = 1u << 8,   /* on_open has been called (layers.h) */
 };
 
 struct iop__mailbox; /* stream/mailbox.h */
 struct iop__msg;
+struct iop__tls_conn; /* tls/tls.h */
+struct iop__proxy_reader; /* net/proxy_header.h */
 
 /* Kept small on purpose: an idle event-loop connection is this struct and
  * nothing else (both buffers empty and unallocated). */
@@ -47,6 +50,13 @@ struct iop_conn {
     union iop__peer_addr peer;
     socklen_t peerlen;
     int error;           /* first I/O error, negative errno */
+    /* The layers between the socket and the service (layers.h): a PROXY
+     * header still to read, a TLS session; NULL on a plain connection. */
+    struct iop__proxy_reader *proxy;
+    struct iop__tls_conn *tls;
+    /* Complete messages delivered, and layers completed (a handshake):
+     * what a model counts as progress for the idle timeout. */
+    uint32_t progress;
     uint64_t deadline;   /* stopping: end of drain; lingering: end of linger */
     /* Event path only: the owning worker's list, least recently active first. */
     struct iop_conn *prev, *next;
@@ -106,7 +116,7 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
  * the input runs out or the service closes. Returns 0 or -EMSGSIZE. */
 int iop__conn_dispatch(iop_conn *c);
 /* What every model does with a connection, written once: the "open" line
- * (-v) and on_open; why it closes where that is news (idle, not reading,
+ * (-v) and on_open (the layers call it, layers.h); why it closes where that is news (idle, not reading,
  * an error other than a peer's reset or a stop), then on_close, once (err
  * 0 for an orderly close); the "close" line (-v) once its descriptor is
  * done with; a message over --max-frame: said, and the connection closed

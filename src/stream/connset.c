@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "connset.h"
+#include "layers.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -110,7 +111,11 @@ void iop__connset_open(struct iop__connset *set, iop_conn *c, int fd,
     set->nconns++;
     iop__connlist_append(&set->active, c);
     schedule(set);
-    iop__conn_opened(c);
+    int r = iop__conn_start(c);
+    if (r != 0) { /* closed at its first settle, without lingering */
+        c->error = r;
+        c->flags |= IOP__CONN_CLOSING | IOP__CONN_PEER_EOF;
+    }
 }
 
 /* ---- input ----------------------------------------------------------------------- */
@@ -133,9 +138,9 @@ int iop__connset_input(struct iop__connset *set, iop_conn *c, const char *data, 
 {
     if (c->flags & (IOP__CONN_CLOSING | IOP__CONN_LINGER))
         return 0; /* no more messages: discarded */
-    size_t before = iop__buf_used(&c->in);
-    int r = iop__conn_dispatch_bytes(c, data, n);
-    if (r == 0 && iop__buf_used(&c->in) < before + n)
+    uint32_t before = c->progress;
+    int r = iop__conn_input(c, data, n);
+    if (c->progress != before)
         touch(set, c); /* a message was completed */
     if (r == -EMSGSIZE) {
         iop__conn_too_long(c);
@@ -149,8 +154,7 @@ int iop__connset_input(struct iop__connset *set, iop_conn *c, const char *data, 
 void iop__connset_peer_eof(struct iop__connset *set, iop_conn *c)
 {
     (void)set;
-    c->flags |= IOP__CONN_PEER_EOF;
-    iop__conn_eof(c);
+    iop__conn_input_end(c);
 }
 
 void iop__connset_sent(struct iop__connset *set, iop_conn *c) { touch(set, c); }
@@ -163,7 +167,8 @@ void iop__connset_sent(struct iop__connset *set, iop_conn *c) { touch(set, c); }
 int iop__connset_produce_once(struct iop__connset *set, iop_conn *c)
 {
     const struct iop_service *svc = set->s->svc;
-    if (!svc->on_drain || set->stopping || (c->flags & (IOP__CONN_CLOSING | IOP__CONN_LINGER)))
+    if (!svc->on_drain || set->stopping || !(c->flags & IOP__CONN_OPENED) ||
+        (c->flags & (IOP__CONN_CLOSING | IOP__CONN_LINGER)))
         return 0;
     size_t before = c->out.bytes;
     svc->on_drain(c);
@@ -192,11 +197,12 @@ int iop__connset_wants_input(const struct iop__connset *set, const iop_conn *c)
                          IOP__CONN_LINGER));
 }
 
-int iop__connset_done(const struct iop__connset *set, const iop_conn *c)
+int iop__connset_done(const struct iop__connset *set, iop_conn *c)
 {
     (void)set;
     return c->out.bytes == 0 && !(c->flags & IOP__CONN_LINGER) &&
-           (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF));
+           (c->flags & (IOP__CONN_CLOSING | IOP__CONN_PEER_EOF)) &&
+           !iop__conn_last_words(c);
 }
 
 /* ---- closing --------------------------------------------------------------------- */

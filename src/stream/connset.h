@@ -106,9 +106,10 @@ void iop__connset_watermarks(struct iop__connset *set, iop_conn *c);
 /* 1 if c should be reading: not paused, not past its input's end, not
  * closing, not stopping. */
 int iop__connset_wants_input(const struct iop__connset *set, const iop_conn *c);
-/* 1 if c is done: closing (or past the peer's FIN) with nothing queued;
- * the model calls iop__connset_finish() once nothing is in flight. */
-int iop__connset_done(const struct iop__connset *set, const iop_conn *c);
+/* 1 if c is done: closing (or past the peer's FIN) with nothing queued
+ * (a layer's last word, TLS's close_notify, is queued then: 0, and
+ * written like any output); the model calls iop__connset_finish() once nothing is in flight. */
+int iop__connset_done(const struct iop__connset *set, iop_conn *c);
 /* The service is done and the output written: linger, or close now. */
 void iop__connset_finish(struct iop__connset *set, iop_conn *c);
 
