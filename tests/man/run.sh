@@ -3,6 +3,7 @@
 #  - every page lints clean under mandoc: nothing at -W warning, and at
 #    -W style nothing but "referenced manual not found" (the pages refer
 #    to each other and to systemd's, which need not be installed here);
+#    and groff, man-db's renderer, warns of nothing (-ww);
 #  - every command `ioplex --help` lists has its page, ioplex-CMD.1, and
 #    an entry in ioplex.1;
 #  - every option `ioplex CMD --help` prints, long and short, has an entry
@@ -34,6 +35,19 @@ for p in $pages; do
         fail "mandoc -T lint -W style $p:"; sed 's/^/  | /' "$T/style" >&2
     fi
 done
+
+# What man-db renders them with, groff: no warning either. groff comes with
+# man-db (groff-base); where it is absent this part cannot run, and says so.
+if command -v groff >/dev/null; then
+    for p in $pages; do
+        groff -mandoc -ww -z -Tutf8 "$p" >"$T/groff" 2>&1 || true
+        if [ -s "$T/groff" ]; then
+            fail "groff -mandoc -ww $p:"; sed 's/^/  | /' "$T/groff" >&2
+        fi
+    done
+else
+    echo "man test: groff is not installed: the pages were not rendered as man-db does"
+fi
 
 # ---- commands and options against --help ---------------------------------
 # The options a --help text lists: on every line whose first word starts
