@@ -1,5 +1,7 @@
 #!/bin/sh
-# Install ioplex into a fresh, staged prefix, then build the README's
+# Install ioplex into a fresh, staged prefix; check that the manual pages
+# are where man finds them and the bash completion where bash-completion
+# loads it from; then build the README's
 # library example (the blocks marked "install-test") against it: with
 # pkg-config and with find_package, shared and static, and run each build
 # against the installed tool. Nothing from the environment helps: the
@@ -51,6 +53,53 @@ for f in bin/ioplex include/ioplex.h $lib/libioplex.so $lib/libioplex.a \
     [ -e "$P/$f" ] || { show "$T/install.log"; fail "not installed: $P/$f"; }
 done
 echo "install test: installed under DESTDIR=$stage PREFIX=$fake"
+
+# The manual pages, where man finds them under the prefix.
+# (GNUInstallDirs leaves these empty in the cache when they are defaults.)
+dataroot=$(sed -n 's/^CMAKE_INSTALL_DATAROOTDIR:PATH=//p' "$bld/CMakeCache.txt")
+dataroot=${dataroot:-share}
+mandir=$(sed -n 's/^CMAKE_INSTALL_MANDIR:PATH=//p' "$bld/CMakeCache.txt")
+mandir=${mandir:-$dataroot/man}
+npages=0
+for page in "$src"/man/*.[0-9]; do
+    name=${page##*/} sect=${page##*.}
+    [ -f "$P/$mandir/man$sect/$name" ] || fail "not installed: $P/$mandir/man$sect/$name"
+    cmp -s "$page" "$P/$mandir/man$sect/$name" || fail "$P/$mandir/man$sect/$name is not man/$name"
+    if command -v man >/dev/null; then
+        found=$(man -M "$P/$mandir" -w "$sect" "${name%.*}" 2>/dev/null) ||
+            fail "man -M $P/$mandir -w $sect ${name%.*} finds nothing"
+        [ "$found" = "$P/$mandir/man$sect/$name" ] || fail "man finds ${name%.*}($sect) at $found"
+    fi
+    npages=$((npages + 1))
+done
+[ $npages -ge 7 ] || fail "only $npages pages in $src/man"
+echo "install test: $npages manual pages under $P/$mandir"
+
+# The bash completion, where bash-completion looks: its completionsdir
+# relative to its own prefix, under ours. Loaded by bash-completion's own
+# loader (XDG_DATA_DIRS names our share), then run against the installed
+# tool.
+bc_dir=$(pkg-config --variable=completionsdir bash-completion 2>/dev/null) || bc_dir=""
+bc_prefix=$(pkg-config --variable=prefix bash-completion 2>/dev/null) || bc_prefix=""
+case "$bc_dir" in
+    "$bc_prefix"/?*) bc_rel=${bc_dir#"$bc_prefix"/} ;;
+    *) bc_rel=share/bash-completion/completions ;;
+esac
+[ -f "$P/$bc_rel/ioplex" ] || fail "not installed: $P/$bc_rel/ioplex"
+bash_completion=/usr/share/bash-completion/bash_completion
+[ -r "$bash_completion" ] || fail "no $bash_completion (apt-get install bash-completion)"
+got=$(XDG_DATA_DIRS=$P/$dataroot BASH_COMPLETION_USER_DIR=/nonexistent bash -c '
+    . "$1"
+    __load_completion ioplex || { echo "__load_completion ioplex found nothing"; exit 1; }
+    complete -p ioplex
+    COMP_WORDS=("$2" serve -m e) COMP_CWORD=3 COMP_LINE="$2 serve -m e" COMP_POINT=${#COMP_LINE}
+    _ioplex ioplex e -m
+    echo "offers: ${COMPREPLY[*]}"' sh "$bash_completion" "$P/bin/ioplex" 2>&1) ||
+    fail "bash-completion does not load the installed completion: $got"
+want="complete -F _ioplex ioplex
+offers: epoll"
+[ "$got" = "$want" ] || fail "the installed completion: got '$got', not '$want'"
+echo "install test: bash-completion loads $P/$bc_rel/ioplex; ioplex serve -m e<Tab> gives epoll"
 
 # The consumer, from the README's marked blocks.
 extract() {
