@@ -1,5 +1,6 @@
 /* ioplex serve: run a built-in service under a chosen model. */
 #define _GNU_SOURCE
+#include "activation.h"
 #include "cli.h"
 
 #include <errno.h>
@@ -18,17 +19,24 @@ static void on_stop_signal(int sig)
 {
     if (stop_signals++ > 0)
         _exit(128 + sig);
+    notify_send("STOPPING=1");
     if (running)
         iop_server_stop(running);
 }
 
 struct report_opts {
     int verbosity; /* -1 quiet, 0 errors and notices, 1 + debug */
+    int out_syslog, err_syslog; /* --inetd: stdout, stderr are the socket */
 };
 
 static void report(void *ctx, enum iop_log level, const char *line)
 {
     const struct report_opts *o = ctx;
+    if (level == IOP_LOG_OUTPUT ? o->out_syslog : o->err_syslog) {
+        if (level == IOP_LOG_OUTPUT || level == IOP_LOG_ERROR || o->verbosity >= 0)
+            activation_syslog(level, line);
+        return;
+    }
     switch (level) {
     case IOP_LOG_OUTPUT:
         /* One write per line, flushed, so lines from threads or child
@@ -97,6 +105,10 @@ static void usage(FILE *f)
             "      --allow-root      let --user name a user with uid 0 (refused otherwise)\n"
             "      --mode OCTAL      Unix socket: the socket file's mode, e.g. 0660, never\n"
             "                        looser while it is made\n"
+            "      --inetd           serve the socket on standard input, as inetd (or\n"
+            "                        systemd with Accept=yes) passes it: a connection\n"
+            "                        (nowait), or a datagram socket served until idle for\n"
+            "                        --idle-timeout (wait; default 10 s); model iterative\n"
             "  -q, --quiet           print only service output and errors\n"
             "  -v, --verbose         print connections opening and closing\n"
             "  -h, --help            this text\n"
@@ -119,6 +131,12 @@ static void usage(FILE *f)
                "to answer each other for ever), and a source is answered at most 10\n"
                "times a second, after a burst of 20, where the answer can be bigger\n"
                "than the datagram (ack, daytime, chargen); drops are reported once.\n"
+               "\nSocket activation (sd_listen_fds(3)): when LISTEN_PID is this process,\n"
+               "the sockets on descriptors 3... (LISTEN_FDS, named by LISTEN_FDNAMES)\n"
+               "are served instead of binding: give no address. Streams or datagrams,\n"
+               "not both; several streams with iterative, thread, pool or an event\n"
+               "loop; -w N workers share them. With NOTIFY_SOCKET set (Type=notify),\n"
+               "READY=1 is sent once listening and STOPPING=1 at SIGTERM.\n"
                "\nSIGINT or SIGTERM stops accepting, answers what was received and\n"
                "exits 0; a second one exits at once.\n\n" EXIT_CODES_HELP);
 }
@@ -126,7 +144,7 @@ static void usage(FILE *f)
 enum {
     OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN,
     OPT_IDLE, OPT_HIGH, OPT_LOW, OPT_ACCEPT_LOCK, OPT_USER, OPT_ALLOW_ROOT,
-    OPT_MODE,
+    OPT_MODE, OPT_INETD,
 };
 
 static const struct option options[] = {
@@ -148,6 +166,7 @@ static const struct option options[] = {
     {"user", required_argument, NULL, OPT_USER},
     {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
     {"mode", required_argument, NULL, OPT_MODE},
+    {"inetd", no_argument, NULL, OPT_INETD},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -203,7 +222,7 @@ int cmd_serve(int argc, char **argv)
     int family = AF_UNSPEC;
     const char *unix_path = NULL, *service = "ack";
     long long v;
-    int c;
+    int c, inetd = 0, idle_given = 0;
     optind = 1;
     opterr = 0; /* errors are reported in one line by cli_option_error */
     while ((c = getopt_long(argc, argv, ":m:S:uU:46F:w:qvh", options, NULL)) != -1) {
@@ -253,6 +272,7 @@ int cmd_serve(int argc, char **argv)
             if (number_opt("--idle-timeout", optarg, 0, 86400, &v))
                 return EXIT_USAGE;
             cfg.idle_timeout_ms = v ? (int)v * 1000 : -1; /* 0: never */
+            idle_given = 1;
             break;
         case OPT_HIGH:
             if (number_opt("--high-water", optarg, 1, 1 << 30, &v))
@@ -271,6 +291,7 @@ int cmd_serve(int argc, char **argv)
             if (mode_opt(optarg, &cfg.unix_mode))
                 return EXIT_USAGE;
             break;
+        case OPT_INETD: inetd = 1; break;
         case 'q': ro.verbosity = -1; break;
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;
@@ -301,9 +322,27 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve", "unknown service '%s' (see ioplex serve --help)", service);
         return EXIT_USAGE;
     }
-    if (cli_parse_address("serve", &cfg.addr, transport, family, unix_path,
-                          argc - optind, argv + optind, 1) != 0)
+    /* Sockets made by systemd or inetd (activation.c), else bind. */
+    struct activation *act = calloc(1, sizeof *act);
+    int passed = !act ? -1 : inetd ? activation_from_stdin(act) : activation_from_env(act);
+    if (passed > 0 && activation_configure(act, &cfg, transport == IOP_UDP, family,
+                                           unix_path || optind < argc) != 0)
+        passed = -1;
+    if (passed < 0) {
+        free(act);
         return EXIT_USAGE;
+    }
+    if (passed && cfg.inetd && !idle_given)
+        cfg.idle_timeout_ms = 10 * 1000; /* inetd wait: exit when idle for 10 s */
+    if (passed && cfg.inetd) {
+        ro.out_syslog = activation_is_socket(act, STDOUT_FILENO);
+        ro.err_syslog = activation_is_socket(act, STDERR_FILENO);
+    }
+    if (!passed && cli_parse_address("serve", &cfg.addr, transport, family, unix_path,
+                                     argc - optind, argv + optind, 1) != 0) {
+        free(act);
+        return EXIT_USAGE;
+    }
     if (cfg.unix_mode && !iop_transport_is_unix(cfg.addr.transport)) {
         cli_error("serve", "--mode is for Unix sockets only (-U PATH or unix:///PATH)");
         return EXIT_USAGE;
@@ -317,20 +356,29 @@ int cmd_serve(int argc, char **argv)
     cfg.report_ctx = &ro;
     cfg.report_debug = ro.verbosity >= 1;
 
+    notify_open(); /* before --user: NOTIFY_SOCKET may be root's to use */
     char err[IOP_ERR_LEN];
     iop_server *s;
     int r = iop_server_open(&s, &cfg, err);
     if (r != 0) {
-        cli_error("serve", "%s", err);
-        return bind_exit_code(r);
+        if (passed) /* sockets passed in: what was wrong with them is a usage error */
+            ro.err_syslog ? activation_syslog(IOP_LOG_ERROR, err) : cli_error("serve", "%s", err);
+        else
+            cli_error("serve", "%s", err);
+        free(act);
+        return passed ? cli_exit_code(r) : bind_exit_code(r);
     }
     running = s;
     struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (ro.verbosity >= 0)
+    const char *mname = cfg.model ? cfg.model : iop_default_model();
+    if (ro.verbosity >= 0 && passed && !ro.err_syslog)
+        activation_describe(act, cfg.service->name, mname);
+    else if (ro.verbosity >= 0 && !passed)
         fprintf(stderr, "ioplex serve: %s on %s (model %s)\n", cfg.service->name,
-                iop_server_address(s), cfg.model ? cfg.model : iop_default_model());
+                iop_server_address(s), mname);
+    notify_send("READY=1");
     r = iop_server_run(s);
     running = NULL;
     if (r != 0) { /* one line: the reason in words if there is one */
@@ -338,6 +386,7 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve", "%s", why ? why : iop_strerror(r));
     }
     iop_server_close(s);
+    free(act);
     if (r != 0)
         return EXIT_ERROR;
     return EXIT_OK;
