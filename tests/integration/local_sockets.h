@@ -23,14 +23,14 @@
 static int local_fds[64];
 static size_t n_local_fds;
 
-static int local_keep(int fd)
+static inline int local_keep(int fd)
 {
     if (fd >= 0 && n_local_fds < sizeof local_fds / sizeof local_fds[0])
         local_fds[n_local_fds++] = fd;
     return fd;
 }
 
-static void local_close(int fd)
+static inline void local_close(int fd)
 {
     for (size_t i = 0; i < n_local_fds; i++)
         if (local_fds[i] == fd) {
@@ -41,7 +41,7 @@ static void local_close(int fd)
         close(fd);
 }
 
-static void local_close_all(void)
+static inline void local_close_all(void)
 {
     for (size_t i = 0; i < n_local_fds; i++)
         close(local_fds[i]);
@@ -52,7 +52,7 @@ static void local_close_all(void)
  * bound to port 0 and let go. Another process could take it before the
  * test does; on a test machine's loopback that is rare, and it shows as
  * a failure to bind, not a wrong result. */
-static unsigned local_free_port(int type)
+static inline unsigned local_free_port(int type)
 {
     int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
     struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -66,7 +66,7 @@ static unsigned local_free_port(int type)
     return port;
 }
 
-static int local_try_connect(int family, int type, const struct sockaddr *sa, socklen_t len,
+static inline int local_try_connect(int family, int type, const struct sockaddr *sa, socklen_t len,
                              int timeout_ms)
 {
     long long deadline = now_ms() + timeout_ms;
@@ -98,14 +98,14 @@ static int local_try_connect(int family, int type, const struct sockaddr *sa, so
 
 /* A TCP (SOCK_STREAM) or connected UDP (SOCK_DGRAM) socket to
  * 127.0.0.1:port, retried until something listens there (TCP). */
-static int local_connect_ip(int type, unsigned port, int timeout_ms)
+static inline int local_connect_ip(int type, unsigned port, int timeout_ms)
 {
     struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     return local_try_connect(AF_INET, type, (struct sockaddr *)&in, sizeof in, timeout_ms);
 }
 
-static int local_connect_unix(const char *path, int timeout_ms)
+static inline int local_connect_unix(const char *path, int timeout_ms)
 {
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     memcpy(un.sun_path, path, strnlen(path, sizeof un.sun_path - 1));
