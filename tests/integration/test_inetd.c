@@ -15,7 +15,9 @@
 #include "harness.h"
 #include "local_sockets.h"
 
+#include <dirent.h>
 #include <pwd.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,10 +32,37 @@
 #define INETD "/usr/sbin/inetd"
 #define IO_MS HARNESS_IO_TIMEOUT_MS
 
+/* The argv[0] inetd gives the servers it starts: ours alone have it. */
+static char marker[64];
+
+/* inetd puts each server in a session of its own, out of the process
+ * group the harness kills: a server that outlived a failed test is found
+ * by its argv[0] and killed here. */
+static void kill_leftover_servers(void)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], argv0[64] = "";
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        if (proc_read_text(path, argv0, sizeof argv0) > 0 && strcmp(argv0, marker) == 0) {
+            fprintf(stderr, "test: killing a server inetd left: %s\n", e->d_name);
+            kill((pid_t)atoi(e->d_name), SIGKILL);
+        }
+    }
+    closedir(d);
+}
+
 static int teardown(void **state)
 {
     local_close_all();
-    return harness_teardown(state);
+    int r = harness_teardown(state); /* inetd first: it starts no more */
+    kill_leftover_servers();
+    return r;
 }
 
 /* Wait until inetd's debug output has `needle` at least n times. */
@@ -59,10 +88,11 @@ static void test_inetd(void **state)
     snprintf(conf, sizeof conf, "%s/inetd.conf", harness_tmpdir());
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
-    fprintf(f, "127.0.0.1:%u stream tcp nowait %s %s ioplex serve --inetd -S ack\n",
-            tport, pw->pw_name, ioplex_bin());
-    fprintf(f, "127.0.0.1:%u dgram udp wait %s %s ioplex serve --inetd -S echo "
-            "--idle-timeout 1\n", uport, pw->pw_name, ioplex_bin());
+    snprintf(marker, sizeof marker, "ioplex-inetd-test-%ld", (long)getpid());
+    fprintf(f, "127.0.0.1:%u stream tcp nowait %s %s %s serve --inetd -S ack\n",
+            tport, pw->pw_name, ioplex_bin(), marker);
+    fprintf(f, "127.0.0.1:%u dgram udp wait %s %s %s serve --inetd -S echo "
+            "--idle-timeout 1\n", uport, pw->pw_name, ioplex_bin(), marker);
     assert_int_equal(fclose(f), 0);
 
     struct server s;
