@@ -304,6 +304,40 @@ static void test_inetd_accept(void **state)
     server_stop(&s, 0); /* systemd-socket-activate itself; it has no exit code to keep */
 }
 
+/* Accept=yes without StandardInput=socket: the connection comes as
+ * descriptor 3 under LISTEN_FDS=1, and is served as inetd's would be;
+ * --inetd with another model than iterative is refused in one line. */
+static void test_accept_yes_listen_fds(void **state)
+{
+    (void)state;
+    char l[64];
+    unsigned port = local_free_port(SOCK_STREAM);
+    const char *wrap[] = {"-a", "-l", fmt(l, sizeof l, "127.0.0.1:%u", port), NULL};
+    const char *args[] = {"-S", "echo", NULL};
+    struct server s;
+    start_activated(&s, wrap, args);
+    for (int i = 0; i < 2; i++) {
+        int c = local_connect_ip(SOCK_STREAM, port, IO_MS);
+        assert_true(c >= 0);
+        CHECK(&s, echo_line(c, "accepted\n", IO_MS));
+        CHECK(&s, shutdown(c, SHUT_WR) == 0 && expect_eof(c, IO_MS) == 1);
+        local_close(c);
+    }
+    CHECK(&s, server_stderr_count(&s, "(model iterative)") == 2);
+    server_stop(&s, 0);
+
+    const char *wrap2[] = {"--inetd", "-a", "-l", fmt(l, sizeof l, "127.0.0.1:%u", port), NULL};
+    const char *args2[] = {"--inetd", "-m", "epoll", "-S", "echo", NULL};
+    start_activated(&s, wrap2, args2);
+    int c = local_connect_ip(SOCK_STREAM, port, IO_MS);
+    assert_true(c >= 0);
+    CHECK(&s, expect_eof(c, IO_MS) == 1); /* closed unserved */
+    CHECK(&s, server_wait_stderr(&s, "inetd's socket is served by the iterative model, "
+                                 "not 'epoll'", IO_MS));
+    CHECK(&s, server_wait_stderr(&s, "died with code 2", IO_MS));
+    server_stop(&s, 0);
+}
+
 /* Type=notify: READY=1 once listening (a client connects at once), and
  * STOPPING=1 at SIGTERM; to a socket file and to an abstract name. */
 static void notify_case(int abstract)
@@ -398,6 +432,7 @@ int main(void)
         cmocka_unit_test_teardown(test_misfits, teardown),
         cmocka_unit_test_teardown(test_not_ours, teardown),
         cmocka_unit_test_teardown(test_inetd_accept, teardown),
+        cmocka_unit_test_teardown(test_accept_yes_listen_fds, teardown),
         cmocka_unit_test_teardown(test_notify_path, teardown),
         cmocka_unit_test_teardown(test_notify_abstract, teardown),
         cmocka_unit_test_teardown(test_units_verify, teardown),
