@@ -121,6 +121,35 @@ static void test_two_sockets_one_server(void **state)
     }
 }
 
+/* The models that take one listener serve one passed in (and uring's
+ * rings share it with -w 2). */
+static void test_one_socket_other_models(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"fork", "prefork", "aio", "uring", NULL};
+    for (size_t m = 0; models[m]; m++) {
+        if (model_serves_datagrams(models[m]) < 0)
+            continue; /* not compiled in (uring without liburing) */
+        char l[64];
+        unsigned port = local_free_port(SOCK_STREAM);
+        const char *wrap[] = {"-l", fmt(l, sizeof l, "127.0.0.1:%u", port), NULL};
+        const char *args[] = {"-m", models[m], "-w", "2", "-S", "echo", NULL};
+        struct server s;
+        start_activated(&s, wrap, args);
+        /* one after the other: prefork:2 serves two at a time */
+        for (int i = 0; i < 4; i++) {
+            int c = local_connect_ip(SOCK_STREAM, port, IO_MS);
+            assert_true(c >= 0);
+            if (i == 0)
+                assert_int_equal(server_wait_address(&s, HARNESS_START_TIMEOUT_MS), 0);
+            CHECK(&s, echo_line(c, "one listener\n", IO_MS));
+            local_close(c);
+        }
+        CHECK(&s, count_tcp_listeners(port) == 1);
+        server_stop_clean(&s);
+    }
+}
+
 /* -w 4: the workers share the one passed listener (they cannot bind
  * SO_REUSEPORT sockets of their own beside it), and all of them serve. */
 static void test_workers_share_listener(void **state)
@@ -427,6 +456,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_two_sockets_one_server, teardown),
+        cmocka_unit_test_teardown(test_one_socket_other_models, teardown),
         cmocka_unit_test_teardown(test_workers_share_listener, teardown),
         cmocka_unit_test_teardown(test_datagram, teardown),
         cmocka_unit_test_teardown(test_misfits, teardown),
