@@ -13,6 +13,7 @@
  */
 #include "harness.h"
 #include "local_sockets.h"
+#include "tool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -367,6 +368,38 @@ static void test_accept_yes_listen_fds(void **state)
     server_stop(&s, 0);
 }
 
+/* serve under `sh -c SCRIPT`, which sets the variables for its own PID
+ * and then execs the tool in place: LISTEN_PID is then the tool's. */
+static void run_sh(struct tool_result *r, const char *script, const char *const args[])
+{
+    char full[512];
+    snprintf(full, sizeof full, "%s; exec \"$0\" \"$@\"", script);
+    const char *wrapper[] = {"sh", "-c", full, NULL};
+    tool_run_under(r, wrapper, args, 10000);
+}
+
+/* What the environment or the descriptors get wrong is one line, exit 2. */
+static void test_bad_environment(void **state)
+{
+    (void)state;
+    static struct tool_result r;
+    const char *args[] = {"serve", "-S", "echo", NULL};
+    run_sh(&r, "export LISTEN_PID=$$ LISTEN_FDS=two", args);
+    tool_expect_error("LISTEN_FDS=two", &r, 2, "ioplex serve: socket activation: ",
+                      "LISTEN_FDS wants a number", "'two'", NULL);
+    run_sh(&r, "export LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=a:b; exec 3</dev/null 4<&-",
+           args);
+    tool_expect_error("descriptor 3 a file", &r, 2, "ioplex serve: socket activation: ",
+                      "descriptor 3 ('a') is not a socket", NULL);
+    run_sh(&r, "export LISTEN_PID=$$ LISTEN_FDS=1; exec 3<&-", args);
+    tool_expect_error("descriptor 3 closed", &r, 2, "ioplex serve: socket activation: ",
+                      "descriptor 3 ('unknown') is not open", NULL);
+    const char *inetd[] = {"serve", "--inetd", "-S", "echo", NULL};
+    run_sh(&r, "exec 0</dev/null", inetd);
+    tool_expect_error("--inetd, stdin a file", &r, 2, "ioplex serve: --inetd: ",
+                      "descriptor 0 ('stdin') is not a socket", NULL);
+}
+
 /* Type=notify: READY=1 once listening (a client connects at once), and
  * STOPPING=1 at SIGTERM; to a socket file and to an abstract name. */
 static void notify_case(int abstract)
@@ -461,6 +494,7 @@ int main(void)
         cmocka_unit_test_teardown(test_datagram, teardown),
         cmocka_unit_test_teardown(test_misfits, teardown),
         cmocka_unit_test_teardown(test_not_ours, teardown),
+        cmocka_unit_test_teardown(test_bad_environment, teardown),
         cmocka_unit_test_teardown(test_inetd_accept, teardown),
         cmocka_unit_test_teardown(test_accept_yes_listen_fds, teardown),
         cmocka_unit_test_teardown(test_notify_path, teardown),
