@@ -323,15 +323,14 @@ int cmd_serve(int argc, char **argv)
         return EXIT_USAGE;
     }
     /* Sockets made by systemd or inetd (activation.c), else bind. */
-    struct activation *act = calloc(1, sizeof *act);
-    int passed = !act ? -1 : inetd ? activation_from_stdin(act) : activation_from_env(act);
+    static struct activation sockets; /* static: 48 KiB, one serve a process */
+    struct activation *act = &sockets;
+    int passed = inetd ? activation_from_stdin(act) : activation_from_env(act);
     if (passed > 0 && activation_configure(act, &cfg, transport == IOP_UDP, family,
                                            unix_path || optind < argc) != 0)
         passed = -1;
-    if (passed < 0) {
-        free(act);
+    if (passed < 0)
         return EXIT_USAGE;
-    }
     if (passed && cfg.inetd && !idle_given)
         cfg.idle_timeout_ms = 10 * 1000; /* inetd wait: exit when idle for 10 s */
     if (passed && cfg.inetd) {
@@ -339,10 +338,8 @@ int cmd_serve(int argc, char **argv)
         ro.err_syslog = activation_is_socket(act, STDERR_FILENO);
     }
     if (!passed && cli_parse_address("serve", &cfg.addr, transport, family, unix_path,
-                                     argc - optind, argv + optind, 1) != 0) {
-        free(act);
+                                     argc - optind, argv + optind, 1) != 0)
         return EXIT_USAGE;
-    }
     if (cfg.unix_mode && !iop_transport_is_unix(cfg.addr.transport)) {
         cli_error("serve", "--mode is for Unix sockets only (-U PATH or unix:///PATH)");
         return EXIT_USAGE;
@@ -365,7 +362,6 @@ int cmd_serve(int argc, char **argv)
             ro.err_syslog ? activation_syslog(IOP_LOG_ERROR, err) : cli_error("serve", "%s", err);
         else
             cli_error("serve", "%s", err);
-        free(act);
         return passed ? cli_exit_code(r) : bind_exit_code(r);
     }
     running = s;
@@ -383,10 +379,12 @@ int cmd_serve(int argc, char **argv)
     running = NULL;
     if (r != 0) { /* one line: the reason in words if there is one */
         const char *why = iop_server_failure(s);
-        cli_error("serve", "%s", why ? why : iop_strerror(r));
+        if (ro.err_syslog)
+            activation_syslog(IOP_LOG_ERROR, why ? why : iop_strerror(r));
+        else
+            cli_error("serve", "%s", why ? why : iop_strerror(r));
     }
     iop_server_close(s);
-    free(act);
     if (r != 0)
         return EXIT_ERROR;
     return EXIT_OK;
