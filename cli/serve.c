@@ -332,7 +332,10 @@ int cmd_serve(int argc, char **argv)
     if (passed < 0)
         return EXIT_USAGE;
     if (passed && cfg.inetd && !idle_given)
-        cfg.idle_timeout_ms = 10 * 1000; /* inetd wait: exit when idle for 10 s */
+        /* inetd wait: exit when idle for 10 s. inetd starts another at
+         * the next datagram, so a short wait costs only a fork and exec
+         * (in.tftpd's --timeout waits 900 s; give --idle-timeout for it). */
+        cfg.idle_timeout_ms = 10 * 1000;
     if (passed && cfg.inetd) {
         ro.out_syslog = activation_is_socket(act, STDOUT_FILENO);
         ro.err_syslog = activation_is_socket(act, STDERR_FILENO);
