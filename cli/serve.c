@@ -1,5 +1,6 @@
 /* ioplex serve: run a built-in service under a chosen model. */
 #define _GNU_SOURCE
+#include "activation.h"
 #include "cli.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@ static void on_reload_signal(int sig)
     if (running)
         iop_server_reload_tls(running);
 }
+
 static volatile sig_atomic_t stop_signals;
 
 /* First SIGINT/SIGTERM: stop gracefully. Second: leave at once. */
@@ -26,17 +28,24 @@ static void on_stop_signal(int sig)
 {
     if (stop_signals++ > 0)
         _exit(128 + sig);
+    notify_send("STOPPING=1");
     if (running)
         iop_server_stop(running);
 }
 
 struct report_opts {
     int verbosity; /* -1 quiet, 0 errors and notices, 1 + debug */
+    int out_syslog, err_syslog; /* --inetd: stdout, stderr are the socket */
 };
 
 static void report(void *ctx, enum iop_log level, const char *line)
 {
     const struct report_opts *o = ctx;
+    if (level == IOP_LOG_OUTPUT ? o->out_syslog : o->err_syslog) {
+        if (level == IOP_LOG_OUTPUT || level == IOP_LOG_ERROR || o->verbosity >= 0)
+            activation_syslog(level, line);
+        return;
+    }
     switch (level) {
     case IOP_LOG_OUTPUT:
         /* One write per line, flushed, so lines from threads or child
@@ -110,6 +119,10 @@ static void usage(FILE *f)
             "      --tls-key FILE    its private key (PEM; default: in --tls-cert)\n"
             "      --tls-ca FILE     CAs that client certificates are verified against\n"
             "      --tls-verify-client  require a client certificate (mutual TLS)\n"
+            "      --inetd           serve the socket on standard input, as inetd (or\n"
+            "                        systemd with Accept=yes) passes it: a connection\n"
+            "                        (nowait), or a datagram socket served until idle for\n"
+            "                        --idle-timeout (wait; default 10 s); model iterative\n"
             "  -q, --quiet           print only service output and errors\n"
             "  -v, --verbose         print connections opening and closing\n"
             "  -h, --help            this text\n"
@@ -132,6 +145,12 @@ static void usage(FILE *f)
                "to answer each other for ever), and a source is answered at most 10\n"
                "times a second, after a burst of 20, where the answer can be bigger\n"
                "than the datagram (ack, daytime, chargen); drops are reported once.\n"
+               "\nSocket activation (sd_listen_fds(3)): when LISTEN_PID is this process,\n"
+               "the sockets on descriptors 3... (LISTEN_FDS, named by LISTEN_FDNAMES)\n"
+               "are served instead of binding: give no address. Streams or datagrams,\n"
+               "not both; several streams with iterative, thread, pool or an event\n"
+               "loop; -w N workers share them. With NOTIFY_SOCKET set (Type=notify),\n"
+               "READY=1 is sent once listening and STOPPING=1 at SIGTERM.\n"
                "\nSIGINT or SIGTERM stops accepting, answers what was received and\n"
                "exits 0; a second one exits at once.\n\n" EXIT_CODES_HELP);
 }
@@ -139,7 +158,7 @@ static void usage(FILE *f)
 enum {
     OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN,
     OPT_IDLE, OPT_HIGH, OPT_LOW, OPT_ACCEPT_LOCK, OPT_USER, OPT_ALLOW_ROOT,
-    OPT_MODE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_VERIFY,
+    OPT_MODE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_VERIFY, OPT_INETD,
 };
 
 static const struct option options[] = {
@@ -165,6 +184,7 @@ static const struct option options[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"tls-verify-client", no_argument, NULL, OPT_TLS_VERIFY},
+    {"inetd", no_argument, NULL, OPT_INETD},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -220,7 +240,7 @@ int cmd_serve(int argc, char **argv)
     int family = AF_UNSPEC;
     const char *unix_path = NULL, *service = "ack";
     long long v;
-    int c;
+    int c, inetd = 0, idle_given = 0;
     optind = 1;
     opterr = 0; /* errors are reported in one line by cli_option_error */
     while ((c = getopt_long(argc, argv, ":m:S:uU:46F:w:qvh", options, NULL)) != -1) {
@@ -270,6 +290,7 @@ int cmd_serve(int argc, char **argv)
             if (number_opt("--idle-timeout", optarg, 0, 86400, &v))
                 return EXIT_USAGE;
             cfg.idle_timeout_ms = v ? (int)v * 1000 : -1; /* 0: never */
+            idle_given = 1;
             break;
         case OPT_HIGH:
             if (number_opt("--high-water", optarg, 1, 1 << 30, &v))
@@ -292,6 +313,7 @@ int cmd_serve(int argc, char **argv)
         case OPT_TLS_KEY: cfg.tls_key = optarg; break;
         case OPT_TLS_CA: cfg.tls_ca = optarg; break;
         case OPT_TLS_VERIFY: cfg.tls_verify_client = 1; break;
+        case OPT_INETD: inetd = 1; break;
         case 'q': ro.verbosity = -1; break;
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;
@@ -322,8 +344,26 @@ int cmd_serve(int argc, char **argv)
         cli_error("serve", "unknown service '%s' (see ioplex serve --help)", service);
         return EXIT_USAGE;
     }
-    if (cli_parse_address("serve", &cfg.addr, transport, family, unix_path,
-                          argc - optind, argv + optind, 1) != 0)
+    /* Sockets made by systemd or inetd (activation.c), else bind. */
+    static struct activation sockets; /* static: 48 KiB, one serve a process */
+    struct activation *act = &sockets;
+    int passed = inetd ? activation_from_stdin(act) : activation_from_env(act);
+    if (passed > 0 && activation_configure(act, &cfg, transport == IOP_UDP, family,
+                                           unix_path || optind < argc) != 0)
+        passed = -1;
+    if (passed < 0)
+        return EXIT_USAGE;
+    if (passed && cfg.inetd && !idle_given)
+        /* inetd wait: exit when idle for 10 s. inetd starts another at
+         * the next datagram, so a short wait costs only a fork and exec
+         * (in.tftpd's --timeout waits 900 s; give --idle-timeout for it). */
+        cfg.idle_timeout_ms = 10 * 1000;
+    if (passed && cfg.inetd) {
+        ro.out_syslog = activation_is_socket(act, STDOUT_FILENO);
+        ro.err_syslog = activation_is_socket(act, STDERR_FILENO);
+    }
+    if (!passed && cli_parse_address("serve", &cfg.addr, transport, family, unix_path,
+                                     argc - optind, argv + optind, 1) != 0)
         return EXIT_USAGE;
     if (cfg.unix_mode && !iop_transport_is_unix(cfg.addr.transport)) {
         cli_error("serve", "--mode is for Unix sockets only (-U PATH or unix:///PATH)");
@@ -342,12 +382,16 @@ int cmd_serve(int argc, char **argv)
     cfg.report_ctx = &ro;
     cfg.report_debug = ro.verbosity >= 1;
 
+    notify_open(); /* before --user: NOTIFY_SOCKET may be root's to use */
     char err[IOP_ERR_LEN];
     iop_server *s;
     int r = iop_server_open(&s, &cfg, err);
     if (r != 0) {
-        cli_error("serve", "%s", err);
-        return bind_exit_code(r);
+        if (passed) /* sockets passed in: what was wrong with them is a usage error */
+            ro.err_syslog ? activation_syslog(IOP_LOG_ERROR, err) : cli_error("serve", "%s", err);
+        else
+            cli_error("serve", "%s", err);
+        return passed ? cli_exit_code(r) : bind_exit_code(r);
     }
     running = s;
     struct sigaction sa = {.sa_handler = on_stop_signal}; /* no SA_RESTART */
@@ -357,14 +401,21 @@ int cmd_serve(int argc, char **argv)
         struct sigaction hup = {.sa_handler = on_reload_signal, .sa_flags = SA_RESTART};
         sigaction(SIGHUP, &hup, NULL);
     }
-    if (ro.verbosity >= 0)
+    const char *mname = cfg.model ? cfg.model : iop_default_model();
+    if (ro.verbosity >= 0 && passed && !ro.err_syslog)
+        activation_describe(act, cfg.service->name, mname);
+    else if (ro.verbosity >= 0 && !passed)
         fprintf(stderr, "ioplex serve: %s on %s (model %s)\n", cfg.service->name,
-                iop_server_address(s), cfg.model ? cfg.model : iop_default_model());
+                iop_server_address(s), mname);
+    notify_send("READY=1");
     r = iop_server_run(s);
     running = NULL;
     if (r != 0) { /* one line: the reason in words if there is one */
         const char *why = iop_server_failure(s);
-        cli_error("serve", "%s", why ? why : iop_strerror(r));
+        if (ro.err_syslog)
+            activation_syslog(IOP_LOG_ERROR, why ? why : iop_strerror(r));
+        else
+            cli_error("serve", "%s", why ? why : iop_strerror(r));
     }
     iop_server_close(s);
     if (r != 0)

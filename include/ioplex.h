@@ -102,6 +102,13 @@ IOPLEX_API void iop_addr_format(const struct iop_addr *a, char *buf,
 IOPLEX_API void iop_sockaddr_format(const struct sockaddr *sa,
                                     socklen_t salen, char *buf, size_t len);
 
+/* What a socket made elsewhere is (socket activation, inetd): its
+ * transport, family and local address into *a, and whether it is a
+ * listening stream socket (*listening, may be NULL). Returns 0, -ENOTSOCK,
+ * -EAFNOSUPPORT for a family other than AF_INET, AF_INET6 and AF_UNIX, or
+ * another negative errno. */
+IOPLEX_API int iop_socket_address(int fd, struct iop_addr *a, int *listening);
+
 /* Bind (and for streams, listen). On success *fd is the socket and, if
  * `bound` is non-NULL, the actual address (port 0 resolved) is stored. */
 IOPLEX_API int iop_listen(const struct iop_addr *a, int backlog, int *fd,
@@ -321,6 +328,27 @@ struct iop_server_config {
     const char *tls_key;
     const char *tls_ca;
     int tls_verify_client;
+    /* Sockets made by another process (systemd's socket activation,
+     * inetd): serve these instead of binding addr. addr.transport says
+     * their kind (iop_socket_address() reads it from a descriptor); each
+     * is checked to fit it (a listening stream socket, or a datagram
+     * socket; AF_INET, AF_INET6 or AF_UNIX): -EINVAL and a sentence
+     * naming the descriptor otherwise. From iop_server_open() on they are
+     * the server's, closed by iop_server_close(), which never removes a
+     * socket file (whoever made it does). Several stream listeners are
+     * served by one server, under the models that accept from several
+     * (iterative, thread, pool and the event loops; fork, prefork, aio
+     * and uring take one: IOP_EUNFIT); a datagram server takes one. With
+     * -w N (workers), the workers share them: nothing is bound. */
+    const int *listen_fds;
+    unsigned n_listen_fds;
+    /* inetd: listen_fds[0] is the one socket inetd (or systemd with
+     * Accept=yes) passed. A connected stream socket is served as the only
+     * client, then iop_server_run() returns (inetd's "nowait"); a
+     * datagram socket is served until no datagram has come for
+     * idle_timeout_ms (inetd's "wait": inetd watches it again once the
+     * server has exited). The iterative model only. */
+    int inetd;
 };
 
 IOPLEX_API void iop_server_config_init(struct iop_server_config *cfg);

@@ -59,6 +59,12 @@ struct iop_server {
      * takes its own at run (-1 here then). See model/workers.h. */
     int *worker_fds;
     unsigned n_worker_fds;
+    /* Sockets made elsewhere (cfg.listen_fds: socket activation, inetd),
+     * all of them (listen_fd is the first): net/listeners.c. NULL when
+     * the server bound its own. */
+    int *listeners;
+    unsigned n_listeners;
+    unsigned next_listener; /* where iop__accept()'s scan starts, so none starves */
     pid_t owner;          /* the process that bound the listener */
     struct iop_addr bound; /* the listener's address, port resolved */
     unsigned max_conns;     /* cfg.max_conns, or its default: the limit in force */
@@ -87,6 +93,21 @@ int iop__fail(iop_server *s, int err, const char *fmt, ...)
  * (CLOEXEC), -ECANCELED once stopping, or another negative errno for
  * iop__accept_failed(). The caller takes it with iop__acceptor_take(). */
 int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen);
+/* Sockets made elsewhere (net/listeners.c). Adopt cfg.listen_fds into s
+ * (listen_fd, listeners, bound), after checking each fits the transport
+ * and the model: 0, or a negative errno with a sentence in err and
+ * nothing taken. */
+int iop__listeners_adopt(iop_server *s, char *err);
+/* Give them back untaken (iop_server_open() failed: they stay the
+ * caller's), or close them (iop_server_close()). */
+void iop__listeners_release(iop_server *s);
+void iop__listeners_close(iop_server *s);
+/* Wait for a client on any of several listeners or a stop: 1 and *fd the
+ * ready one, or -ECANCELED. */
+int iop__listeners_wait(iop_server *s, int *fd);
+/* inetd (nowait): the connection passed, once; -ECANCELED after. */
+int iop__listeners_take_conn(iop_server *s, struct sockaddr_storage *peer,
+                             socklen_t *peerlen);
 /* Report an accept() failure once per episode, and pause (ended early by
  * a stop) so that a listener readable for good does not spin. */
 void iop__accept_failed(iop_server *s, int err);

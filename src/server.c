@@ -257,14 +257,18 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
         file.uid = user.uid;
         file.gid = user.gid;
     }
-    r = iop__listen_file(&cfg->addr, cfg->backlog, lflags, &file, &s->listen_fd,
-                         &s->bound, err);
+    if (cfg->n_listen_fds || cfg->inetd) /* made elsewhere: net/listeners.c */
+        r = iop__listeners_adopt(s, err);
+    else
+        r = iop__listen_file(&cfg->addr, cfg->backlog, lflags, &file, &s->listen_fd,
+                             &s->bound, err);
     if (r != 0) {
         s->listen_fd = -1;
         iop_server_close(s);
         return r;
     }
-    s->owner = getpid();
+    if (!s->listeners)
+        s->owner = getpid(); /* the socket file is ours to remove */
     iop__acceptor_init(&s->acceptor, s, s->listen_fd);
     /* Every bind is done here, then privileges are dropped: nothing has
      * been served, and no thread or process started. The model is checked
@@ -275,6 +279,7 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
     if (r == 0 && cfg->user && m->check)
         r = m->check(err);
     if (r != 0) {
+        iop__listeners_release(s); /* passed sockets stay the caller's */
         iop_server_close(s);
         return r;
     }
@@ -320,6 +325,7 @@ void iop_server_close(iop_server *s)
                        "that user may write to)" : "");
     }
     iop__worker_listeners_close(s);
+    iop__listeners_close(s);
     for (int i = 0; i < 2; i++)
         if (s->stop_pipe[i] >= 0)
             close(s->stop_pipe[i]);
@@ -328,11 +334,16 @@ void iop_server_close(iop_server *s)
 
 int iop__accept(iop_server *s, struct sockaddr_storage *peer, socklen_t *peerlen)
 {
+    if (s->cfg.inetd)
+        return iop__listeners_take_conn(s, peer, peerlen);
     for (;;) {
         iop__accept_caught_up(s);
-        int r = iop__wait_fd(s, s->listen_fd, POLLIN, -1);
+        int lfd = s->listen_fd;
+        int r = s->n_listeners > 1 ? iop__listeners_wait(s, &lfd)
+                                   : iop__wait_fd(s, lfd, POLLIN, -1);
         if (r < 0)
             return r;
+        s->acceptor.listen_fd = lfd; /* the one that has a client */
         int fd = iop__acceptor_accept(&s->acceptor, peer, peerlen, 0);
         if (fd != -EAGAIN) /* another process or thread took it first */
             return fd;

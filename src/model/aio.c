@@ -597,5 +597,6 @@ const struct iop__model iop__model_aio = {
     },
     .conn_fds = 2, /* fd and wfd */
     .max_conns_ceiling = AIO_CONNS_MAX,
+    .one_listener = 1,
     .run = run_aio,
 };

@@ -67,10 +67,25 @@ static void on_datagrams(iop__loop *loop, int fd, unsigned events, void *arg);
 
 static int is_stream(const iop_server *s) { return iop_transport_is_stream(s->cfg.addr.transport); }
 
+/* The listeners a worker watches: its own, or every socket passed in
+ * (socket activation: net/listeners.c), shared by all workers. */
+static unsigned listeners(const struct worker *w, const int **fds)
+{
+    const iop_server *s = w->base.s;
+    if (s->n_listeners > 1) {
+        *fds = s->listeners;
+        return s->n_listeners;
+    }
+    *fds = &w->base.listen_fd;
+    return 1;
+}
+
 static void watch_listener(struct worker *w, int on)
 {
     iop__io_fn *fn = is_stream(w->base.s) ? on_accept : on_datagrams;
-    iop__loop_io(w->loop, w->base.listen_fd, on ? IOP_EV_READ : 0, fn, w);
+    const int *fds;
+    for (unsigned i = 0, n = listeners(w, &fds); i < n; i++)
+        iop__loop_io(w->loop, fds[i], on ? IOP_EV_READ : 0, fn, w);
 }
 
 /* A timer callback: the pause is over, or a descriptor was freed. The
@@ -84,7 +99,9 @@ static void resume_accept(iop__loop *loop, void *arg)
     w->accept_paused = 0;
     iop__timer_stop(w->loop, &w->accept_resume);
     watch_listener(w, 1);
-    on_accept(loop, w->base.listen_fd, IOP_EV_READ, w);
+    const int *fds;
+    for (unsigned i = 0, n = listeners(w, &fds); i < n && !w->accept_paused; i++)
+        on_accept(loop, fds[i], IOP_EV_READ, w);
 }
 
 /* Out of the loop until a connection closes or the pause is over: the
@@ -134,7 +151,7 @@ static void on_accept(iop__loop *loop, int lfd, unsigned events, void *arg)
 {
     (void)loop, (void)events;
     struct worker *w = arg;
-    (void)lfd;
+    w->base.acc.listen_fd = lfd; /* several listeners: the one ready */
     for (int i = 0; i < ACCEPT_BATCH && !w->accept_paused; i++) {
         struct sockaddr_storage peer;
         socklen_t len;
@@ -209,8 +226,9 @@ static int worker_setup(struct worker *w)
     r = iop__evctx_init(&w->x, s, w->loop);
     w->x.owner = w;
     w->x.conn_closed = conn_closed;
-    if (r == 0)
-        r = iop__set_nonblocking(w->base.listen_fd);
+    const int *fds;
+    for (unsigned i = 0, n = listeners(w, &fds); r == 0 && i < n; i++)
+        r = iop__set_nonblocking(fds[i]);
     if (r == 0 && !is_stream(s) && !(w->gate = iop__dgram_new(s, w->base.listen_fd)))
         r = -ENOMEM;
     if (r == 0)

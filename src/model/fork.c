@@ -165,5 +165,6 @@ const struct iop__model iop__model_fork = {
         .datagram = 0,
         .shared_state = 0,
     },
+    .one_listener = 1,
     .run = run_fork,
 };

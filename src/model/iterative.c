@@ -64,9 +64,18 @@ static int serve_datagrams(iop_server *s)
         iop__dgram_free(gate);
         return -ENOMEM;
     }
+    /* inetd's wait: served until idle, then inetd watches the socket
+     * again (as in.tftpd's --timeout). */
+    int idle = s->cfg.inetd && s->cfg.idle_timeout_ms > 0 ? s->cfg.idle_timeout_ms : -1;
     int r = 0;
     while (r == 0) {
-        r = iop__wait_fd(s, s->listen_fd, POLLIN, -1);
+        r = iop__wait_fd(s, s->listen_fd, POLLIN, idle);
+        if (r == 0) { /* idle for idle_timeout_ms */
+            iop_report(s, IOP_LOG_DEBUG, "no datagram for %d s: exiting (inetd wait)",
+                       idle / 1000);
+            r = 1;
+            break;
+        }
         if (r < 0)
             break;
         struct iop_peer p = {.server = s, .fd = s->listen_fd};

@@ -20,6 +20,9 @@ struct iop__model {
     /* Serves one connection at a time (iterative): refuses a service
      * flagged IOP_SERVICE_CLIENTS_TOGETHER. */
     int one_at_a_time;
+    /* Accepts from one listener only (its own loop or ring watches
+     * s->listen_fd): refuses several inherited listeners. */
+    int one_listener;
     /* For the default --max-conns (iop_server_open()): the descriptors a
      * connection holds (0: one), the highest descriptor the model can
      * watch (0: any; select: FD_SETSIZE), and the most connections it can

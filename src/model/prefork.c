@@ -414,5 +414,6 @@ const struct iop__model iop__model_prefork = {
         .datagram = 0,
         .shared_state = 0,
     },
+    .one_listener = 1,
     .run = run_prefork,
 };

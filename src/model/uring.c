@@ -547,6 +547,7 @@ const struct iop__model iop__model_uring = {
              .datagram = 1,
              .shared_state = 1},
     .backend = "io_uring",
+    .one_listener = 1,
     .run = run_uring,
     .check = uring_check,
 };

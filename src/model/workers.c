@@ -12,7 +12,10 @@
 int iop__worker_listeners_bind(iop_server *s, char *err)
 {
     unsigned n = s->cfg.workers;
-    if (!s->model->backend || n < 2 || iop_transport_is_unix(s->cfg.addr.transport))
+    /* Sockets passed in (socket activation) are shared by the workers:
+     * binding more would be outside what the passer gave us. */
+    if (!s->model->backend || n < 2 || iop_transport_is_unix(s->cfg.addr.transport) ||
+        s->listeners)
         return 0;
     s->worker_fds = malloc((n - 1) * sizeof *s->worker_fds);
     if (!s->worker_fds) {

@@ -61,7 +61,9 @@ int iop__acceptor_take(struct iop__acceptor *a, int fd, unsigned live)
         return 0;
     }
     iop__episode_ok(&a->refusing);
-    if (s->cfg.addr.transport == IOP_TCP) {
+    /* Sockets passed in may mix TCP and Unix: the option fails
+     * harmlessly on a Unix one. */
+    if (s->cfg.addr.transport == IOP_TCP || s->n_listeners > 1) {
         int one = 1; /* replies are small and latency matters */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }

@@ -52,6 +52,15 @@ for f in bin/ioplex include/ioplex.h $lib/libioplex.so $lib/libioplex.a \
          $lib/cmake/ioplex/ioplexConfigVersion.cmake; do
     [ -e "$P/$f" ] || { show "$T/install.log"; fail "not installed: $P/$f"; }
 done
+# The example systemd units, ExecStart= naming the tool where it was installed.
+units=$P/share/doc/ioplex/examples/systemd
+for u in ioplex-echo.socket ioplex-echo.service ioplex-ack.socket ioplex-ack@.service \
+         ioplex.service; do
+    [ -e "$units/$u" ] || { show "$T/install.log"; fail "not installed: $units/$u"; }
+done
+grep -q "^ExecStart=$fake/bin/ioplex serve" "$units/ioplex-echo.service" ||
+    fail "ioplex-echo.service does not start $fake/bin/ioplex"
+! grep -l /usr/local/bin "$units"/* || fail "an installed unit still names /usr/local/bin"
 echo "install test: installed under DESTDIR=$stage PREFIX=$fake"
 
 # The manual pages, where man finds them under the prefix.

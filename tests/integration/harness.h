@@ -116,6 +116,14 @@ struct server {
 int server_start(struct server *s, const char *const args[]);
 /* The same with the arguments listed inline, NULL-terminated. */
 int server_startl(struct server *s, ...);
+/* Start a whole command line (argv[0] looked up in $PATH), as
+ * server_start() does, without waiting for anything: a wrapper that runs
+ * `ioplex serve` later (systemd-socket-activate waits for the first
+ * client), or inetd. The harness stops and cleans it up the same way. */
+int server_start_cmd(struct server *s, const char *const argv[]);
+/* server_start()'s wait for the address line, bounded: 0, or -1 after
+ * saying why (the process is gone then). */
+int server_wait_address(struct server *s, int timeout_ms);
 
 /*
  * The transports the tests name, and how `ioplex serve` is told to use

@@ -60,7 +60,8 @@ int server_running(struct server *s)
 
 static char last_cmdline[1024];
 
-int server_start(struct server *s, const char *const args[])
+/* Fork and exec argv with the server's pipes; no waiting. */
+static int spawn(struct server *s, const char *const argv[])
 {
     memset(s, 0, offsetof(struct server, out));
     s->out_len = s->out_dropped = s->err_len = 0;
@@ -68,31 +69,18 @@ int server_start(struct server *s, const char *const args[])
     s->exited = s->status = s->leftovers = 0;
     s->out_fd = s->err_fd = -1;
 
-    size_t nargs = 0;
-    while (args[nargs])
-        nargs++;
-    const char **argv = calloc(nargs + 3, sizeof *argv);
-    if (!argv)
-        return -1;
-    argv[0] = ioplex_bin();
-    argv[1] = "serve";
-    size_t off = (size_t)snprintf(last_cmdline, sizeof last_cmdline, "%s serve", argv[0]);
-    for (size_t i = 0; i < nargs; i++) {
-        argv[i + 2] = args[i];
-        if (off < sizeof last_cmdline)
-            off += (size_t)snprintf(last_cmdline + off, sizeof last_cmdline - off,
-                                    " %s", args[i]);
-    }
+    size_t off = 0;
+    last_cmdline[0] = '\0';
+    for (size_t i = 0; argv[i] && off < sizeof last_cmdline; i++)
+        off += (size_t)snprintf(last_cmdline + off, sizeof last_cmdline - off, "%s%s",
+                                i ? " " : "", argv[i]);
 
     int outp[2], errp[2];
-    if (pipe2(outp, O_CLOEXEC) != 0) {
-        free(argv);
+    if (pipe2(outp, O_CLOEXEC) != 0)
         return -1;
-    }
     if (pipe2(errp, O_CLOEXEC) != 0) {
         close(outp[0]);
         close(outp[1]);
-        free(argv);
         return -1;
     }
     fflush(stdout);
@@ -101,7 +89,6 @@ int server_start(struct server *s, const char *const args[])
     if (pid < 0) {
         perror("harness: fork");
         close(outp[0]), close(outp[1]), close(errp[0]), close(errp[1]);
-        free(argv);
         return -1;
     }
     if (pid == 0) {
@@ -109,11 +96,10 @@ int server_start(struct server *s, const char *const args[])
         if (null < 0 || dup2(null, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0)
             _exit(127);
         harness__child_prepare();
-        execv(argv[0], (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         fprintf(stderr, "harness: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    free(argv);
     setpgid(pid, pid); /* also done by the child: whichever runs first */
     close(outp[1]);
     close(errp[1]);
@@ -124,8 +110,12 @@ int server_start(struct server *s, const char *const args[])
     fcntl(s->err_fd, F_SETFL, O_NONBLOCK);
     fcntl(s->out_fd, F_SETPIPE_SZ, 1 << 20); /* best effort */
     harness__reg_server_add(pid, s->out_fd, s->err_fd);
+    return 0;
+}
 
-    long long deadline = now_ms() + HARNESS_START_TIMEOUT_MS;
+int server_wait_address(struct server *s, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
     const char *why = "timed out";
     for (;;) {
         int eof = server_pump(s);
@@ -156,6 +146,28 @@ int server_start(struct server *s, const char *const args[])
     }
     fprintf(stderr, "harness: its stderr:\n%s\nharness: its stdout:\n%s\n", s->err, s->out);
     return -1;
+}
+
+int server_start_cmd(struct server *s, const char *const argv[])
+{
+    return spawn(s, argv);
+}
+
+int server_start(struct server *s, const char *const args[])
+{
+    size_t nargs = 0;
+    while (args[nargs])
+        nargs++;
+    const char **argv = calloc(nargs + 3, sizeof *argv);
+    if (!argv)
+        return -1;
+    argv[0] = ioplex_bin();
+    argv[1] = "serve";
+    for (size_t i = 0; i < nargs; i++)
+        argv[i + 2] = args[i];
+    int r = spawn(s, argv);
+    free(argv);
+    return r == 0 ? server_wait_address(s, HARNESS_START_TIMEOUT_MS) : -1;
 }
 
 int server_startl(struct server *s, ...)
