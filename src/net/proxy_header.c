@@ -92,15 +92,14 @@ static ssize_t parse_v1(const unsigned char *p, size_t n, struct iop__proxy_head
     size_t lim = n < IOP__PROXY_V1_MAX ? n : IOP__PROXY_V1_MAX, cr = 0;
     for (size_t i = V1_PREFIX_LEN; i < lim; i++) {
         if (p[i] == '\r') {
-            if (i + 1 < n && p[i + 1] != '\n')
-                return FAIL("v1 line: CR not followed by LF");
-            if (i + 1 < n) {
-                cr = i;
-                break;
-            }
-            if (i + 1 == IOP__PROXY_V1_MAX)
+            if (i + 2 > IOP__PROXY_V1_MAX)
                 return FAIL("v1 line longer than 107 bytes");
-            return 0; /* its LF may come */
+            if (i + 1 == n)
+                return 0; /* its LF may come */
+            if (p[i + 1] != '\n')
+                return FAIL("v1 line: CR not followed by LF");
+            cr = i;
+            break;
         }
         if (p[i] == '\n')
             return FAIL("v1 line not ended by CR LF");
