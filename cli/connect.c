@@ -457,9 +457,10 @@ static void usage(FILE *f)
             "  -U, --unix PATH    a Unix-domain socket at PATH\n"
             "  -4, -6             IPv4 only, IPv6 only\n"
             "  -w, --wait SECS    give up connecting, or when idle, after SECS\n"
-            "  --send-proxy[=v1|v2]  start with a PROXY protocol header naming this\n"
-            "                     connection's own addresses, as HAProxy's send-proxy\n"
-            "                     (v1, the default: a text line) or send-proxy-v2 would\n"
+            "      --send-proxy[=v1|v2]\n"
+            "                     start with a PROXY protocol header naming this\n"
+            "                     connection's own ends: v1 (the default, a text line,\n"
+            "                     as HAProxy's send-proxy) or v2 (its send-proxy-v2)\n"
             "  -h, --help         this text\n\n" EXIT_CODES_HELP);
 }
 

@@ -3,7 +3,8 @@
  * `model_proxy MODEL`. The witness of what the service sees is the -v
  * open line, made from the same address iop_conn_peer() returns.
  *
- *   good_headers  v1 TCP4 and v2 TCP6 (with TLVs) each with data in the
+ *   good_headers  (over TCP and a Unix socket, as HAProxy can send to
+ *                 either) v1 TCP4 and v2 TCP6 (with TLVs) each with data in the
  *                 same write, both again cut into single bytes sent 2 ms
  *                 apart: the open line names the header's client "via"
  *                 the real peer, and the data after the header is echoed
@@ -36,11 +37,13 @@
 
 static const char *model;
 
-static void start(struct server *s, const char *const extra[])
+static void start_on(struct server *s, const char *transport, const char *const extra[])
 {
-    if (server_start_on(s, model, "tcp4", "echo", extra) != 0)
-        fail_msg("cannot start echo under %s with --proxy-protocol", model);
+    if (server_start_on(s, model, transport, "echo", extra) != 0)
+        fail_msg("cannot start echo on %s under %s with --proxy-protocol", transport, model);
 }
+
+static void start(struct server *s, const char *const extra[]) { start_on(s, "tcp4", extra); }
 
 static unsigned local_port(int fd)
 {
@@ -49,6 +52,15 @@ static unsigned local_port(int fd)
     if (getsockname(fd, (struct sockaddr *)&a, &len) != 0)
         return 0;
     return ntohs(a.sin_port);
+}
+
+/* How the server names the client socket fd when no header replaces it. */
+static void real_name(const struct server *s, int fd, char *buf, size_t cap)
+{
+    if (s->transport == SERVER_UNIX)
+        snprintf(buf, cap, "unix:(unnamed)");
+    else
+        snprintf(buf, cap, "127.0.0.1:%u", local_port(fd));
 }
 
 /* Send p[0, n) a byte at a time, 2 ms apart: most bytes a read of their own. */
@@ -98,23 +110,21 @@ static void through(struct server *s, const char *hdr, size_t hn, int split,
     char back[7] = "";
     CHECK(s, recv_exact(fd, back, 6, IO_MS) == 6);
     CHECK(s, memcmp(back, "hello\n", 6) == 0);
-    char line[160];
-    if (open) {
-        snprintf(line, sizeof line, "open %s via 127.0.0.1:%u (connection", open,
-                 local_port(fd));
-    } else { /* the real peer, and no "via" */
-        snprintf(line, sizeof line, "open 127.0.0.1:%u (connection", local_port(fd));
-    }
+    char line[200], real[64];
+    real_name(s, fd, real, sizeof real);
+    if (open)
+        snprintf(line, sizeof line, "open %s via %s (connection", open, real);
+    else /* the real peer, and no "via" */
+        snprintf(line, sizeof line, "open %s (connection", real);
     CHECK(s, server_wait_stderr(s, line, IO_MS));
     client_close(fd);
 }
 
 static void good_headers(void **state)
 {
-    (void)state;
     struct server s;
     static const char *const extra[] = {"-v", "--proxy-protocol", NULL};
-    start(&s, extra);
+    start_on(&s, *state, extra);
     static const char v1[] = "PROXY TCP4 192.0.2.1 198.51.100.2 5555 80\r\n";
     /* PROXY, TCP over IPv6, 2001:db8::7 port 4444 to ::1 port 80, then
      * two TLVs (ALPN "h2", a NOOP of 3 bytes). */
@@ -219,7 +229,8 @@ int main(int argc, char **argv)
 {
     static struct harness_cases cases;
     model = harness_model_checked(argc, argv, NULL);
-    harness_add_case(&cases, "tcp4", "good_headers", good_headers, NULL);
+    harness_add_case(&cases, "tcp4", "good_headers", good_headers, "tcp4");
+    harness_add_case(&cases, "unix", "good_headers", good_headers, "unix");
     harness_add_case(&cases, "tcp4", "bad_headers", bad_headers, NULL);
     harness_add_case(&cases, "tcp4", "slow_header", slow_header, NULL);
     return harness_run_cases(&cases, "model_proxy", model);
