@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,7 +265,7 @@ static unsigned client_from(const char *src, unsigned fe)
 static int served_by(struct server *sv, int n, const char *src, unsigned port)
 {
     char needle[128];
-    snprintf(needle, sizeof needle, "open %s:%u via 127.0.0.1:", src, port);
+    snprintf(needle, sizeof needle, "open %s:%u via ", src, port);
     long long end = now_ms() + IO_MS;
     while (now_ms() < end) {
         int who = 0;
@@ -278,19 +279,141 @@ static int served_by(struct server *sv, int n, const char *src, unsigned port)
     return 0;
 }
 
-static void haproxy(void **state)
+/* ---- the instances as hosts of their own (network namespaces) ------------ */
+
+/* The balancer's namespace (HAProxy and the clients) and one per instance,
+ * joined by a veth pair each: balancer 198.18.N.1, instance N 198.18.N.2
+ * (RFC 2544's benchmarking range). Named with our PID; nothing is added
+ * to the namespace the test started in. */
+static char ns_names[3][32];
+static int ns_made, home_ns = -1;
+
+static const char *ip_tool(void)
 {
-    (void)state;
+    static const char *const paths[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        if (access(paths[i], X_OK) == 0)
+            return paths[i];
+    return "ip";
+}
+
+static int ip(char *err, size_t errcap, ...)
+{
+    const char *argv[24] = {ip_tool()};
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, errcap);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return run_cmd(argv, NULL, 0, NULL, 0, NULL, err, errcap, IO_MS);
+}
+
+#define IP_MUST(...)                                                          \
+    do {                                                                      \
+        char e_[1024] = "";                                                   \
+        if (ip(e_, sizeof e_, __VA_ARGS__, NULL) != 0)                        \
+            fail_msg("`ip %s` failed: %s", #__VA_ARGS__, e_);                 \
+    } while (0)
+
+static int enter_ns(const char *name)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/run/netns/%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = setns(fd, CLONE_NEWNET);
+    close(fd);
+    return r;
+}
+
+static void go_home(void)
+{
+    if (home_ns >= 0 && setns(home_ns, CLONE_NEWNET) != 0)
+        fail_msg("setns back home: %s", strerror(errno));
+}
+
+static void delete_namespaces(void)
+{
+    if (home_ns >= 0)
+        setns(home_ns, CLONE_NEWNET);
+    for (int i = 0; i < 3 && ns_made; i++)
+        ip(NULL, 0, "netns", "delete", ns_names[i], NULL);
+    ns_made = 0;
+}
+
+/* Returns 0, or 1 where namespaces cannot be made (not root, or not
+ * permitted: the case is skipped); fails on any other error. */
+static int make_namespaces(void)
+{
+    if (geteuid() != 0)
+        return 1;
+    home_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home_ns < 0)
+        return 1;
+    int pid = (int)getpid();
+    snprintf(ns_names[0], sizeof ns_names[0], "ioppB%d", pid);
+    snprintf(ns_names[1], sizeof ns_names[1], "ioppH1x%d", pid);
+    snprintf(ns_names[2], sizeof ns_names[2], "ioppH2x%d", pid);
+    char err[1024] = "";
+    if (ip(err, sizeof err, "netns", "add", ns_names[0], NULL) != 0) {
+        if (strstr(err, "not permitted") || strstr(err, "Permission denied"))
+            return 1;
+        fail_msg("`ip netns add %s` failed: %s", ns_names[0], err);
+    }
+    ns_made = 1;
+    IP_MUST("netns", "add", ns_names[1]);
+    IP_MUST("netns", "add", ns_names[2]);
+    IP_MUST("-n", ns_names[0], "link", "set", "lo", "up");
+    for (int h = 1; h <= 2; h++) {
+        char vb[16], vh[16], ab[32], ah[32];
+        snprintf(vb, sizeof vb, "ippb%d%d", h, pid % 1000000);
+        snprintf(vh, sizeof vh, "ipph%d%d", h, pid % 1000000);
+        snprintf(ab, sizeof ab, "198.18.%d.1/24", h);
+        snprintf(ah, sizeof ah, "198.18.%d.2/24", h);
+        IP_MUST("link", "add", vb, "netns", ns_names[0], "type", "veth", "peer", "name", vh,
+                "netns", ns_names[h]);
+        IP_MUST("-n", ns_names[0], "addr", "add", ab, "dev", vb);
+        IP_MUST("-n", ns_names[h], "addr", "add", ah, "dev", vh);
+        IP_MUST("-n", ns_names[0], "link", "set", vb, "up");
+        IP_MUST("-n", ns_names[h], "link", "set", vh, "up");
+        IP_MUST("-n", ns_names[h], "link", "set", "lo", "up");
+    }
+    return 0;
+}
+
+/* ---- HAProxy over two instances ------------------------------------------- */
+
+static void haproxy_run(int hosts)
+{
     struct stat st;
     if (stat(HAPROXY, &st) != 0)
         fail_msg("%s is missing: `make setup` installs Debian's haproxy package", HAPROXY);
     static struct server sv[2];
-    static const char *const extra[] = {"-v", "--proxy-protocol", NULL};
-    for (int i = 0; i < 2; i++)
-        CHECK(&sv[i], server_start_on(&sv[i], NULL, "tcp4", "echo", extra) == 0);
+    /* What each instance sees HAProxy as: its checks (no "via") and the
+     * "via" of the clients it relays. */
+    char addr[2][32], balancer[2][32];
+    for (int i = 0; i < 2; i++) {
+        snprintf(addr[i], sizeof addr[i], hosts ? "198.18.%d.2" : "127.0.0.1", i + 1);
+        snprintf(balancer[i], sizeof balancer[i], hosts ? "198.18.%d.1" : "127.0.0.1", i + 1);
+        if (hosts && enter_ns(ns_names[i + 1]) != 0)
+            fail_msg("setns into %s: %s", ns_names[i + 1], strerror(errno));
+        int r = server_startl(&sv[i], "-v", "--proxy-protocol", "-S", "echo", addr[i], "0",
+                              (char *)NULL);
+        if (hosts)
+            go_home();
+        CHECK(&sv[i], r == 0);
+    }
+    /* HAProxy and the clients: in the balancer's namespace (this thread
+     * stays there until the end of the case). */
+    if (hosts && enter_ns(ns_names[0]) != 0)
+        fail_msg("setns into %s: %s", ns_names[0], strerror(errno));
     char cfg[600], log[600];
-    snprintf(cfg, sizeof cfg, "%s/haproxy.cfg", harness_tmpdir());
-    snprintf(log, sizeof log, "%s/haproxy.log", harness_tmpdir());
+    snprintf(cfg, sizeof cfg, "%s/haproxy%d.cfg", harness_tmpdir(), hosts);
+    snprintf(log, sizeof log, "%s/haproxy%d.log", harness_tmpdir(), hosts);
     unsigned fe = 0;
     for (int attempt = 0; attempt < 3 && haproxy_pid < 0; attempt++) {
         fe = free_port();
@@ -308,16 +431,20 @@ static void haproxy(void **state)
                 "    default_backend ioplex\n"
                 "backend ioplex\n"
                 "    balance roundrobin\n"
-                "    server s1 127.0.0.1:%u send-proxy-v2 check inter 200ms fall 1 rise 1\n"
-                "    server s2 127.0.0.1:%u send-proxy-v2 check inter 200ms fall 1 rise 1\n",
-                fe, sv[0].port, sv[1].port);
+                "    server s1 %s:%u send-proxy-v2 check inter 200ms fall 1 rise 1\n"
+                "    server s2 %s:%u send-proxy-v2 check inter 200ms fall 1 rise 1\n",
+                fe, addr[0], sv[0].port, addr[1], sv[1].port);
         fclose(f);
         haproxy_pid = haproxy_start(cfg, log);
         assert_true(haproxy_pid > 0);
         /* Its checks reach both instances: a LOCAL header each, which
          * keeps the real peer (HAProxy's own address, no "via"). */
-        int up = server_wait_stderr(&sv[0], "open 127.0.0.1:", IO_MS) &&
-                 server_wait_stderr(&sv[1], "open 127.0.0.1:", IO_MS);
+        int up = 1;
+        for (int i = 0; i < 2 && up; i++) {
+            char check[64];
+            snprintf(check, sizeof check, "open %s:", balancer[i]);
+            up = server_wait_stderr(&sv[i], check, IO_MS);
+        }
         int status;
         if (!up || waitpid(haproxy_pid, &status, WNOHANG) != 0) { /* its port taken? */
             kill(haproxy_pid, SIGKILL);
@@ -325,13 +452,11 @@ static void haproxy(void **state)
             haproxy_pid = -1;
         }
     }
-    if (haproxy_pid < 0) {
-        haproxy_said(log, "");
+    if (haproxy_pid < 0)
         fail_msg("HAProxy did not start or check the instances (see %s)", log);
-    }
 
     /* Round robin over both; each client's true address in the log of
-     * exactly the instance that served it. */
+     * exactly the instance that served it, with HAProxy's as "via". */
     static const char *const srcs[] = {"127.0.0.2", "127.0.0.3"};
     int count[2] = {0, 0};
     for (int k = 0; k < 8; k++) {
@@ -339,6 +464,10 @@ static void haproxy(void **state)
         CHECK(&sv[0], port != 0);
         int who = served_by(sv, 2, srcs[k % 2], port);
         CHECK(&sv[0], who == 1 || who == 2);
+        char needle[128];
+        snprintf(needle, sizeof needle, "open %s:%u via %s:", srcs[k % 2], port,
+                 balancer[who - 1]);
+        CHECK(&sv[who - 1], server_stderr_count(&sv[who - 1], needle) == 1);
         count[who - 1]++;
     }
     CHECK(&sv[0], count[0] > 0 && count[1] > 0);
@@ -349,20 +478,45 @@ static void haproxy(void **state)
     while (!haproxy_said(log, "Server ioplex/s1 is DOWN") && now_ms() < end)
         sleep_ms(50);
     CHECK(&sv[1], haproxy_said(log, "Server ioplex/s1 is DOWN"));
-    int before = server_stderr_count(&sv[1], " via 127.0.0.1:");
+    int before = server_stderr_count(&sv[1], " via ");
     for (int k = 0; k < 10; k++) {
         unsigned port = client_from(srcs[k % 2], fe);
         CHECK(&sv[1], port != 0); /* no error: served */
         char needle[128];
-        snprintf(needle, sizeof needle, "open %s:%u via 127.0.0.1:", srcs[k % 2], port);
+        snprintf(needle, sizeof needle, "open %s:%u via %s:", srcs[k % 2], port, balancer[1]);
         CHECK(&sv[1], server_wait_stderr(&sv[1], needle, IO_MS));
     }
-    CHECK(&sv[1], server_stderr_count(&sv[1], " via 127.0.0.1:") == before + 10);
+    CHECK(&sv[1], server_stderr_count(&sv[1], " via ") == before + 10);
     kill(haproxy_pid, SIGTERM);
     waitpid(haproxy_pid, NULL, 0);
     haproxy_pid = -1;
+    if (hosts)
+        go_home();
     server_stop_clean(&sv[1]);
     CHECK(&sv[1], server_stderr_count(&sv[1], ": PROXY header: ") == 0);
+}
+
+static void haproxy(void **state)
+{
+    (void)state;
+    haproxy_run(0);
+}
+
+static void haproxy_hosts(void **state)
+{
+    (void)state;
+    if (make_namespaces() != 0) {
+        fprintf(stderr, "haproxy_hosts: network namespaces cannot be made here\n");
+        skip();
+    }
+    haproxy_run(1);
+}
+
+static int teardown_hosts(void **state)
+{
+    teardown(state);
+    delete_namespaces();
+    return 0;
 }
 
 int main(void)
@@ -374,6 +528,7 @@ int main(void)
         cmocka_unit_test_teardown(datagram_refused, teardown),
         cmocka_unit_test_teardown(tls_after_header, teardown),
         cmocka_unit_test_teardown(haproxy, teardown),
+        cmocka_unit_test_teardown(haproxy_hosts, teardown_hosts),
     };
     return cmocka_run_group_tests_name("test_proxy_protocol", tests, NULL, NULL);
 }
