@@ -23,6 +23,12 @@
  *                       instance is killed; once HAProxy says it is DOWN,
  *                       every new client is served by the other, with no
  *                       error.
+ *   haproxy_hosts       the same with each instance a host of its own: a
+ *                       network namespace, joined by a veth pair to the
+ *                       balancer's (HAProxy and the clients), instance N
+ *                       at 198.18.N.2, the balancer at 198.18.N.1, which
+ *                       the instances' logs show as "via" (skipped only
+ *                       where namespaces cannot be made: not root)
  */
 #define _GNU_SOURCE
 #include "harness.h"
