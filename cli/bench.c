@@ -80,6 +80,9 @@ static void usage(FILE *f)
             "  -u, --udp             UDP, a datagram per message (with -U: unixgram)\n"
             "  -U, --unix PATH       a Unix-domain socket\n"
             "  -4, -6                IPv4 only, IPv6 only\n"
+            "      --send-proxy-v2   start every connection with a PROXY protocol v2\n"
+            "                        header, as HAProxy's send-proxy-v2 (for a server\n"
+            "                        run with --proxy-protocol)\n"
             "      --json            one JSON object on stdout instead of the summary\n"
             "      --interval SECS   a JSON line per interval on stderr\n"
             "      --interval-file F   ... written to F instead\n"
@@ -100,7 +103,7 @@ static void usage(FILE *f)
 
 enum {
     OPT_WARMUP = 256, OPT_FRAMING, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL,
-    OPT_INTERVAL_FILE, OPT_HGRM,
+    OPT_INTERVAL_FILE, OPT_HGRM, OPT_SEND_PROXY,
 };
 
 #define OPTSTRING ":m:c:t:d:n:s:P:R:uU:46qh"
@@ -123,6 +126,7 @@ static const struct option options[] = {
     {"interval", required_argument, NULL, OPT_INTERVAL},
     {"interval-file", required_argument, NULL, OPT_INTERVAL_FILE},
     {"hgrm", required_argument, NULL, OPT_HGRM},
+    {"send-proxy-v2", no_argument, NULL, OPT_SEND_PROXY},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -192,6 +196,10 @@ static int check_fit(struct bench_cfg *cfg, const struct given *g)
     }
     if (g->framing && (!msgs || !cfg->stream)) {
         cli_error(CMD, "--framing applies to pingpong and rate over a stream socket");
+        return -1;
+    }
+    if (cfg->send_proxy && !cfg->stream) {
+        cli_error(CMD, "--send-proxy-v2 needs a stream socket");
         return -1;
     }
     if (g->count && m == MODE_STREAM) {
@@ -522,6 +530,7 @@ static int bench_main(int argc, char **argv)
             break;
         case OPT_INTERVAL_FILE: cfg.interval_file = optarg; break;
         case OPT_HGRM: cfg.hgrm_file = optarg; break;
+        case OPT_SEND_PROXY: cfg.send_proxy = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:

@@ -58,6 +58,7 @@ struct bench_cfg {
     const char *interval_file, *hgrm_file;
     int progress;                  /* a live line on stderr (a terminal) */
     unsigned n_sources;            /* >0: bind to 127.0.0.2.. in turn */
+    int send_proxy;                /* --send-proxy-v2: a PROXY header first */
     long fd_limit;                 /* RLIMIT_NOFILE after raising it */
 };
 

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "bench_conn.h"
+#include "../src/net/proxy_header.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -152,11 +153,33 @@ static void act(struct wctx *w, struct bconn *c, struct bstep st)
         recycle(w, c);
 }
 
+/* --send-proxy-v2: first on the connection, the header a balancer sends,
+ * naming the connection's own ends. At most 52 bytes into an empty send
+ * buffer: one send() takes them. 0 or an errno. */
+static int send_proxy_header(int fd)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof me, pl = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+        return errno;
+    char hdr[64];
+    ssize_t n = iop__proxy_write(2, (struct sockaddr *)&me, (struct sockaddr *)&peer,
+                                 hdr, sizeof hdr);
+    ssize_t s = n > 0 ? send(fd, hdr, (size_t)n, MSG_NOSIGNAL) : -1;
+    return s == n ? 0 : s < 0 ? errno : EIO;
+}
+
 static void opened(struct wctx *w, struct bconn *c)
 {
     c->state = C_OPEN;
     w->bw->c.connects++;
     w->bw->c.open_now++;
+    int e = w->cfg->send_proxy ? send_proxy_header(c->fd) : 0;
+    if (e != 0) {
+        fail(w, c, classify(e), e);
+        return;
+    }
     act(w, c, conn_opened(w, c));
 }
 

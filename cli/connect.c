@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "../src/net/proxy_header.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +56,28 @@ static int fail(int err, const char *what)
 {
     cli_error("connect", "%s: %s", what, iop_strerror(err));
     return cli_exit_code(err);
+}
+
+/* --send-proxy: the header a balancer would send for this connection (its
+ * own two ends, as getsockname() and getpeername() give them), before any
+ * data, so that a server behind one can be tried without one. */
+static int send_proxy_header(int fd, int version)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof me, pl = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+        return -errno;
+    char hdr[IOP__PROXY_V1_MAX];
+    ssize_t n = iop__proxy_write(version, (struct sockaddr *)&me, (struct sockaddr *)&peer,
+                                 hdr, sizeof hdr);
+    for (ssize_t at = 0; n > 0 && at < n;) { /* the socket is blocking still */
+        ssize_t w = send(fd, hdr + at, (size_t)(n - at), MSG_NOSIGNAL);
+        if (w < 0 && errno != EINTR)
+            return -errno;
+        at += w > 0 ? w : 0;
+    }
+    return n > 0 ? 0 : -EINVAL;
 }
 
 /* Wait for fd to be readable; 0 on timeout, 1 ready, negative errno. */
@@ -434,6 +457,10 @@ static void usage(FILE *f)
             "  -U, --unix PATH    a Unix-domain socket at PATH\n"
             "  -4, -6             IPv4 only, IPv6 only\n"
             "  -w, --wait SECS    give up connecting, or when idle, after SECS\n"
+            "      --send-proxy[=v1|v2]\n"
+            "                     start with a PROXY protocol header naming this\n"
+            "                     connection's own ends: v1 (the default, a text line,\n"
+            "                     as HAProxy's send-proxy) or v2 (its send-proxy-v2)\n"
             "  -h, --help         this text\n\n" EXIT_CODES_HELP);
 }
 
@@ -442,6 +469,7 @@ static const struct option options[] = {
     {"unix", required_argument, NULL, 'U'},
     {"wait", required_argument, NULL, 'w'},
     {"duplex", no_argument, NULL, 'D'},
+    {"send-proxy", optional_argument, NULL, 'P'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -449,7 +477,7 @@ static const struct option options[] = {
 int cmd_connect(int argc, char **argv)
 {
     enum iop_transport transport = IOP_TCP;
-    int family = AF_UNSPEC, timeout_ms = -1, duplex = 0, c;
+    int family = AF_UNSPEC, timeout_ms = -1, duplex = 0, send_proxy = 0, c;
     const char *unix_path = NULL;
     optind = 1;
     opterr = 0; /* errors are reported in one line by cli_option_error */
@@ -460,6 +488,18 @@ int cmd_connect(int argc, char **argv)
         case '4': family = AF_INET; break;
         case '6': family = AF_INET6; break;
         case 'D': duplex = 1; break;
+        case 'P':
+            /* v1 when no version is named, as HAProxy's `send-proxy` and
+             * curl's --haproxy-protocol: a line a person can read. */
+            if (!optarg || strcmp(optarg, "v1") == 0) {
+                send_proxy = 1;
+            } else if (strcmp(optarg, "v2") == 0) {
+                send_proxy = 2;
+            } else {
+                cli_error("connect", "--send-proxy wants v1 or v2, not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'w': {
             long long secs = cli_parse_number(optarg, 1, 86400);
             if (secs < 0) {
@@ -479,12 +519,20 @@ int cmd_connect(int argc, char **argv)
     if (cli_parse_address("connect", &addr, transport, family, unix_path,
                           argc - optind, argv + optind, 0) != 0)
         return EXIT_USAGE;
+    if (send_proxy && !iop_transport_is_stream(addr.transport)) {
+        cli_error("connect", "--send-proxy needs a stream transport");
+        return EXIT_USAGE;
+    }
     char err[IOP_ERR_LEN];
     struct client cl = {.timeout_ms = timeout_ms};
     int r = iop_connect(&addr, timeout_ms, &cl.fd, err);
     if (r != 0) {
         cli_error("connect", "%s", err);
         return cli_exit_code(r);
+    }
+    if (send_proxy && (r = send_proxy_header(cl.fd, send_proxy)) != 0) {
+        close(cl.fd);
+        return fail(r, "sending the PROXY header");
     }
     cl.stream = iop_transport_is_stream(addr.transport);
     cl.tty = isatty(STDIN_FILENO);

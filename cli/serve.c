@@ -123,6 +123,11 @@ static void usage(FILE *f)
             "                        systemd with Accept=yes) passes it: a connection\n"
             "                        (nowait), or a datagram socket served until idle for\n"
             "                        --idle-timeout (wait; default 10 s); model iterative\n"
+            "      --proxy-protocol  every connection starts with a PROXY protocol header\n"
+            "                        (v1 or v2, from a balancer such as HAProxy): the\n"
+            "                        client it names is the peer; a missing or bad\n"
+            "                        header closes the connection (before --tls-cert's\n"
+            "                        handshake; streams only)\n"
             "  -q, --quiet           print only service output and errors\n"
             "  -v, --verbose         print connections opening and closing\n"
             "  -h, --help            this text\n"
@@ -159,6 +164,7 @@ enum {
     OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_ONCE, OPT_BACKLOG, OPT_DRAIN,
     OPT_IDLE, OPT_HIGH, OPT_LOW, OPT_ACCEPT_LOCK, OPT_USER, OPT_ALLOW_ROOT,
     OPT_MODE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_VERIFY, OPT_INETD,
+    OPT_PROXY_PROTOCOL,
 };
 
 static const struct option options[] = {
@@ -185,6 +191,7 @@ static const struct option options[] = {
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"tls-verify-client", no_argument, NULL, OPT_TLS_VERIFY},
     {"inetd", no_argument, NULL, OPT_INETD},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -314,6 +321,7 @@ int cmd_serve(int argc, char **argv)
         case OPT_TLS_CA: cfg.tls_ca = optarg; break;
         case OPT_TLS_VERIFY: cfg.tls_verify_client = 1; break;
         case OPT_INETD: inetd = 1; break;
+        case OPT_PROXY_PROTOCOL: cfg.proxy_protocol = 1; break;
         case 'q': ro.verbosity = -1; break;
         case 'v': ro.verbosity++; break;
         case 'h': usage(stdout); return EXIT_OK;

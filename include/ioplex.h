@@ -349,6 +349,14 @@ struct iop_server_config {
      * idle_timeout_ms (inetd's "wait": inetd watches it again once the
      * server has exited). The iterative model only. */
     int inetd;
+    /* Stream transports only: every connection starts with a PROXY
+     * protocol header, v1 or v2 (HAProxy's specification; the version is
+     * detected), which a balancer in front sends: the service and the log
+     * see the client it names (iop_conn_peer()). A LOCAL header (the
+     * balancer's health check) or UNKNOWN keeps the real peer. A missing
+     * or bad header closes the connection with one line; one not complete
+     * within the idle timeout too. With TLS, the header comes first. */
+    int proxy_protocol;
 };
 
 IOPLEX_API void iop_server_config_init(struct iop_server_config *cfg);

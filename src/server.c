@@ -236,6 +236,11 @@ int iop_server_open(iop_server **out, const struct iop_server_config *cfg,
         iop_server_close(s);
         return -EINVAL;
     }
+    if (cfg->proxy_protocol && !iop_transport_is_stream(cfg->addr.transport)) {
+        snprintf(err, IOP_ERR_LEN, "the PROXY protocol needs a stream transport");
+        iop_server_close(s);
+        return -EINVAL;
+    }
     if ((r = iop__tls_server_new(&s->tls, cfg, err)) != 0) {
         iop_server_close(s);
         return r;

@@ -30,13 +30,17 @@ void iop__conn_init(iop_conn *c, iop_server *s, int fd,
     }
 }
 
-void iop__conn_opened(iop_conn *c)
+void iop__conn_opened(iop_conn *c, const struct sockaddr *via, socklen_t vialen)
 {
-    char name[IOP_PATH_MAX + 16]; /* a debug line: no allocation */
+    char name[IOP_PATH_MAX + 16], by[IOP_PATH_MAX + 16] = ""; /* a debug line: no allocation */
     if (iop__reporting(c->server, IOP_LOG_DEBUG)) {
+        if (via) { /* the client, then the balancer it came through */
+            memcpy(by, " via ", 5);
+            iop_sockaddr_format(via, vialen, by + 5, sizeof by - 5);
+        }
         const char *subject = c->tls ? iop_conn_tls_peer(c) : NULL;
-        iop_report(c->server, IOP_LOG_DEBUG, "open %s (connection %llu%s%s%s)",
-                   iop__conn_peer_str(c, name, sizeof name), (unsigned long long)c->id,
+        iop_report(c->server, IOP_LOG_DEBUG, "open %s%s (connection %llu%s%s%s)",
+                   iop__conn_peer_str(c, name, sizeof name), by, (unsigned long long)c->id,
                    c->tls ? ", TLS" : "", subject ? " " : "", subject ? subject : "");
     }
     if (c->server->svc->on_open)
@@ -48,7 +52,12 @@ void iop__conn_opened(iop_conn *c)
 static void report_why(iop_conn *c, int err)
 {
     iop_server *s = c->server;
-    if (err == -ETIMEDOUT)
+    if (err == -ETIMEDOUT && iop__conn_proxy_pending(c))
+        /* (news, unlike an idle client: a client that does not speak the
+         * PROXY protocol, waiting for the server to speak first) */
+        iop_report(s, IOP_LOG_INFO, "closing %s: PROXY header: not complete within %d ms",
+                   iop_conn_peer_name(c), s->pol.idle_ms);
+    else if (err == -ETIMEDOUT)
         iop_report(s, IOP_LOG_DEBUG, "closing %s: idle for %d ms", iop_conn_peer_name(c),
                    s->pol.idle_ms);
     else if (err == -ENOBUFS && (c->flags & IOP__CONN_OVERFLOW))

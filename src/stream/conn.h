@@ -34,7 +34,7 @@ enum {
 struct iop__mailbox; /* stream/mailbox.h */
 struct iop__msg;
 struct iop__tls_conn; /* tls/tls.h */
-struct iop__proxy_reader; /* net/proxy_header.h */
+struct iop__proxy_reader; /* stream/layers.c */
 
 /* Kept small on purpose: an idle event-loop connection is this struct and
  * nothing else (both buffers empty and unallocated). */
@@ -120,8 +120,9 @@ int iop__conn_dispatch(iop_conn *c);
  * an error other than a peer's reset or a stop), then on_close, once (err
  * 0 for an orderly close); the "close" line (-v) once its descriptor is
  * done with; a message over --max-frame: said, and the connection closed
- * after its output. */
-void iop__conn_opened(iop_conn *c);
+ * after its output. `via`: the address the connection really came from,
+ * when a PROXY header named another client (else NULL). */
+void iop__conn_opened(iop_conn *c, const struct sockaddr *via, socklen_t vialen);
 void iop__conn_notify_close(iop_conn *c, int err);
 void iop__conn_close_line(iop_conn *c);
 void iop__conn_too_long(iop_conn *c);

@@ -38,6 +38,8 @@ void iop__conn_input_end(iop_conn *c);
  * 1 if a layer queued a last word on c->out (TLS's close_notify), to be
  * written before the connection is finished. */
 int iop__conn_last_words(iop_conn *c);
+/* 1 while c's PROXY header (serve --proxy-protocol) is still to come. */
+int iop__conn_proxy_pending(const iop_conn *c);
 /* The layers' state freed (iop__conn_release() calls it). */
 void iop__conn_layers_free(iop_conn *c);
 
