@@ -8,7 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h> /* isfinite only: a macro, no libm */
+#include <math.h> /* isfinite and fabs: no libm call */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,7 +201,7 @@ void bench_report_human(FILE *f, const struct bench_result *r)
         fprintf(f, "  %.0f messages/s scheduled; latency counts from each message's "
                    "scheduled time\n", cfg->rate);
     fmt_secs(a, sizeof a, cfg->warmup_ns);
-    fprintf(f, "  measured %.2f s %s%s%s (stopped by %s)\n\n", r->measured_s,
+    fprintf(f, "  measured %.2f s %s%s%s (stopped by %s)\n", r->measured_s,
             cfg->warmup_ns ? "after a " : "with no warm-up", cfg->warmup_ns ? a : "",
             cfg->warmup_ns ? " warm-up" : "", r->stopped_by);
     if (cfg->start_at > 0) {
@@ -210,6 +210,7 @@ void bench_report_human(FILE *f, const struct bench_result *r)
         fprintf(f, "  measured from %s (--start-at); this host's clock read %+.3f ms "
                    "when it began\n", when, r->start_offset_s * 1e3);
     }
+    fputc('\n', f);
 
     const char *unit = cfg->mode == MODE_CONNECT ? "requests" : "messages";
     if (cfg->mode != MODE_STREAM)
@@ -271,7 +272,9 @@ void bench_report_human(FILE *f, const struct bench_result *r)
 /* A number, or null when there is none to give (JSON has no NaN or inf). */
 static void json_num(FILE *f, double v, int have)
 {
-    if (have && isfinite(v))
+    if (have && isfinite(v) && v == (double)(int64_t)v && fabs(v) < 9007199254740992.0)
+        fprintf(f, "%" PRId64, (int64_t)v); /* counts exact, not 1.21081e+06 */
+    else if (have && isfinite(v))
         fprintf(f, "%.6g", v);
     else
         fputs("null", f);
