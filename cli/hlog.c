@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <math.h> /* isfinite: a macro, no libm */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,7 +391,8 @@ int hlog_parse(const char *text, struct hlog_file *out, char *err, size_t errlen
             }
             char *e1, *e2;
             double start = strtod(f[0], &e1), len = strtod(f[1], &e2);
-            if (e1 == f[0] || *e1 != ',' || e2 == f[1] || *e2 != ',') {
+            if (e1 == f[0] || *e1 != ',' || e2 == f[1] || *e2 != ',' || !isfinite(start) ||
+                !isfinite(len) || len < 0) {
                 snprintf(err, errlen, "line %d: the interval's start and length are not "
                          "numbers", lineno);
                 goto bad;
@@ -413,10 +415,10 @@ int hlog_parse(const char *text, struct hlog_file *out, char *err, size_t errlen
                 goto bad;
             }
             /* The interval's max (ms), when it fits its slot, is exact. */
-            double max_ms = strtod(f[2], NULL);
-            uint64_t max_ns = (uint64_t)(max_ms * 1e6 + 0.5);
-            if (iv->h->total && iop__hist_slot(max_ns) == iop__hist_slot(iv->h->max))
-                iv->h->max = max_ns;
+            double max_ns = strtod(f[2], NULL) * 1e6 + 0.5;
+            if (iv->h->total && max_ns >= 0 && max_ns <= (double)IOP_HIST_HIGHEST &&
+                iop__hist_slot((uint64_t)max_ns) == iop__hist_slot(iv->h->max))
+                iv->h->max = (uint64_t)max_ns;
             /* Like HdrHistogram's reader: a start more than a year before
              * StartTime is relative to the base time. */
             double b = have_base ? base

@@ -120,7 +120,9 @@ static int get_num(const char *obj, const char *key, double *v)
 static uint64_t get_u64(const char *obj, const char *key)
 {
     double v = 0;
-    return get_num(obj, key, &v) && v > 0 ? (uint64_t)(v + 0.5) : 0;
+    if (!get_num(obj, key, &v) || !(v > 0))
+        return 0;
+    return v < 1.8e19 ? (uint64_t)(v + 0.5) : UINT64_MAX;
 }
 
 /* The string's text (escapes other than \" and \\ kept as they are). */
@@ -270,11 +272,15 @@ static int from_json(struct gen *g, const char *json, char *why, size_t wlen)
     /* What the slots cannot say exactly, the JSON does. */
     double v;
     if (get_u64(h, "count") == g->hist->total && g->hist->total) {
-        if (get_num(h, "min", &v))
+        /* Only where they agree with the slots: a value in the lowest
+         * (highest) non-empty one. */
+        if (get_num(h, "min", &v) && v >= 0 && v <= (double)IOP_HIST_HIGHEST &&
+            iop__hist_slot((uint64_t)v) == iop__hist_slot(g->hist->min))
             g->hist->min = (uint64_t)v;
-        if (get_num(h, "max", &v))
+        if (get_num(h, "max", &v) && v >= 0 && v <= (double)IOP_HIST_HIGHEST &&
+            iop__hist_slot((uint64_t)v) == iop__hist_slot(g->hist->max))
             g->hist->max = (uint64_t)v;
-        if (get_num(h, "sum", &v))
+        if (get_num(h, "sum", &v) && isfinite(v) && v >= 0)
             g->hist->sum = v;
     }
     return 0;
@@ -561,8 +567,8 @@ int cmd_report(int argc, char **argv)
         for (int i = 0; i < n; i++)
             for (size_t k = 0; k < g[i].log.n; k++) {
                 const struct hlog_interval *iv = &g[i].log.iv[k];
-                double at = floor((iv->start_s - t0) / step + 0.5);
-                if (at < 0 || at >= MAX_ROWS)
+                double at = (iv->start_s - t0) / step + 0.5; /* rounded below */
+                if (!(at >= 0 && at < MAX_ROWS))
                     continue;
                 size_t r = (size_t)at;
                 if (r >= nrows) {
