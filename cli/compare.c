@@ -300,7 +300,7 @@ static void measure(const struct cmp_opts *o, const struct cmp_model *m,
     run->peak_rss_kib = tree_rss_kib(server);
     int outfd;
     int bench = spawn(bench_argv, 1, 1, &outfd);
-    char out[8192];
+    static char out[1 << 18]; /* bench's JSON, its histogram included (tens of KB) */
     size_t got = 0;
     double next_sample = now_s(), t_run = now_s();
     while (bench > 0) {
