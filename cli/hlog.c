@@ -290,8 +290,9 @@ int hlog_write_header(FILE *f, double start_unix_s, const char *host)
     if (gmtime_r(&t, &tm))
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
     fprintf(f, "#[Histogram log format version 1.3]\n");
-    fprintf(f, "#[ioplex bench %s on %s, values in nanoseconds, interval max in "
-               "milliseconds]\n", IOPLEX_VERSION, host && host[0] ? host : "?");
+    /* Under 128 bytes a line: HdrHistogram_c reads header lines into that. */
+    fprintf(f, "#[ioplex bench %s on %.40s, values in ns, interval max in ms]\n",
+            IOPLEX_VERSION, host && host[0] ? host : "?");
     fprintf(f, "#[StartTime: %.3f (seconds since epoch), %s]\n", start_unix_s, date);
     fprintf(f, "#[BaseTime: %.3f (seconds since epoch)]\n", start_unix_s);
     fprintf(f, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\","

@@ -10,7 +10,7 @@
  * (six decimals, so still exact to the nanosecond).
  *
  * Lines of ours that HdrHistogram's readers skip (they start with '#'):
- *   #[ioplex bench VERSION on HOST, values in nanoseconds]
+ *   #[ioplex bench VERSION on HOST, values in ns, interval max in ms]
  *   #ioplex-result {the bench's JSON object}      (last, once the run ended)
  */
 #ifndef IOPLEX_HLOG_H
