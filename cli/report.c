@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "bench.h"
 #include "hlog.h"
+#include "json_read.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -25,121 +26,6 @@
 #define CMD "report"
 #define FILE_MAX (256L << 20)
 #define MAX_ROWS 100000
-
-/* ---- a small JSON reader: enough for bench's own objects ------------------- */
-
-static const char *ws(const char *p)
-{
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-        p++;
-    return p;
-}
-
-/* Past the value at p, or NULL if it is not one (or is cut short). */
-static const char *skip_value(const char *p, int depth)
-{
-    p = ws(p);
-    if (depth > 32)
-        return NULL;
-    if (*p == '"') {
-        for (p++; *p && *p != '"'; p++)
-            if (*p == '\\' && !*++p)
-                return NULL;
-        return *p == '"' ? p + 1 : NULL;
-    }
-    if (*p == '{' || *p == '[') {
-        char close = *p == '{' ? '}' : ']';
-        p = ws(p + 1);
-        if (*p == close)
-            return p + 1;
-        for (;;) {
-            if (close == '}') {
-                if (*p != '"' || !(p = skip_value(p, depth + 1)))
-                    return NULL;
-                p = ws(p);
-                if (*p++ != ':')
-                    return NULL;
-            }
-            if (!(p = skip_value(p, depth + 1)))
-                return NULL;
-            p = ws(p);
-            if (*p == close)
-                return p + 1;
-            if (*p++ != ',')
-                return NULL;
-        }
-    }
-    const char *s = p;
-    while (*p && strchr("0123456789+-.eEtruefalsn", *p))
-        p++;
-    return p > s ? p : NULL;
-}
-
-/* The value of key in the object at obj, or NULL. */
-static const char *obj_get(const char *obj, const char *key)
-{
-    if (!obj)
-        return NULL;
-    const char *p = ws(obj);
-    if (*p != '{')
-        return NULL;
-    p = ws(p + 1);
-    size_t klen = strlen(key);
-    while (*p == '"') {
-        const char *k = p + 1, *after = skip_value(p, 0);
-        if (!after)
-            return NULL;
-        int match = (size_t)(after - 1 - k) == klen && strncmp(k, key, klen) == 0;
-        p = ws(after);
-        if (*p++ != ':')
-            return NULL;
-        p = ws(p);
-        if (match)
-            return p;
-        if (!(p = skip_value(p, 1)))
-            return NULL;
-        p = ws(p);
-        if (*p != ',')
-            return NULL;
-        p = ws(p + 1);
-    }
-    return NULL;
-}
-
-/* 1 and the number, 0 if absent or null. */
-static int get_num(const char *obj, const char *key, double *v)
-{
-    const char *p = obj_get(obj, key);
-    char *end;
-    if (!p || *p == 'n')
-        return 0;
-    *v = strtod(p, &end);
-    return end > p;
-}
-
-static uint64_t get_u64(const char *obj, const char *key)
-{
-    double v = 0;
-    if (!get_num(obj, key, &v) || !(v > 0))
-        return 0;
-    return v < 1.8e19 ? (uint64_t)(v + 0.5) : UINT64_MAX;
-}
-
-/* The string's text (escapes other than \" and \\ kept as they are). */
-static int get_str(const char *obj, const char *key, char *buf, size_t len)
-{
-    const char *p = obj_get(obj, key);
-    if (!p || *p != '"' || len == 0)
-        return 0;
-    size_t n = 0;
-    for (p++; *p && *p != '"' && n + 1 < len; p++) {
-        if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
-            p++;
-        buf[n++] = *p;
-    }
-    buf[n] = '\0';
-    return 1;
-}
 
 /* ---- one generator's run ------------------------------------------------------- */
 
@@ -196,62 +82,62 @@ static char *slurp(const char *path, size_t *len)
 /* Fill g from bench's JSON object. 0, or -1 with why. */
 static int from_json(struct gen *g, const char *json, char *why, size_t wlen)
 {
-    const char *end = skip_value(json, 0);
-    if (!end || *ws(end)) {
+    const char *end = json_skip(json, 0);
+    if (!end || *json_ws(end)) {
         snprintf(why, wlen, "truncated or damaged JSON");
         return -1;
     }
     char tool[64] = "";
-    get_str(json, "tool", tool, sizeof tool);
+    json_str_at(json, "tool", tool, sizeof tool);
     if (strcmp(tool, "ioplex bench") != 0 && strcmp(tool, "ioplex report") != 0) {
         snprintf(why, wlen, "JSON, but not ioplex bench's result (no \"tool\":\"ioplex bench\")");
         return -1;
     }
     char e[256];
-    if (get_str(json, "error", e, sizeof e)) {
+    if (json_str_at(json, "error", e, sizeof e)) {
         snprintf(why, wlen, "a run that did not start: %s", e);
         return -1;
     }
-    if (!get_str(json, "mode", g->mode, sizeof g->mode)) {
+    if (!json_str_at(json, "mode", g->mode, sizeof g->mode)) {
         snprintf(why, wlen, "bench's JSON without its \"mode\"");
         return -1;
     }
-    get_str(json, "host", g->host, sizeof g->host);
-    get_str(json, "framing", g->framing, sizeof g->framing);
-    get_str(json, "transport", g->transport, sizeof g->transport);
-    get_str(json, "target", g->target, sizeof g->target);
-    get_str(json, "stopped_by", g->stopped_by, sizeof g->stopped_by);
-    get_num(json, "size_min", &g->size_min);
-    get_num(json, "size_max", &g->size_max);
-    g->conns = (unsigned)get_u64(json, "connections");
-    g->threads = (unsigned)get_u64(json, "threads");
-    g->pipeline = (unsigned)get_u64(json, "pipeline");
-    get_num(json, "rate", &g->rate);
-    g->count = get_u64(json, "count");
-    get_num(json, "duration_s", &g->duration_s);
-    get_num(json, "warmup_s", &g->warmup_s);
-    get_num(json, "timeout_s", &g->timeout_s);
-    get_num(json, "measured_s", &g->measured_s);
-    get_num(json, "start_unix_s", &g->start_s);
-    get_num(json, "start_at", &g->start_at);
-    get_num(json, "start_offset_ms", &g->start_offset_ms);
-    g->c.messages = get_u64(json, "messages");
-    g->c.failed = get_u64(json, "messages_failed");
-    g->c.bytes_sent = get_u64(json, "bytes_sent");
-    g->c.bytes_recv = get_u64(json, "bytes_received");
-    g->c.connects = get_u64(json, "connections_opened");
-    g->c.late = get_u64(json, "late_answers");
-    g->c.idle_closes = get_u64(json, "idle_closes");
-    g->c.never_sent = get_u64(json, "never_sent");
-    g->c.unfinished = get_u64(json, "in_flight_at_end");
-    const char *errors = obj_get(json, "errors");
+    json_str_at(json, "host", g->host, sizeof g->host);
+    json_str_at(json, "framing", g->framing, sizeof g->framing);
+    json_str_at(json, "transport", g->transport, sizeof g->transport);
+    json_str_at(json, "target", g->target, sizeof g->target);
+    json_str_at(json, "stopped_by", g->stopped_by, sizeof g->stopped_by);
+    json_num_at(json, "size_min", &g->size_min);
+    json_num_at(json, "size_max", &g->size_max);
+    g->conns = (unsigned)json_u64(json, "connections");
+    g->threads = (unsigned)json_u64(json, "threads");
+    g->pipeline = (unsigned)json_u64(json, "pipeline");
+    json_num_at(json, "rate", &g->rate);
+    g->count = json_u64(json, "count");
+    json_num_at(json, "duration_s", &g->duration_s);
+    json_num_at(json, "warmup_s", &g->warmup_s);
+    json_num_at(json, "timeout_s", &g->timeout_s);
+    json_num_at(json, "measured_s", &g->measured_s);
+    json_num_at(json, "start_unix_s", &g->start_s);
+    json_num_at(json, "start_at", &g->start_at);
+    json_num_at(json, "start_offset_ms", &g->start_offset_ms);
+    g->c.messages = json_u64(json, "messages");
+    g->c.failed = json_u64(json, "messages_failed");
+    g->c.bytes_sent = json_u64(json, "bytes_sent");
+    g->c.bytes_recv = json_u64(json, "bytes_received");
+    g->c.connects = json_u64(json, "connections_opened");
+    g->c.late = json_u64(json, "late_answers");
+    g->c.idle_closes = json_u64(json, "idle_closes");
+    g->c.never_sent = json_u64(json, "never_sent");
+    g->c.unfinished = json_u64(json, "in_flight_at_end");
+    const char *errors = json_get(json, "errors");
     for (int k = 0; k < ERR_KINDS; k++)
-        g->c.errors[k] = get_u64(errors, bench_err_key((enum bench_err)k));
-    const char *h = obj_get(json, "histogram");
+        g->c.errors[k] = json_u64(errors, bench_err_key((enum bench_err)k));
+    const char *h = json_get(json, "histogram");
     char *hdr = NULL;
     if (h && *h == '{') {
-        const char *v = obj_get(h, "hdr");
-        const char *ve = v ? skip_value(v, 0) : NULL;
+        const char *v = json_get(h, "hdr");
+        const char *ve = v ? json_skip(v, 0) : NULL;
         if (ve && *v == '"')
             hdr = strndup(v + 1, (size_t)(ve - v - 2));
     }
@@ -271,16 +157,16 @@ static int from_json(struct gen *g, const char *json, char *why, size_t wlen)
     }
     /* What the slots cannot say exactly, the JSON does. */
     double v;
-    if (get_u64(h, "count") == g->hist->total && g->hist->total) {
+    if (json_u64(h, "count") == g->hist->total && g->hist->total) {
         /* Only where they agree with the slots: a value in the lowest
          * (highest) non-empty one. */
-        if (get_num(h, "min", &v) && v >= 0 && v <= (double)IOP_HIST_HIGHEST &&
+        if (json_num_at(h, "min", &v) && v >= 0 && v <= (double)IOP_HIST_HIGHEST &&
             iop__hist_slot((uint64_t)v) == iop__hist_slot(g->hist->min))
             g->hist->min = (uint64_t)v;
-        if (get_num(h, "max", &v) && v >= 0 && v <= (double)IOP_HIST_HIGHEST &&
+        if (json_num_at(h, "max", &v) && v >= 0 && v <= (double)IOP_HIST_HIGHEST &&
             iop__hist_slot((uint64_t)v) == iop__hist_slot(g->hist->max))
             g->hist->max = (uint64_t)v;
-        if (get_num(h, "sum", &v) && isfinite(v) && v >= 0)
+        if (json_num_at(h, "sum", &v) && isfinite(v) && v >= 0)
             g->hist->sum = v;
     }
     return 0;
@@ -305,7 +191,7 @@ static int load(struct gen *g, const char *path)
     }
     char why[512];
     int rc = EXIT_OK;
-    const char *p = ws(text);
+    const char *p = json_ws(text);
     if (*p == '\0') {
         cli_error(CMD, "%s: empty: neither bench's JSON result nor its --hlog log", path);
         rc = EXIT_USAGE;

@@ -10,10 +10,13 @@
  *      hlog_decode() gives back the same slots and total (the round trip
  *      bench --hlog and report rely on);
  *   3  a --start-at time: hlog_parse_time() accepts or refuses, and what it
- *      accepts is a finite number.
+ *      accepts is a finite number;
+ *   4  a JSON result as report reads it (cli/json_read.c): every lookup
+ *      stays inside the text, strings inside their buffer.
  */
 #include "fuzz_util.h"
 #include "hlog.h"
+#include "json_read.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,7 +37,7 @@ static iop__hist a, b;
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t len)
 {
     struct fuzz_in in = {bytes, len};
-    int what = fuzz_byte(&in) % 4;
+    int what = fuzz_byte(&in) % 5;
     char *text = malloc(in.n + 1);
     if (!text)
         return 0;
@@ -71,10 +74,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t len)
         FUZZ_CHECK(b.total == a.total);
         FUZZ_CHECK(memcmp(a.counts, b.counts, sizeof a.counts) == 0);
         free(b64);
-    } else {
+    } else if (what == 3) {
         double t;
         if (hlog_parse_time(text, &t) == 0)
             FUZZ_CHECK(isfinite(t));
+    } else {
+        const char *end = json_skip(text, 0);
+        FUZZ_CHECK(!end || (end > text && end <= text + in.n));
+        static const char *const keys[] = {"tool", "mode", "messages", "errors", "histogram",
+                                           "hdr", "refused", "p99"};
+        const char *objs[3] = {text, json_get(text, "errors"), json_get(text, "histogram")};
+        for (size_t o = 0; o < 3; o++)
+            for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+                const char *v = json_get(objs[o], keys[k]);
+                FUZZ_CHECK(!v || (v >= text && v <= text + in.n));
+                char buf[16];
+                double d;
+                if (json_str_at(objs[o], keys[k], buf, sizeof buf))
+                    FUZZ_CHECK(strlen(buf) < sizeof buf);
+                (void)json_num_at(objs[o], keys[k], &d);
+                (void)json_u64(objs[o], keys[k]);
+            }
     }
     free(text);
     return 0;
