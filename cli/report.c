@@ -204,6 +204,10 @@ static int load(struct gen *g, const char *path)
         if (hlog_parse(text, &g->log, why, sizeof why) != 0) {
             cli_error(CMD, "%s: %s (a truncated or damaged log)", path, why);
             rc = EXIT_USAGE;
+        } else if (!g->log.ours && g->log.n == 0) {
+            cli_error(CMD, "%s: truncated: an HdrHistogram log header with no intervals and "
+                           "no ioplex bench lines", path);
+            rc = EXIT_USAGE;
         } else if (!g->log.ours) {
             cli_error(CMD, "%s: an HdrHistogram log not written by ioplex bench --hlog: "
                            "its mode and message sizes are unknown", path);
