@@ -3,10 +3,12 @@
 #include "hdrjs.h"
 #include "harness.h"
 
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #define NPM_TIMEOUT_MS 110000
@@ -48,14 +50,27 @@ int hdrjs_setup(char *err, size_t errlen)
     char prefix[560];
     snprintf(prefix, sizeof prefix, "%s/npm-hdr", dirname(bin));
     snprintf(module_dir, sizeof module_dir, "%s/node_modules/hdr-histogram-js", prefix);
-    char pkg[700];
+    char pkg[700], lock[600];
     snprintf(pkg, sizeof pkg, "%s/package.json", module_dir);
-    if (access(pkg, R_OK) == 0)
+    /* ctest -j runs test_hlog and test_multihost at once: one installs,
+     * the other waits for it (two npm installs into one prefix collide). */
+    snprintf(lock, sizeof lock, "%s.lock", prefix);
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lfd < 0 || flock(lfd, LOCK_EX) != 0) {
+        snprintf(err, errlen, "cannot lock %s", lock);
+        if (lfd >= 0)
+            close(lfd);
+        return -1;
+    }
+    if (access(pkg, R_OK) == 0) {
+        close(lfd);
         return 0; /* installed by an earlier run */
+    }
     const char *argv[] = {"npm", "install", "--no-audit", "--no-fund", "--prefix", prefix,
                           "hdr-histogram-js@3", NULL};
     char out[4096], e[4096];
     int code = run_cmd(argv, NULL, 0, out, sizeof out, NULL, e, sizeof e, NPM_TIMEOUT_MS);
+    close(lfd);
     if (code != 0 || access(pkg, R_OK) != 0) {
         e[strcspn(e, "\n")] = '\0';
         snprintf(err, errlen, "`npm install --prefix %s hdr-histogram-js` failed (%d): %.300s "
