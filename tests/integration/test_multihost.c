@@ -9,7 +9,7 @@
  * window. Their latencies differ on purpose, with the same mode and size,
  * so that report takes them: A has one connection, one message in flight,
  * over a plain veth; B four connections, sixteen in flight each, over a
- * link shaped to 10 Mbit/s (tc tbf), on which its messages queue.
+ * link shaped to 2 Mbit/s (tc tbf), on which its messages queue.
  *
  * Then `ioplex report` of the two logs must give:
  *   - messages: the sum of the two runs' (from their own JSON), exactly;
@@ -51,7 +51,7 @@
 #define MEASURE_S "2"
 #define JOBS_DEADLINE_MS 40000  /* bounds a hang, far above the ~5 s it takes */
 #define REPORT_TIMEOUT_MS 30000
-#define LINK_RATE "10mbit"      /* B's link */
+#define LINK_RATE "2mbit"       /* B's link: its latency far above A's */
 
 static char ns_srv[32], ns_a[32], ns_b[32];
 static int ns_created;
