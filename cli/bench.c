@@ -9,6 +9,8 @@
  */
 #define _GNU_SOURCE
 #include "bench.h"
+#include "hlog.h"
+#include "progress.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -87,7 +89,16 @@ static void usage(FILE *f)
             "      --interval SECS   a JSON line per interval on stderr\n"
             "      --interval-file F   ... written to F instead\n"
             "      --hgrm FILE       latency percentiles in HdrHistogram's text form (ms)\n"
-            "  -q, --quiet           no progress line on a terminal\n"
+            "      --hlog FILE       HdrHistogram's interval log: a compressed histogram\n"
+            "                        (nanoseconds) per --interval (1 s unless given), then\n"
+            "                        the result; HdrHistogram's tools and ioplex report\n"
+            "                        read it\n"
+            "      --start-at TIME   connect and warm up until TIME, measure from it (Unix\n"
+            "                        seconds or RFC 3339, e.g. 2026-12-04T17:30:00Z), so\n"
+            "                        generators on several hosts measure the same window;\n"
+            "                        replaces --warmup; a TIME already past is refused\n"
+            "  -q, --quiet           no live progress line (it is shown only on a terminal:\n"
+            "                        rate, p99 so far, errors, time left)\n"
             "  -h, --help            this text\n"
             "\n"
             "Errors are counted by kind (refused, reset, timed out, short read,\n"
@@ -103,7 +114,7 @@ static void usage(FILE *f)
 
 enum {
     OPT_WARMUP = 256, OPT_FRAMING, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL,
-    OPT_INTERVAL_FILE, OPT_HGRM, OPT_SEND_PROXY,
+    OPT_INTERVAL_FILE, OPT_HGRM, OPT_SEND_PROXY, OPT_HLOG, OPT_START_AT,
 };
 
 #define OPTSTRING ":m:c:t:d:n:s:P:R:uU:46qh"
@@ -127,6 +138,8 @@ static const struct option options[] = {
     {"interval-file", required_argument, NULL, OPT_INTERVAL_FILE},
     {"hgrm", required_argument, NULL, OPT_HGRM},
     {"send-proxy-v2", no_argument, NULL, OPT_SEND_PROXY},
+    {"hlog", required_argument, NULL, OPT_HLOG},
+    {"start-at", required_argument, NULL, OPT_START_AT},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -221,12 +234,35 @@ static int check_fit(struct bench_cfg *cfg, const struct given *g)
                                                                      : "per message");
         return -1;
     }
-    if (cfg->hgrm_file && m == MODE_STREAM) {
-        cli_error(CMD, "--hgrm: stream mode measures no latency");
+    if ((cfg->hgrm_file || cfg->hlog_file) && m == MODE_STREAM) {
+        cli_error(CMD, "%s: stream mode measures no latency",
+                  cfg->hgrm_file ? "--hgrm" : "--hlog");
         return -1;
     }
     if (cfg->count && !g->duration)
         cfg->duration_ns = 60 * NS;
+    return 0;
+}
+
+/* --start-at: ahead of now by this host's clock, and within a day. */
+static int start_at_check(const struct bench_cfg *cfg)
+{
+    if (cfg->start_at <= 0)
+        return 0;
+    double ahead = cfg->start_at - hlog_now();
+    char when[48], now[48];
+    hlog_format_time(when, sizeof when, cfg->start_at);
+    hlog_format_time(now, sizeof now, hlog_now());
+    if (ahead <= 0) {
+        cli_error(CMD, "--start-at %s is %.1f s in the past by this host's clock (%s): "
+                       "give a time ahead, e.g. $(($(date +%%s) + 10))", when, -ahead, now);
+        return -1;
+    }
+    if (ahead > 86400) {
+        cli_error(CMD, "--start-at %s is more than a day ahead of this host's clock (%s)",
+                  when, now);
+        return -1;
+    }
     return 0;
 }
 
@@ -379,6 +415,9 @@ struct live {
     struct bench_counters tick; /* at the last progress line */
     iop__hist *ih;
     FILE *out;                  /* intervals; NULL if none */
+    FILE *hlog;                 /* --hlog; NULL if none */
+    iop__hist *p99;             /* scratch for the progress line's p99 */
+    uint64_t p99_ns;            /* of the measured window so far */
     double interval_s, t_last;  /* seconds into the measured window */
 };
 
@@ -394,6 +433,8 @@ static void snapshot(struct live *L, struct bench_counters *sum, iop__hist *ih)
             iop__hist_merge(ih, &L->w[i].ihist);
             iop__hist_reset(&L->w[i].ihist);
         }
+        if (!ih && L->p99)
+            iop__hist_merge(L->p99, &L->w[i].hist);
         pthread_mutex_unlock(&L->w[i].lock);
     }
 }
@@ -421,8 +462,14 @@ static void emit_interval(struct live *L, const struct bench_cfg *cfg, double t_
                           const struct bench_counters *now)
 {
     struct bench_counters d = minus(now, &L->prev);
-    bench_report_interval(L->out, cfg, t_s, t_s - L->t_last, &d, L->ih);
-    fflush(L->out);
+    if (L->out) {
+        bench_report_interval(L->out, cfg, t_s, t_s - L->t_last, &d, L->ih);
+        fflush(L->out);
+    }
+    if (L->hlog) {
+        hlog_write_interval(L->hlog, L->t_last, t_s - L->t_last, L->ih);
+        fflush(L->hlog);
+    }
     iop__hist_reset(L->ih);
     L->prev = *now;
     L->t_last = t_s;
@@ -531,6 +578,14 @@ static int bench_main(int argc, char **argv)
         case OPT_INTERVAL_FILE: cfg.interval_file = optarg; break;
         case OPT_HGRM: cfg.hgrm_file = optarg; break;
         case OPT_SEND_PROXY: cfg.send_proxy = 1; break;
+        case OPT_HLOG: cfg.hlog_file = optarg; break;
+        case OPT_START_AT:
+            if (hlog_parse_time(optarg, &cfg.start_at) != 0) {
+                cli_error(CMD, "--start-at wants Unix seconds or an RFC 3339 time "
+                               "(2026-12-04T17:30:00Z), not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:
@@ -548,13 +603,22 @@ static int bench_main(int argc, char **argv)
     cfg.stream = iop_transport_is_stream(cfg.addr.transport);
     if (check_fit(&cfg, &g) != 0)
         return EXIT_USAGE;
+    if (start_at_check(&cfg) != 0)
+        return EXIT_USAGE;
+    if (gethostname(cfg.host, sizeof cfg.host) != 0)
+        snprintf(cfg.host, sizeof cfg.host, "?");
+    cfg.host[sizeof cfg.host - 1] = '\0';
+    /* JSON lines only when --interval asks; the log's own default is 1 s. */
+    int json_intervals = cfg.interval_s > 0;
+    if (cfg.hlog_file && cfg.interval_s <= 0)
+        cfg.interval_s = 1.0;
     if (cfg.threads > cfg.conns)
         cfg.threads = cfg.conns; /* a thread without connections is idle */
     iop_addr_format(&cfg.addr, cfg.target, sizeof cfg.target);
 
     /* Files first: a typo in a path should not cost a whole run. */
-    FILE *interval_out = NULL, *hgrm_out = NULL;
-    if (cfg.interval_s > 0) {
+    FILE *interval_out = NULL, *hgrm_out = NULL, *hlog_out = NULL;
+    if (json_intervals) {
         interval_out = cfg.interval_file ? fopen(cfg.interval_file, "w") : stderr;
         if (!interval_out) {
             cli_error(CMD, "cannot write %s: %s", cfg.interval_file, strerror(errno));
@@ -565,6 +629,14 @@ static int bench_main(int argc, char **argv)
         cli_error(CMD, "cannot write %s: %s", cfg.hgrm_file, strerror(errno));
         if (interval_out && interval_out != stderr)
             fclose(interval_out);
+        return EXIT_ERROR;
+    }
+    if (cfg.hlog_file && !(hlog_out = fopen(cfg.hlog_file, "w"))) {
+        cli_error(CMD, "cannot write %s: %s", cfg.hlog_file, strerror(errno));
+        if (interval_out && interval_out != stderr)
+            fclose(interval_out);
+        if (hgrm_out)
+            fclose(hgrm_out);
         return EXIT_ERROR;
     }
     int rc = EXIT_OK;
@@ -578,8 +650,7 @@ static int bench_main(int argc, char **argv)
     if (rc != EXIT_OK)
         goto out;
     plan_sources(&cfg);
-    cfg.progress = !quiet && !cfg.json && isatty(STDERR_FILENO) &&
-                   !(interval_out == stderr);
+    cfg.progress = progress_wanted(quiet) && !cfg.json && !(interval_out == stderr);
 
     workers = calloc(cfg.threads, sizeof *workers);
     total = malloc(sizeof *total);
@@ -600,9 +671,18 @@ static int bench_main(int argc, char **argv)
     atomic_init(&sh.t_done, 0);
     atomic_init(&sh.stop, 0);
     sh.t_start = now_ns();
+    double wall = hlog_now();
+    if (cfg.start_at > 0) {
+        /* Warm up until the start, by this host's wall clock. */
+        int64_t until = (int64_t)((cfg.start_at - wall) * NS);
+        cfg.warmup_ns = until > 0 ? until : 0;
+    }
     sh.t_measure = sh.t_start + cfg.warmup_ns;
     sh.t_end = sh.t_measure + cfg.duration_ns;
     sh.t_hard = sh.t_end + cfg.timeout_ns + GRACE_NS;
+    double start_wall = cfg.start_at > 0 ? cfg.start_at : wall + (double)cfg.warmup_ns / NS;
+    if (hlog_out)
+        hlog_write_header(hlog_out, start_wall, cfg.host);
 
     /* Ctrl-C ends the run early with a report; only this thread takes it. */
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
@@ -633,7 +713,9 @@ static int bench_main(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     struct live L = {.w = workers, .n = started, .ih = ih, .out = interval_out,
-                     .interval_s = cfg.interval_s};
+                     .hlog = hlog_out, .interval_s = cfg.interval_s, .p99 = total};
+    double start_offset = 0;
+    int start_seen = 0;
     const char *stopped_by = cfg.count ? "time limit" : "duration";
     int64_t t_stopped = 0, next_tick = sh.t_start + NS;
     int baseline = 0;
@@ -660,9 +742,14 @@ static int bench_main(int argc, char **argv)
             _exit(EXIT_ERROR);
         }
         int64_t wake = now + 50000000LL;
-        if (L.out && now < sh.t_measure && sh.t_measure < wake)
+        int intervals = L.out || L.hlog;
+        if ((intervals || cfg.start_at > 0) && now < sh.t_measure && sh.t_measure < wake)
             wake = sh.t_measure;
-        if (L.out && now >= sh.t_measure) {
+        if (cfg.start_at > 0 && now >= sh.t_measure && !start_seen) {
+            start_offset = hlog_now() - cfg.start_at; /* how late, by this clock */
+            start_seen = 1;
+        }
+        if (intervals && now >= sh.t_measure) {
             struct bench_counters cur;
             if (!baseline) {
                 /* The window starts here: messages, bytes and latencies
@@ -685,11 +772,22 @@ static int bench_main(int argc, char **argv)
         }
         if (cfg.progress && now >= next_tick) {
             struct bench_counters cur;
+            iop__hist_reset(L.p99);
             snapshot(&L, &cur, NULL);
+            L.p99_ns = iop__hist_percentile(L.p99, 99);
             struct bench_counters d = minus(&cur, &L.tick);
-            bench_report_progress(stderr, (double)(now - sh.t_start) / NS, 1.0, &d,
-                                  bench_error_total(&cur), cur.open_now,
-                                  now <= sh.t_measure);
+            struct progress_bench pb = {
+                .elapsed_s = (double)(now - sh.t_start) / NS,
+                .left_s = (double)(sh.t_end - now) / NS,
+                .warmup = now <= sh.t_measure,
+                .msgs_per_s = (double)d.all_answered,
+                .mb_out = (double)d.all_sent / 1e6,
+                .mb_in = (double)d.all_recv / 1e6,
+                .p99_ns = cfg.mode == MODE_STREAM ? 0 : L.p99_ns,
+                .errors = bench_error_total(&cur),
+                .open_now = cur.open_now,
+            };
+            progress_bench(stderr, &pb);
             L.tick = cur;
             next_tick += NS;
         }
@@ -700,12 +798,13 @@ static int bench_main(int argc, char **argv)
     for (unsigned i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
     if (cfg.progress)
-        fputs("\r\033[K", stderr);
+        progress_clear(stderr);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
 
     /* ---- the result ---- */
     struct bench_result res = {.cfg = &cfg, .hist = total, .threads = cfg.threads};
+    iop__hist_reset(total); /* the progress line's scratch until now */
     for (unsigned i = 0; i < started; i++) {
         bench_add_counters(&res.c, &workers[i].c);
         iop__hist_merge(total, &workers[i].hist);
@@ -731,8 +830,10 @@ static int bench_main(int argc, char **argv)
     }
     res.measured_s = end > sh.t_measure ? (double)(end - sh.t_measure) / NS : 0;
     res.stopped_by = stopped_by;
+    res.start_unix_s = start_wall;
+    res.start_offset_s = start_offset;
 
-    if (L.out && baseline) { /* the rest of the last interval */
+    if ((L.out || L.hlog) && baseline) { /* the rest of the last interval */
         double t_s = res.measured_s;
         if (t_s > L.t_last + 1e-6 || res.c.messages != L.prev.messages) {
             for (unsigned i = 0; i < started; i++)
@@ -746,6 +847,15 @@ static int bench_main(int argc, char **argv)
     } else
         bench_report_human(stdout, &res);
     fflush(stdout);
+    if (hlog_out) {
+        /* The result last: a log without it was cut short (report says so). */
+        fputs(HLOG_RESULT_PREFIX, hlog_out);
+        bench_report_json(hlog_out, &res);
+        if (fflush(hlog_out) != 0 || ferror(hlog_out)) {
+            cli_error(CMD, "cannot write %s: %s", cfg.hlog_file, strerror(errno));
+            rc = EXIT_ERROR;
+        }
+    }
     if (hgrm_out) {
         if (bench_write_hgrm(hgrm_out, total) != 0 || fflush(hgrm_out) != 0) {
             cli_error(CMD, "cannot write %s: %s", cfg.hgrm_file, strerror(errno));
@@ -787,6 +897,8 @@ out:
         fclose(interval_out);
     if (hgrm_out)
         fclose(hgrm_out);
+    if (hlog_out)
+        fclose(hlog_out);
     return rc;
 }
 

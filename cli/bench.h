@@ -57,6 +57,9 @@ struct bench_cfg {
     double interval_s;             /* 0: no intervals */
     const char *interval_file, *hgrm_file;
     int progress;                  /* a live line on stderr (a terminal) */
+    const char *hlog_file;         /* --hlog: HdrHistogram interval log (hlog.h) */
+    double start_at;               /* --start-at, Unix seconds; 0: now */
+    char host[64];                 /* this host's name, in the JSON and the log */
     unsigned n_sources;            /* >0: bind to 127.0.0.2.. in turn */
     int send_proxy;                /* --send-proxy-v2: a PROXY header first */
     long fd_limit;                 /* RLIMIT_NOFILE after raising it */
@@ -133,6 +136,8 @@ struct bench_result {
     double measured_s;             /* 0: nothing measured */
     const char *stopped_by;        /* "duration", "count", "interrupt", "time limit" */
     unsigned threads;
+    double start_unix_s;           /* the measured window's start, wall clock */
+    double start_offset_s;         /* --start-at: this host's clock minus it then */
 };
 
 const char *bench_mode_name(enum bench_mode m);
@@ -148,10 +153,6 @@ void bench_report_json(FILE *f, const struct bench_result *r);
 void bench_report_interval(FILE *f, const struct bench_cfg *cfg, double t_s,
                            double len_s, const struct bench_counters *delta,
                            const iop__hist *h);
-/* The progress line (a terminal): \r, no newline. */
-void bench_report_progress(FILE *f, double t_s, double len_s,
-                           const struct bench_counters *delta, uint64_t errors,
-                           uint64_t open_now, int warmup);
 /* HdrHistogram's percentile distribution, values in milliseconds. */
 int bench_write_hgrm(FILE *f, const iop__hist *h);
 /* The explanation of an error kind, in words; "" if count is 0. */

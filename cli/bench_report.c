@@ -1,14 +1,16 @@
 /*
  * What ioplex bench says: the human summary, the JSON object, the JSON
- * Lines intervals, the progress line and the hgrm file. Every error kind
+ * Lines intervals and the hgrm file (the progress line: progress.c). Every error kind
  * comes with a sentence saying what it usually means, never a bare count.
  */
 #include "bench.h"
+#include "hlog.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h> /* isfinite only: a macro, no libm */
+#include <math.h> /* isfinite and fabs: no libm call */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *bench_mode_name(enum bench_mode m)
@@ -199,9 +201,16 @@ void bench_report_human(FILE *f, const struct bench_result *r)
         fprintf(f, "  %.0f messages/s scheduled; latency counts from each message's "
                    "scheduled time\n", cfg->rate);
     fmt_secs(a, sizeof a, cfg->warmup_ns);
-    fprintf(f, "  measured %.2f s %s%s%s (stopped by %s)\n\n", r->measured_s,
+    fprintf(f, "  measured %.2f s %s%s%s (stopped by %s)\n", r->measured_s,
             cfg->warmup_ns ? "after a " : "with no warm-up", cfg->warmup_ns ? a : "",
             cfg->warmup_ns ? " warm-up" : "", r->stopped_by);
+    if (cfg->start_at > 0) {
+        char when[48];
+        hlog_format_time(when, sizeof when, cfg->start_at);
+        fprintf(f, "  measured from %s (--start-at); this host's clock read %+.3f ms "
+                   "when it began\n", when, r->start_offset_s * 1e3);
+    }
+    fputc('\n', f);
 
     const char *unit = cfg->mode == MODE_CONNECT ? "requests" : "messages";
     if (cfg->mode != MODE_STREAM)
@@ -263,7 +272,9 @@ void bench_report_human(FILE *f, const struct bench_result *r)
 /* A number, or null when there is none to give (JSON has no NaN or inf). */
 static void json_num(FILE *f, double v, int have)
 {
-    if (have && isfinite(v))
+    if (have && isfinite(v) && v == (double)(int64_t)v && fabs(v) < 9007199254740992.0)
+        fprintf(f, "%" PRId64, (int64_t)v); /* counts exact, not 1.21081e+06 */
+    else if (have && isfinite(v))
         fprintf(f, "%.6g", v);
     else
         fputs("null", f);
@@ -350,6 +361,20 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     json_num(f, r->measured_s, 1);
     fputs(",\"stopped_by\":", f);
     bench_json_str(f, r->stopped_by);
+    fputs(",\"host\":", f);
+    bench_json_str(f, cfg->host);
+    fputs(",\"start_unix_s\":", f);
+    if (r->start_unix_s > 0)
+        fprintf(f, "%.6f", r->start_unix_s);
+    else
+        fputs("null", f);
+    fputs(",\"start_at\":", f);
+    if (cfg->start_at > 0)
+        fprintf(f, "%.6f", cfg->start_at);
+    else
+        fputs("null", f);
+    fputs(",\"start_offset_ms\":", f);
+    json_num(f, r->start_offset_s * 1e3, cfg->start_at > 0);
 
     fputs(",\"messages\":", f);
     json_num(f, (double)c->messages, msgs);
@@ -374,6 +399,18 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     json_num(f, (double)c->never_sent, cfg->mode == MODE_RATE);
     fputs(",\"in_flight_at_end\":", f);
     json_num(f, (double)c->unfinished, msgs);
+    /* The whole histogram, so that `ioplex report` merges runs exactly:
+     * HdrHistogram's compressed V2 form (hlog.h), nanoseconds. */
+    fputs(",\"histogram\":", f);
+    char *hdr = msgs && r->hist ? hlog_encode(r->hist) : NULL;
+    if (hdr)
+        fprintf(f, "{\"unit\":\"ns\",\"count\":%" PRIu64 ",\"min\":%" PRIu64
+                   ",\"max\":%" PRIu64 ",\"sum\":%.17g,\"hdr\":\"%s\"}",
+                iop__hist_count(r->hist), iop__hist_min(r->hist), iop__hist_max(r->hist),
+                r->hist->sum, hdr);
+    else
+        fputs("null", f);
+    free(hdr);
     fputs(",\"explanations\":[", f);
     int first = 1;
     for (int k = 0; k < ERR_KINDS; k++) {
@@ -415,18 +452,6 @@ void bench_report_interval(FILE *f, const struct bench_cfg *cfg, double t_s,
     fprintf(f, ",\"connections_open\":%" PRIu64 ",\"errors\":", d->open_now);
     json_errors(f, d);
     fputs("}\n", f);
-}
-
-void bench_report_progress(FILE *f, double t_s, double len_s,
-                           const struct bench_counters *d, uint64_t errors,
-                           uint64_t open_now, int warmup)
-{
-    fprintf(f, "\r\033[K[%5.1f s%s] %10.0f msg/s %9.2f MB/s out %9.2f MB/s in  "
-               "%" PRIu64 " open  %" PRIu64 " errors",
-            t_s, warmup ? " warm-up" : "", per_sec((double)d->all_answered, len_s),
-            per_sec((double)d->all_sent, len_s) / 1e6,
-            per_sec((double)d->all_recv, len_s) / 1e6, open_now, errors);
-    fflush(f);
 }
 
 /* ---- HdrHistogram's text output ---------------------------------------------------- */

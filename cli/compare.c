@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "cli.h"
 #include "compare.h"
+#include "progress.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -245,8 +246,10 @@ struct cmp_opts {
     double duration;
 };
 
+/* pc: the live progress line to redraw while it runs; NULL for none. */
 static void measure(const struct cmp_opts *o, const struct cmp_model *m,
-                    const struct cmp_scenario *sc, struct cmp_run *run)
+                    const struct cmp_scenario *sc, struct cmp_run *run,
+                    struct progress_compare *pc)
 {
     memset(run, 0, sizeof *run);
     char model_arg[40];
@@ -297,10 +300,14 @@ static void measure(const struct cmp_opts *o, const struct cmp_model *m,
     run->peak_rss_kib = tree_rss_kib(server);
     int outfd;
     int bench = spawn(bench_argv, 1, 1, &outfd);
-    char out[8192];
+    static char out[1 << 18]; /* bench's JSON, its histogram included (tens of KB) */
     size_t got = 0;
-    double next_sample = now_s();
+    double next_sample = now_s(), t_run = now_s();
     while (bench > 0) {
+        if (pc) {
+            pc->run_s = now_s() - t_run;
+            progress_compare(stderr, pc);
+        }
         struct pollfd p = {.fd = outfd, .events = POLLIN};
         if (poll(&p, 1, SAMPLE_MS) > 0) {
             ssize_t n = read(outfd, out + got, sizeof out - 1 - got);
@@ -365,6 +372,8 @@ static void usage(FILE *f)
             "      --peers DIR       also run the reference servers in DIR\n"
             "                        (DIR/epoll_echo, from make bench) on the echo scenarios\n"
             "  -o, --out DIR         output directory (default compare-out)\n"
+            "  -q, --quiet           no progress on stderr: neither the live line (on a\n"
+            "                        terminal: model, scenario, runs left) nor a line per run\n"
             "  -h, --help            this text\n\n" EXIT_CODES_HELP,
             CMP_MAX_REPEAT);
 }
@@ -379,6 +388,7 @@ static const struct option options[] = {
     {"duration", required_argument, NULL, 'd'},
     {"peers", required_argument, NULL, OPT_PEERS},
     {"out", required_argument, NULL, 'o'},
+    {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -453,14 +463,15 @@ int cmd_compare(int argc, char **argv)
     static struct cmp_result r;
     memset(&r, 0, sizeof r);
     const char *models = NULL, *scen = NULL, *peers = NULL, *outdir = "compare-out";
-    int quick = 0, repeat = -1, c;
+    int quick = 0, quiet = 0, repeat = -1, c;
     double duration = -1;
     long long v;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:r:d:o:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:r:d:o:hq", options, NULL)) != -1) {
         switch (c) {
         case OPT_QUICK: quick = 1; break;
+        case 'q': quiet = 1; break;
         case 'm': models = optarg; break;
         case OPT_SCEN: scen = optarg; break;
         case OPT_PEERS: peers = optarg; break;
@@ -524,6 +535,7 @@ int cmd_compare(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     int total = r.repeat * r.nscenarios * r.nmodels, done = 0;
+    int live = progress_wanted(quiet);
     double t0 = now_s();
     for (int rep = 0; rep < r.repeat && !interrupted; rep++)
         for (int s = 0; s < r.nscenarios && !interrupted; s++)
@@ -536,19 +548,31 @@ int cmd_compare(int argc, char **argv)
                     snprintf(run->note, sizeof run->note, "not an echo workload");
                     continue;
                 }
-                fprintf(stderr, "[%d/%d %3.0fs] %-10s %-8s run %d/%d ... ", done, total,
-                        now_s() - t0, r.models[m].name, sc->name, rep + 1, r.repeat);
-                measure(&o, &r.models[m], sc, run);
-                if (run->ok)
+                struct progress_compare pc = {
+                    .done = done, .total = total, .model = r.models[m].name,
+                    .scenario = sc->name, .rep = rep + 1, .reps = r.repeat,
+                    .run_len_s = sc->count ? 0 : o.duration, .elapsed_s = now_s() - t0,
+                };
+                if (!quiet && !live)
+                    fprintf(stderr, "[%d/%d %3.0fs] %-10s %-8s run %d/%d ... ", done, total,
+                            now_s() - t0, r.models[m].name, sc->name, rep + 1, r.repeat);
+                measure(&o, &r.models[m], sc, run, live ? &pc : NULL);
+                if (live) { /* the run's line stays, the live line goes under it */
+                    progress_clear(stderr);
+                    fprintf(stderr, "[%d/%d %3.0fs] %-10s %-8s run %d/%d ... ", done, total,
+                            pc.elapsed_s, r.models[m].name, sc->name, rep + 1, r.repeat);
+                }
+                if (!quiet && run->ok)
                     fprintf(stderr, "%.0f msg/s\n", run->msgs_per_s);
-                else
+                else if (!quiet)
                     fprintf(stderr, "%s\n", run->note);
             }
     if (interrupted) {
         cli_error("compare", "interrupted; nothing written");
         return EXIT_ERROR;
     }
-    fprintf(stderr, "compare: %d runs in %.0f s\n\n", total, now_s() - t0);
+    if (!quiet)
+        fprintf(stderr, "compare: %d runs in %.0f s\n\n", total, now_s() - t0);
 
     cmp_print_table(&r, stdout);
     char path[600];

@@ -1,4 +1,4 @@
-/* ioplex: serve, connect, bench, compare. */
+/* ioplex: serve, connect, bench, compare, report. */
 #include "cli.h"
 
 #include <signal.h>
@@ -15,6 +15,7 @@ static void usage(FILE *f)
             "  connect  connect to a server, like netcat\n"
             "  bench    load a server and measure it (any server, not only ioplex)\n"
             "  compare  run every model side by side and tabulate (and plot) them\n"
+            "  report   merge the results of several bench runs (hosts) into one\n"
             "\n"
             "ioplex COMMAND --help describes each command.\n"
             "ioplex --version prints the version.\n\n" EXIT_CODES_HELP);
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "compare") == 0)
         return cmd_compare(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0)
+        return cmd_report(argc - 1, argv + 1);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("ioplex %s\n", IOPLEX_VERSION);
         return EXIT_OK;

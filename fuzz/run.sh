@@ -17,7 +17,7 @@ seconds=${2:?usage: run.sh BUILD_DIR SECONDS [JOBS]}
 jobs=${3:-2}
 src=$(cd "$(dirname "$0")" && pwd)
 TARGETS="fuzz_framing fuzz_dispatch fuzz_addr fuzz_cli_values fuzz_bench_pattern
-fuzz_tls_input fuzz_proxy_header"
+fuzz_tls_input fuzz_proxy_header fuzz_hlog"
 
 cc=${FUZZ_CC:-clang}
 if ! command -v "$cc" >/dev/null 2>&1; then

@@ -10,10 +10,11 @@ set -eu
 # namespaces (veth, tbf shaping, random drops); libssl-dev + openssl: TLS
 # (and the test certificates); ncat, socat, haproxy: TLS interop and the
 # PROXY protocol peer; systemd + openbsd-inetd: socket activation against
-# the real tools; mandoc + bash-completion: the manual pages and completion.
+# the real tools; mandoc + bash-completion: the manual pages and completion;
+# zlib1g-dev: HdrHistogram's compressed logs (bench --hlog, report).
 PACKAGES="cmake pkg-config libcmocka-dev netcat-openbsd socat jq liburing-dev gnuplot-nox
 clang libclang-rt-14-dev valgrind iproute2 nftables libssl-dev openssl ncat haproxy
-systemd openbsd-inetd mandoc bash-completion"
+systemd openbsd-inetd mandoc bash-completion zlib1g-dev"
 
 missing=""
 for p in $PACKAGES; do
@@ -21,6 +22,12 @@ for p in $PACKAGES; do
         missing="$missing $p"
     fi
 done
+# nodejs + npm: the HdrHistogram interop test (tests/integration/test_hlog.c)
+# installs hdr-histogram-js with npm. Checked by command, not by dpkg: a
+# node from elsewhere (nodesource, nvm) does as well.
+if ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 
 cmd="apt-get install -y --no-install-recommends$missing"

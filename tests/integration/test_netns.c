@@ -55,6 +55,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "netns.h"
 #include "ioplex.h"
 
 #include <dirent.h>
@@ -95,10 +96,8 @@
 #define BENCH_LIMIT_S "40"   /* bench's own limit on the run */
 #define CONNECT_IDLE_S "30"  /* ioplex connect gives up after this */
 #define JOBS_DEADLINE_MS 50000
-#define CMD_TIMEOUT_MS 10000
 
 #define MAX_MODELS 16
-#define MAX_JOBS (MAX_MODELS * (1 + BENCH_PROCS))
 
 /* ---- names, tools, commands ----------------------------------------------- */
 
@@ -106,56 +105,6 @@ static char ns_srv[32], ns_cli[32]; /* "ioplexS<pid>", "ioplexC<pid>" */
 static char if_srv[16], if_cli[16]; /* "iopvS<pid>", "iopvC<pid>" */
 static int ns_created;
 static char skip_reason[256];
-
-/* ip, nft and tc live in /usr/sbin or /sbin, which a test's PATH may lack. */
-static const char *tool(const char *name)
-{
-    static const char *const names[] = {"ip", "nft", "tc"};
-    static const char *const dirs[] = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
-    static char found[3][64];
-    int slot = 0;
-    while (slot < 3 && strcmp(names[slot], name) != 0)
-        slot++;
-    if (slot == 3)
-        return name; /* not one of ours: $PATH */
-    if (found[slot][0])
-        return found[slot];
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        snprintf(found[slot], sizeof found[slot], "%s/%s", dirs[i], name);
-        if (access(found[slot], X_OK) == 0)
-            return found[slot];
-    }
-    snprintf(found[slot], sizeof found[slot], "%s", name); /* $PATH, then */
-    return found[slot];
-}
-
-/* Run a NULL-terminated command (argv[0] a tool name), stdin `in` (may be
- * NULL); its stdout in out (may be NULL), its stderr in err. Returns the
- * exit code, -1 if killed at the timeout or not run. */
-static int cmd(const char *in, char *out, size_t outcap, char *err, size_t errcap, ...)
-{
-    const char *argv[32];
-    size_t n = 0;
-    va_list ap;
-    va_start(ap, errcap);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < sizeof argv / sizeof argv[0] - 1)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    argv[0] = tool(argv[0]);
-    return run_cmd(argv, in, in ? strlen(in) : 0, out, outcap, NULL, err, errcap,
-                   CMD_TIMEOUT_MS);
-}
-
-/* A command that must succeed: fail the test with its stderr if not. */
-#define MUST(...)                                                              \
-    do {                                                                       \
-        char e_[2048];                                                         \
-        int c_ = cmd(NULL, NULL, 0, e_, sizeof e_, __VA_ARGS__, NULL);         \
-        if (c_ != 0)                                                           \
-            fail_msg("`%s` failed (%d): %s", #__VA_ARGS__, c_, e_);            \
-    } while (0)
 
 /* ---- the namespaces --------------------------------------------------------- */
 
@@ -165,30 +114,8 @@ static void delete_namespaces(void)
         return;
     ns_created = 0;
     /* Deleting a namespace deletes its end of the veth pair, and so both. */
-    cmd(NULL, NULL, 0, NULL, 0, "ip", "netns", "delete", ns_srv, NULL);
-    cmd(NULL, NULL, 0, NULL, 0, "ip", "netns", "delete", ns_cli, NULL);
-}
-
-/* Namespaces of an earlier run that was killed before its teardown (a
- * ctest timeout's SIGKILL): ours by name, and that PID is gone. */
-static void delete_stale_namespaces(void)
-{
-    DIR *d = opendir("/run/netns");
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        const char *n = e->d_name;
-        if (strncmp(n, "ioplex", 6) != 0 || (n[6] != 'S' && n[6] != 'C'))
-            continue;
-        char *end;
-        long pid = strtol(n + 7, &end, 10);
-        if (*end || pid <= 0 || pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
-        fprintf(stderr, "test_netns: deleting namespace %s of a run that is gone\n", n);
-        cmd(NULL, NULL, 0, NULL, 0, "ip", "netns", "delete", n, NULL);
-    }
-    closedir(d);
+    netns_cmd(NULL, NULL, 0, NULL, 0, "ip", "netns", "delete", ns_srv, NULL);
+    netns_cmd(NULL, NULL, 0, NULL, 0, "ip", "netns", "delete", ns_cli, NULL);
 }
 
 /*
@@ -201,189 +128,31 @@ static int create_namespaces(void)
     snprintf(ns_cli, sizeof ns_cli, "ioplexC%d", (int)getpid());
     snprintf(if_srv, sizeof if_srv, "iopvS%d", (int)getpid());
     snprintf(if_cli, sizeof if_cli, "iopvC%d", (int)getpid());
-    if (geteuid() != 0) {
-        snprintf(skip_reason, sizeof skip_reason,
-                 "network namespaces need root (euid %d)", (int)geteuid());
+    if (geteuid() == 0)
+        netns_delete_stale("ioplex");
+    if (netns_add(ns_srv, skip_reason, sizeof skip_reason) != 0)
         return 1;
-    }
-    delete_stale_namespaces();
-    char err[1024];
-    int c = cmd(NULL, NULL, 0, err, sizeof err, "ip", "netns", "add", ns_srv, NULL);
-    if (c != 0 && (strstr(err, "not permitted") || strstr(err, "Permission denied"))) {
-        snprintf(skip_reason, sizeof skip_reason,
-                 "cannot create a network namespace here: %.200s", err);
-        skip_reason[strcspn(skip_reason, "\n")] = '\0';
-        return 1;
-    }
-    if (c != 0)
-        fail_msg("`ip netns add %s` failed (%d): %s (is iproute2 installed?)", ns_srv, c, err);
     ns_created = 1;
-    MUST("ip", "netns", "add", ns_cli);
+    NETNS_MUST("ip", "netns", "add", ns_cli);
     /* Both ends are born inside their namespaces: nothing in the root one. */
-    MUST("ip", "link", "add", if_srv, "netns", ns_srv, "type", "veth", "peer", "name", if_cli,
+    NETNS_MUST("ip", "link", "add", if_srv, "netns", ns_srv, "type", "veth", "peer", "name", if_cli,
          "netns", ns_cli);
-    MUST("ip", "-n", ns_srv, "addr", "add", SERVER_IP "/24", "dev", if_srv);
-    MUST("ip", "-n", ns_cli, "addr", "add", CLIENT_IP "/24", "dev", if_cli);
-    MUST("ip", "-n", ns_srv, "link", "set", if_srv, "up");
-    MUST("ip", "-n", ns_cli, "link", "set", if_cli, "up");
-    MUST("tc", "-n", ns_srv, "qdisc", "add", "dev", if_srv, "root", "tbf", "rate", LINK_RATE,
+    NETNS_MUST("ip", "-n", ns_srv, "addr", "add", SERVER_IP "/24", "dev", if_srv);
+    NETNS_MUST("ip", "-n", ns_cli, "addr", "add", CLIENT_IP "/24", "dev", if_cli);
+    NETNS_MUST("ip", "-n", ns_srv, "link", "set", if_srv, "up");
+    NETNS_MUST("ip", "-n", ns_cli, "link", "set", if_cli, "up");
+    NETNS_MUST("tc", "-n", ns_srv, "qdisc", "add", "dev", if_srv, "root", "tbf", "rate", LINK_RATE,
          "burst", LINK_BURST, "latency", LINK_LATENCY);
-    MUST("tc", "-n", ns_cli, "qdisc", "add", "dev", if_cli, "root", "tbf", "rate", LINK_RATE,
+    NETNS_MUST("tc", "-n", ns_cli, "qdisc", "add", "dev", if_cli, "root", "tbf", "rate", LINK_RATE,
          "burst", LINK_BURST, "latency", LINK_LATENCY);
     return 0;
-}
-
-/* Enter a namespace by name (this thread only). Returns 0 or -1. */
-static int enter_netns(const char *name)
-{
-    char path[128];
-    snprintf(path, sizeof path, "/run/netns/%s", name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = setns(fd, CLONE_NEWNET);
-    close(fd);
-    return r;
-}
-
-/* ---- client processes ------------------------------------------------------- */
-
-struct job {
-    pid_t pid;
-    char what[64];
-    char out_path[256], err_path[256];
-    long long t0, ms;
-    int status; /* exit code, 128+N for signal N, -1 killed at the deadline */
-    int done;
-};
-
-static struct job jobs[MAX_JOBS];
-static size_t njobs;
-
-static void kill_jobs(void)
-{
-    for (size_t i = 0; i < njobs; i++) {
-        if (jobs[i].done || jobs[i].pid <= 0)
-            continue;
-        kill(-jobs[i].pid, SIGKILL);
-        kill(jobs[i].pid, SIGKILL);
-        long long deadline = now_ms() + 5000;
-        while (waitpid(jobs[i].pid, NULL, WNOHANG) == 0 && now_ms() < deadline)
-            sleep_ms(5);
-        jobs[i].done = 1;
-        jobs[i].status = -1;
-    }
-}
-
-/*
- * Start argv (argv[0] an absolute path) in the client namespace: stdin from
- * in_path (NULL: /dev/null), stdout and stderr to files in the test's
- * directory, its own process group, killed if this process dies.
- */
-static struct job *spawn(const char *what, const char *in_path, const char *const argv[])
-{
-    assert_true(njobs < MAX_JOBS);
-    struct job *j = &jobs[njobs];
-    memset(j, 0, sizeof *j);
-    snprintf(j->what, sizeof j->what, "%s", what);
-    assert_non_null(harness_tmp_path(j->out_path, sizeof j->out_path, "out"));
-    assert_non_null(harness_tmp_path(j->err_path, sizeof j->err_path, "err"));
-    pid_t parent = getpid();
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent || enter_netns(ns_cli) != 0)
-            _exit(126);
-        int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
-        int out = open(j->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(j->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0)
-            _exit(126);
-        for (int fd = 3; fd < 1024; fd++)
-            close(fd);
-        signal(SIGPIPE, SIG_DFL);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    j->pid = pid;
-    j->t0 = now_ms();
-    njobs++;
-    return j;
-}
-
-/* Wait for every job, up to the deadline; kill what is left then. */
-static void wait_jobs(long long deadline)
-{
-    for (;;) {
-        size_t left = 0;
-        for (size_t i = 0; i < njobs; i++) {
-            struct job *j = &jobs[i];
-            if (j->done)
-                continue;
-            int st;
-            if (waitpid(j->pid, &st, WNOHANG) == j->pid) {
-                j->done = 1;
-                j->ms = now_ms() - j->t0;
-                j->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            } else {
-                left++;
-            }
-        }
-        if (left == 0)
-            return;
-        if (now_ms() >= deadline) {
-            for (size_t i = 0; i < njobs; i++)
-                if (!jobs[i].done)
-                    jobs[i].ms = now_ms() - jobs[i].t0;
-            kill_jobs();
-            return;
-        }
-        sleep_ms(20);
-    }
-}
-
-/* A whole file into a malloc'ed buffer (NUL-terminated); NULL if unreadable. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (n < cap)
-            break;
-        char *bigger = realloc(buf, cap * 2 + 1);
-        if (!bigger) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        if (len)
-            *len = n;
-    }
-    return buf;
 }
 
 /* ---- teardown ---------------------------------------------------------------- */
 
 static void cleanup(void)
 {
-    kill_jobs();
+    netns_kill_jobs();
     harness_teardown(NULL); /* the servers, by PID */
     delete_namespaces();
 }
@@ -415,7 +184,7 @@ static int nft_read(const char *ns, const char *model, struct nft_counts *c)
 {
     static char out[65536];
     char err[1024];
-    if (cmd(NULL, out, sizeof out, err, sizeof err, "ip", "netns", "exec", ns, "nft", "list",
+    if (netns_cmd(NULL, out, sizeof out, err, sizeof err, "ip", "netns", "exec", ns, "nft", "list",
             "table", "inet", NFT_TABLE, NULL) != 0)
         return -1;
     char needle[64];
@@ -440,7 +209,7 @@ struct tbf_counts {
 static int tbf_read(const char *ns, const char *dev, struct tbf_counts *t)
 {
     char out[4096];
-    if (cmd(NULL, out, sizeof out, NULL, 0, "tc", "-n", ns, "-s", "qdisc", "show", "dev", dev,
+    if (netns_cmd(NULL, out, sizeof out, NULL, 0, "tc", "-n", ns, "-s", "qdisc", "show", "dev", dev,
             NULL) != 0)
         return -1;
     const char *s = strstr(out, "qdisc tbf");
@@ -459,7 +228,7 @@ static long long proc_counter(const char *ns, const char *file, const char *pref
                               const char *name)
 {
     static char out[32768];
-    if (cmd(NULL, out, sizeof out, NULL, 0, "ip", "netns", "exec", ns, "cat", file, NULL) != 0)
+    if (netns_cmd(NULL, out, sizeof out, NULL, 0, "ip", "netns", "exec", ns, "cat", file, NULL) != 0)
         return -1;
     char head[32];
     snprintf(head, sizeof head, "\n%s ", prefix);
@@ -509,7 +278,7 @@ struct model_run {
     struct server srv;
     char in_path[256];
     unsigned char *data;
-    struct job *bulk, *bench[BENCH_PROCS];
+    struct netns_job *bulk, *bench[BENCH_PROCS];
     struct nft_counts to_srv, to_cli; /* dropped on the server's / client's input */
     long long bench_bytes;            /* echoed to the benches, all checked */
 };
@@ -536,7 +305,7 @@ static void start_servers(void)
         struct model_run *r = &runs[nruns];
         r->name = (*m)->name;
         r->loss = 1 + (int)(nruns % 5);
-        if (enter_netns(ns_srv) != 0)
+        if (netns_enter(ns_srv) != 0)
             fail_msg("setns into %s: %s", ns_srv, strerror(errno));
         /* The server is forked now, so it is born in this namespace. */
         int started = server_startl(&r->srv, "-m", r->name, "-S", "echo", SERVER_IP, "0", NULL);
@@ -573,12 +342,12 @@ static void add_loss_rules(void)
     lc += (size_t)snprintf(rules_cli + lc, sizeof rules_cli - lc, " }\n}\n");
     assert_true(ls < sizeof rules_srv && lc < sizeof rules_cli);
     char err[2048];
-    int c = cmd(rules_srv, NULL, 0, err, sizeof err, "ip", "netns", "exec", ns_srv, "nft", "-f",
+    int c = netns_cmd(rules_srv, NULL, 0, err, sizeof err, "ip", "netns", "exec", ns_srv, "nft", "-f",
                 "-", NULL);
     if (c != 0)
         fail_msg("nft in %s failed (%d): %s (is nftables installed?)\n%s", ns_srv, c, err,
                  rules_srv);
-    c = cmd(rules_cli, NULL, 0, err, sizeof err, "ip", "netns", "exec", ns_cli, "nft", "-f", "-",
+    c = netns_cmd(rules_cli, NULL, 0, err, sizeof err, "ip", "netns", "exec", ns_cli, "nft", "-f", "-",
             NULL);
     if (c != 0)
         fail_msg("nft in %s failed (%d): %s\n%s", ns_cli, c, err, rules_cli);
@@ -599,7 +368,7 @@ static void start_clients(unsigned *seed)
         snprintf(what, sizeof what, "%s bulk", r->name);
         const char *bulk[] = {ioplex_bin(), "connect", "-w", CONNECT_IDLE_S, SERVER_IP, port,
                               NULL};
-        r->bulk = spawn(what, r->in_path, bulk);
+        r->bulk = netns_spawn(ns_cli, what, r->in_path, bulk);
         int one = strcmp(r->name, "iterative") == 0;
         for (int k = 0; k < BENCH_PROCS; k++) {
             snprintf(what, sizeof what, "%s bench %d", r->name, k + 1);
@@ -609,17 +378,17 @@ static void start_clients(unsigned *seed)
                                    "--warmup", "0", "-d", BENCH_LIMIT_S,
                                    "--timeout", BENCH_TIMEOUT_S, "--json", SERVER_IP,
                                    port, NULL};
-            r->bench[k] = spawn(what, NULL, bench);
+            r->bench[k] = netns_spawn(ns_cli, what, NULL, bench);
         }
     }
 }
 
 /* Print a job's stderr (and stdout if small) for a failure's log. */
-static void show_job(const struct job *j)
+static void show_job(const struct netns_job *j)
 {
-    char *err = slurp(j->err_path, NULL);
+    char *err = netns_slurp(j->err_path, NULL);
     size_t olen = 0;
-    char *out = slurp(j->out_path, &olen);
+    char *out = netns_slurp(j->out_path, &olen);
     fprintf(stderr, "--- %s: status %d after %lld ms\n--- stderr: %s\n", j->what, j->status,
             j->ms, err ? err : "(unreadable)");
     if (out && olen < 4096)
@@ -631,9 +400,9 @@ static void show_job(const struct job *j)
 /* The bulk echo came back exact. Returns 1, or 0 after saying why. */
 static int check_bulk(const struct model_run *r)
 {
-    const struct job *j = r->bulk;
+    const struct netns_job *j = r->bulk;
     size_t len = 0;
-    char *got = slurp(j->out_path, &len);
+    char *got = netns_slurp(j->out_path, &len);
     int ok = j->status == 0 && got && len == BULK_BYTES && memcmp(got, r->data, len) == 0;
     if (!ok) {
         size_t same = 0;
@@ -649,9 +418,9 @@ static int check_bulk(const struct model_run *r)
 }
 
 /* A bench run answered all its messages with every byte right. */
-static int check_bench(struct model_run *r, const struct job *j)
+static int check_bench(struct model_run *r, const struct netns_job *j)
 {
-    char *json = slurp(j->out_path, NULL);
+    char *json = netns_slurp(j->out_path, NULL);
     if (json && json_num(json, "bytes_received") > 0)
         r->bench_bytes += (long long)json_num(json, "bytes_received");
     double want = atof(BENCH_MSGS);
@@ -684,7 +453,7 @@ static void every_model_exact_under_loss(void **state)
     assert_int_equal(tbf_read(ns_cli, if_cli, &c0), 0);
     long long t0 = now_ms();
     start_clients(&seed);
-    wait_jobs(t0 + JOBS_DEADLINE_MS);
+    netns_wait_jobs(t0 + JOBS_DEADLINE_MS);
     long long phase_ms = now_ms() - t0;
     assert_int_equal(tbf_read(ns_srv, if_srv, &s1), 0);
     assert_int_equal(tbf_read(ns_cli, if_cli, &c1), 0);
