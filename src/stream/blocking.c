@@ -91,8 +91,11 @@ static int arm_recv_timeout(iop_conn *c)
     if (left == 0)
         return -ETIMEDOUT;
     /* No partial frame: progress was just made (the last read completed
-     * its messages, or the connection is new), so T is what is left. */
-    int want = iop__buf_used(&c->in) > 0 ? left : idle;
+     * its messages, or the connection is new), so T is what is left. A
+     * connection still in its layers' start (a PROXY header, a TLS
+     * handshake) holds its partial bytes there: what is left, too. */
+    int partial = iop__buf_used(&c->in) > 0 || !(c->flags & IOP__CONN_OPENED);
+    int want = partial ? left : idle;
     struct bconn *b = of(c);
     if (b->rcv_ms >= want - IDLE_SLACK_MS && b->rcv_ms <= want + IDLE_SLACK_MS)
         return 0; /* close enough: no system call */
