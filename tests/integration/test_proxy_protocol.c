@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "netns.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -294,48 +295,6 @@ static int served_by(struct server *sv, int n, const char *src, unsigned port)
 static char ns_names[3][32];
 static int ns_made, home_ns = -1;
 
-static const char *ip_tool(void)
-{
-    static const char *const paths[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
-    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
-        if (access(paths[i], X_OK) == 0)
-            return paths[i];
-    return "ip";
-}
-
-static int ip(char *err, size_t errcap, ...)
-{
-    const char *argv[24] = {ip_tool()};
-    size_t n = 1;
-    va_list ap;
-    va_start(ap, errcap);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 23)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    return run_cmd(argv, NULL, 0, NULL, 0, NULL, err, errcap, IO_MS);
-}
-
-#define IP_MUST(...)                                                          \
-    do {                                                                      \
-        char e_[1024] = "";                                                   \
-        if (ip(e_, sizeof e_, __VA_ARGS__, NULL) != 0)                        \
-            fail_msg("`ip %s` failed: %s", #__VA_ARGS__, e_);                 \
-    } while (0)
-
-static int enter_ns(const char *name)
-{
-    char path[96];
-    snprintf(path, sizeof path, "/run/netns/%s", name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = setns(fd, CLONE_NEWNET);
-    close(fd);
-    return r;
-}
-
 static void go_home(void)
 {
     if (home_ns >= 0 && setns(home_ns, CLONE_NEWNET) != 0)
@@ -347,7 +306,7 @@ static void delete_namespaces(void)
     if (home_ns >= 0)
         setns(home_ns, CLONE_NEWNET);
     for (int i = 0; i < 3 && ns_made; i++)
-        ip(NULL, 0, "netns", "delete", ns_names[i], NULL);
+        netns_cmd(NULL, NULL, 0, NULL, 0, "ip", "netns", "delete", ns_names[i], NULL);
     ns_made = 0;
 }
 
@@ -364,29 +323,26 @@ static int make_namespaces(void)
     snprintf(ns_names[0], sizeof ns_names[0], "ioppB%d", pid);
     snprintf(ns_names[1], sizeof ns_names[1], "ioppH1x%d", pid);
     snprintf(ns_names[2], sizeof ns_names[2], "ioppH2x%d", pid);
-    char err[1024] = "";
-    if (ip(err, sizeof err, "netns", "add", ns_names[0], NULL) != 0) {
-        if (strstr(err, "not permitted") || strstr(err, "Permission denied"))
-            return 1;
-        fail_msg("`ip netns add %s` failed: %s", ns_names[0], err);
-    }
+    char why[256];
+    if (netns_add(ns_names[0], why, sizeof why) != 0)
+        return 1;
     ns_made = 1;
-    IP_MUST("netns", "add", ns_names[1]);
-    IP_MUST("netns", "add", ns_names[2]);
-    IP_MUST("-n", ns_names[0], "link", "set", "lo", "up");
+    NETNS_MUST("ip", "netns", "add", ns_names[1]);
+    NETNS_MUST("ip", "netns", "add", ns_names[2]);
+    NETNS_MUST("ip", "-n", ns_names[0], "link", "set", "lo", "up");
     for (int h = 1; h <= 2; h++) {
         char vb[16], vh[16], ab[32], ah[32];
         snprintf(vb, sizeof vb, "ippb%d%d", h, pid % 1000000);
         snprintf(vh, sizeof vh, "ipph%d%d", h, pid % 1000000);
         snprintf(ab, sizeof ab, "198.18.%d.1/24", h);
         snprintf(ah, sizeof ah, "198.18.%d.2/24", h);
-        IP_MUST("link", "add", vb, "netns", ns_names[0], "type", "veth", "peer", "name", vh,
+        NETNS_MUST("ip", "link", "add", vb, "netns", ns_names[0], "type", "veth", "peer", "name", vh,
                 "netns", ns_names[h]);
-        IP_MUST("-n", ns_names[0], "addr", "add", ab, "dev", vb);
-        IP_MUST("-n", ns_names[h], "addr", "add", ah, "dev", vh);
-        IP_MUST("-n", ns_names[0], "link", "set", vb, "up");
-        IP_MUST("-n", ns_names[h], "link", "set", vh, "up");
-        IP_MUST("-n", ns_names[h], "link", "set", "lo", "up");
+        NETNS_MUST("ip", "-n", ns_names[0], "addr", "add", ab, "dev", vb);
+        NETNS_MUST("ip", "-n", ns_names[h], "addr", "add", ah, "dev", vh);
+        NETNS_MUST("ip", "-n", ns_names[0], "link", "set", vb, "up");
+        NETNS_MUST("ip", "-n", ns_names[h], "link", "set", vh, "up");
+        NETNS_MUST("ip", "-n", ns_names[h], "link", "set", "lo", "up");
     }
     return 0;
 }
@@ -405,7 +361,7 @@ static void haproxy_run(int hosts)
     for (int i = 0; i < 2; i++) {
         snprintf(addr[i], sizeof addr[i], hosts ? "198.18.%d.2" : "127.0.0.1", i + 1);
         snprintf(balancer[i], sizeof balancer[i], hosts ? "198.18.%d.1" : "127.0.0.1", i + 1);
-        if (hosts && enter_ns(ns_names[i + 1]) != 0)
+        if (hosts && netns_enter(ns_names[i + 1]) != 0)
             fail_msg("setns into %s: %s", ns_names[i + 1], strerror(errno));
         int r = server_startl(&sv[i], "-v", "--proxy-protocol", "-S", "echo", addr[i], "0",
                               (char *)NULL);
@@ -415,7 +371,7 @@ static void haproxy_run(int hosts)
     }
     /* HAProxy and the clients: in the balancer's namespace (this thread
      * stays there until the end of the case). */
-    if (hosts && enter_ns(ns_names[0]) != 0)
+    if (hosts && netns_enter(ns_names[0]) != 0)
         fail_msg("setns into %s: %s", ns_names[0], strerror(errno));
     char cfg[600], log[600];
     snprintf(cfg, sizeof cfg, "%s/haproxy%d.cfg", harness_tmpdir(), hosts);
