@@ -99,7 +99,7 @@ clean:
 #                       with every ioplex process under valgrind (not uring:
 #                       valgrind cannot see the kernel fill its buffers)
 FUZZ_SECONDS ?= 600
-FUZZ_CI_SECONDS ?= 45
+FUZZ_CI_SECONDS ?= 30
 FUZZ_JOBS ?= 2
 VALGRIND_TESTS ?= ^model_(exchange\.(iterative|thread|epoll|fork)|tls\.epoll)$$
 

@@ -2,10 +2,12 @@
 # Echo ping-pong, 64-byte messages, on a machine with cores to spare: the
 # server alone on one core, the load (ioplex bench, several threads) on
 # others, so that the generator is not what limits the server (unlike
-# bench/pingpong.sh on two cores). Two figures per server and case:
+# bench/pingpong.sh on two cores). Three figures per server and case:
 #   - messages/s at saturation (closed loop, -c connections);
 #   - the server's CPU time per message (user + system, /proc/PID/stat)
-#     at a fixed offered rate below saturation (open loop, -R).
+#     at a fixed offered rate below saturation (open loop, -R);
+#   - and its CPU time per message during the saturated run (the server's
+#     core busy: what a message costs when the server is the limit).
 # Servers: the hand-written reference (bench/ref/epoll_echo, TCP only),
 # and ioplex's epoll and uring models, from one or two ioplex binaries
 # (BEFORE: an older build, to see a change; optional). Runs interleaved,
@@ -69,9 +71,14 @@ for r in $(seq 1 "$repeats"); do
         for s in $servers; do
             [ "$s" = ref ] && [ "$t" = unix ] && continue
             start "$s" "$t"
+            c0=$(cpu)
             # shellcheck disable=SC2086
-            mps=$(taskset -c "$lcores" "$ioplex" bench -q --json -t "$lthreads" -c "$c" -s 64 \
-                -d "$secs" --warmup 1 $target | json messages_per_s)
+            sat=$(taskset -c "$lcores" "$ioplex" bench -q --json -t "$lthreads" -c "$c" -s 64 \
+                -d "$secs" --warmup 0 $target)
+            c1=$(cpu)
+            mps=$(echo "$sat" | json messages_per_s)
+            n=$(echo "$sat" | json messages)
+            sus=$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { if (n > 0) printf "%.3f", (b - a) / n * 1e6; else print "nan" }')
             c0=$(cpu)
             # shellcheck disable=SC2086
             res=$(taskset -c "$lcores" "$ioplex" bench -q --json -t "$lthreads" -m rate -R "$rate" \
@@ -79,18 +86,18 @@ for r in $(seq 1 "$repeats"); do
             c1=$(cpu)
             n=$(echo "$res" | json messages)
             us=$(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN { if (n > 0) printf "%.3f", (b - a) / n * 1e6; else print "nan" }')
-            echo "$s $t $c $mps $us" >>"$out"
+            echo "$s $t $c $mps $us $sus" >>"$out"
             kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
         done
     done
 done
 
-printf '%-13s %-5s %5s %24s %28s\n' server trans conns "msg/s (min-max)" "CPU us/msg @ $rate/s (min-max)"
+printf '%-13s %-5s %5s %24s %28s %26s\n' server trans conns "msg/s (min-max)" "CPU us/msg @ $rate/s (min-max)" "CPU us/msg saturated"
 for k in $cases; do
     t=${k%%:*} c=${k#*:}
     for s in $servers; do
         awk -v s="$s" -v t="$t" -v c="$c" '
-            $1 == s && $2 == t && $3 == c { m[++n] = $4; u[n] = $5 }
+            $1 == s && $2 == t && $3 == c { m[++n] = $4; u[n] = $5; v[n] = $6 }
             function med(a, k,   i, j, x) {
                 for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
                 return a[int((k + 1) / 2)]
@@ -98,7 +105,8 @@ for k in $cases; do
             END {
                 if (!n) exit
                 mm = med(m, n); lo = m[1]; hi = m[n]; mu = med(u, n); ul = u[1]; uh = u[n]
-                printf "%-13s %-5s %5d %10.0f (%.0f-%.0f) %12.2f (%.2f-%.2f)\n", s, t, c, mm, lo, hi, mu, ul, uh
+                mv = med(v, n); vl = v[1]; vh = v[n]
+                printf "%-13s %-5s %5d %10.0f (%.0f-%.0f) %12.2f (%.2f-%.2f) %12.2f (%.2f-%.2f)\n", s, t, c, mm, lo, hi, mu, ul, uh, mv, vl, vh
             }' "$out"
     done
 done
