@@ -8,7 +8,11 @@
  *   root_key     a key only root may read, with --user nobody: read before
  *                the drop, so the server serves TLS; a reload after the
  *                drop cannot read it, keeps the old one and says why
- *   reload       SIGHUP, under epoll, thread, fork and prefork: new
+ *   flood        --max-conns counts handshakes: 4 peers that connect and
+ *                never handshake hold every slot, so a TLS client is
+ *                turned away (one "refusing" line); once they go, it is
+ *                served (epoll and thread)
+ *   reload       SIGHUP, under epoll, thread, fork, prefork and pool: new
  *                connections get the new certificate, one open before
  *                keeps going; a reload of a broken file keeps the old one
  *                with one line
@@ -200,6 +204,52 @@ static void reload(void **state)
         reload_under(models[i]);
 }
 
+static void flood_under(const char *model)
+{
+    struct server s;
+    if (server_startl(&s, "-m", model, "-S", "echo", "--max-conns", "4", "--tls-cert",
+                      cert("server.pem"), "--tls-key", cert("server.key"), "127.0.0.1", "0",
+                      NULL) != 0)
+        fail_msg("cannot start a TLS server under %s", model);
+    int idle[4];
+    for (int i = 0; i < 4; i++) {
+        idle[i] = client_connect(&s);
+        CHECK(&s, idle[i] >= 0);
+    }
+    /* Taken (or refused) in order: once the 4 are in, the next is over. */
+    int fd = client_connect(&s);
+    char why[256];
+    SSL *ssl = tls_client(fd, NULL, IO_MS, why, sizeof why);
+    CHECK(&s, ssl == NULL);
+    CHECK(&s, server_wait_stderr(&s, "refusing", IO_MS));
+    client_close(fd);
+    for (int i = 0; i < 4; i++)
+        client_close(idle[i]);
+    /* The slots come free as the server sees the closes: bounded retries. */
+    long long until = now_ms() + IO_MS;
+    do {
+        fd = client_connect(&s);
+        ssl = tls_client(fd, NULL, IO_MS, why, sizeof why);
+        if (!ssl)
+            client_close(fd);
+    } while (!ssl && now_ms() < until);
+    CHECK(&s, ssl != NULL);
+    char buf[4];
+    CHECK(&s, tls_send_all(ssl, "ok\n", 3) == 0);
+    CHECK(&s, tls_recv_exact(ssl, buf, 3, IO_MS) == 3 && memcmp(buf, "ok\n", 3) == 0);
+    SSL_shutdown(ssl);
+    tls_client_free(ssl);
+    client_close(fd);
+    server_stop_clean(&s);
+}
+
+static void flood(void **state)
+{
+    (void)state;
+    flood_under("epoll");
+    flood_under("thread");
+}
+
 static void root_key(void **state)
 {
     (void)state;
@@ -232,6 +282,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(bad_files, teardown),
         cmocka_unit_test_teardown(bad_usage, teardown),
+        cmocka_unit_test_teardown(flood, teardown),
         cmocka_unit_test_teardown(root_key, teardown),
         cmocka_unit_test_teardown(reload, teardown),
     };
