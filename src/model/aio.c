@@ -193,15 +193,18 @@ static void settle(struct iop__connset *set, iop_conn *c)
         return;
     if (!(a->busy & (1u << OP_WRITE))) {
         iop__connset_produce(set, c);
+        if (c->out.bytes == 0 && iop__connset_done(set, c)) {
+            iop__connset_finish(set, c);
+            return;
+        }
+        /* What is queued, or the last words (TLS close_notify) that
+         * done() has just queued: nothing else would write those. */
         if (c->out.bytes > 0) {
             int r = issue_write(L, a);
             if (r != 0) {
                 iop__connset_close(set, c, r);
                 return;
             }
-        } else if (iop__connset_done(set, c)) {
-            iop__connset_finish(set, c);
-            return;
         }
     }
     iop__connset_watermarks(set, c);

@@ -199,13 +199,15 @@ static void settle(struct iop__connset *set, iop_conn *c)
         return;
     }
     iop__connset_produce(set, c);
-    if (c->out.bytes > 0) {
-        start_send(w, u);
-    } else if (iop__connset_done(set, c) && !u->send_on) {
-        /* Not while a small send is in flight (it left the queue empty). */
+    /* Not while a small send is in flight (it left the queue empty). */
+    if (c->out.bytes == 0 && !u->send_on && iop__connset_done(set, c)) {
         iop__connset_finish(set, c);
         return;
     }
+    /* What is queued, or the last words (TLS close_notify) that done()
+     * has just queued: nothing else would send those. */
+    if (c->out.bytes > 0)
+        start_send(w, u);
     iop__connset_watermarks(set, c);
     if (iop__connset_wants_input(set, c) && !u->recv_on) {
         arm_recv(w, u);

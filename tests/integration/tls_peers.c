@@ -14,6 +14,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -125,6 +127,52 @@ const char *tls_peer_stderr(pid_t pid)
             buf[n > 0 ? n : 0] = '\0';
         }
     return buf;
+}
+
+int tls_pipe_through(const char *cmd, const char *data, size_t len, char *out, size_t cap,
+                     size_t *outlen, size_t want, int timeout_ms)
+{
+    static unsigned n;
+    char fifo[512], file[600], full[4096];
+    snprintf(fifo, sizeof fifo, "%s/pipe.%u.in", harness_tmpdir(), n++);
+    snprintf(file, sizeof file, "%s.out", fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(full, sizeof full, "%s < '%s' > '%s'", cmd, fifo, file);
+    long long end = now_ms() + timeout_ms;
+    pid_t pid = tls_peer_start(full);
+    /* Non-blocking: open fails (ENXIO) until the shell has opened its end. */
+    int w = -1;
+    while ((w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 && now_ms() < end)
+        sleep_ms(5);
+    assert_true(w >= 0);
+    size_t off = 0;
+    struct stat st;
+    while (now_ms() < end) {
+        if (off < len) {
+            struct pollfd p = {.fd = w, .events = POLLOUT};
+            if (poll(&p, 1, 20) > 0) {
+                ssize_t k = write(w, data + off, len - off);
+                if (k > 0)
+                    off += (size_t)k;
+                else if (k < 0 && errno != EAGAIN && errno != EINTR)
+                    break; /* it stopped reading (EPIPE): its output says the rest */
+            }
+        } else {
+            sleep_ms(10);
+        }
+        if (stat(file, &st) == 0 && (size_t)st.st_size >= want && off == len)
+            break;
+        siginfo_t si = {0};
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+            break; /* over (not reaped yet): nothing more will come */
+    }
+    close(w);
+    int left = (int)(end - now_ms());
+    int code = tls_peer_wait(pid, left > 1000 ? left : 1000);
+    ssize_t got = tls_read_file(file, out, cap);
+    *outlen = got > 0 ? (size_t)got : 0;
+    unlink(fifo);
+    return code;
 }
 
 unsigned tls_free_port(void)

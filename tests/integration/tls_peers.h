@@ -30,6 +30,17 @@ int tls_peer_wait(pid_t pid, int timeout_ms);
 /* What it wrote on stderr so far (NUL-terminated, static). */
 const char *tls_peer_stderr(pid_t pid);
 
+/*
+ * Run `sh -c "CMD < FIFO > FILE"`: data is written into its stdin (a
+ * FIFO, kept open) while it runs, and stdin is closed only once `want`
+ * bytes have come out (or the timeout): a client that ends the session
+ * at the end of its stdin (s_client) has had its answer by then. Its
+ * stdout into out (at most cap, *outlen); its exit status as
+ * tls_peer_wait() gives it.
+ */
+int tls_pipe_through(const char *cmd, const char *data, size_t len, char *out, size_t cap,
+                     size_t *outlen, size_t want, int timeout_ms);
+
 /* A TCP port on 127.0.0.1 free just now. */
 unsigned tls_free_port(void);
 /* 1 once something listens on 127.0.0.1:port (read from /proc/net/tcp,
