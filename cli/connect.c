@@ -608,25 +608,11 @@ static int tls_start(struct client *cl, SSL_CTX *ctx, const char *name)
     }
     cl->rwant = POLLIN;
     cl->wwant = POLLOUT;
-    for (;;) {
-        short want = POLLIN;
-        int err;
-        int r = tls_client_handshake(cl->ssl, &want, &err, cl->why);
-        if (r == 1)
-            return EXIT_OK;
-        if (r != TLS_WANT) {
-            cli_error("connect", "%s", cl->why);
-            return EXIT_TLS;
-        }
-        struct pollfd p = {.fd = cl->fd, .events = want};
-        int n = poll(&p, 1, cl->timeout_ms);
-        if (n < 0 && errno != EINTR)
-            return fail(-errno, "poll");
-        if (n == 0) {
-            cli_error("connect", "TLS handshake: no answer within %d ms (-w)", cl->timeout_ms);
-            return EXIT_TIMEOUT;
-        }
-    }
+    int r = tls_client_handshake_wait(cl->ssl, cl->fd, cl->timeout_ms, cl->why);
+    if (r == 1)
+        return EXIT_OK;
+    cli_error("connect", "%s%s", cl->why, r == 0 ? " (-w)" : "");
+    return r == 0 ? EXIT_TIMEOUT : EXIT_TLS;
 }
 
 int cmd_connect(int argc, char **argv)

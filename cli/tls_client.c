@@ -203,6 +203,27 @@ int tls_client_handshake(SSL *ssl, short *want, int *err, char *why)
     return r;
 }
 
+int tls_client_handshake_wait(SSL *ssl, int fd, int timeout_ms, char *why)
+{
+    for (;;) {
+        short want = POLLIN;
+        int err;
+        int r = tls_client_handshake(ssl, &want, &err, why);
+        if (r != TLS_WANT)
+            return r;
+        struct pollfd p = {.fd = fd, .events = want};
+        int n = poll(&p, 1, timeout_ms); /* each wait bounded: a slow trickle is the caller's -w */
+        if (n < 0 && errno != EINTR) {
+            snprintf(why, TLS_WHY_LEN, "TLS handshake failed: poll: %s", strerror(errno));
+            return TLS_FAILED;
+        }
+        if (n == 0) {
+            snprintf(why, TLS_WHY_LEN, "TLS handshake: no answer within %d ms", timeout_ms);
+            return 0;
+        }
+    }
+}
+
 ssize_t tls_client_read(SSL *ssl, void *buf, size_t len, short *want, int *err, char *why)
 {
     size_t got = 0;

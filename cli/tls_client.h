@@ -51,6 +51,9 @@ int tls_client_handshake(SSL *ssl, short *want, int *err, char *why);
 ssize_t tls_client_read(SSL *ssl, void *buf, size_t len, short *want, int *err, char *why);
 ssize_t tls_client_write(SSL *ssl, const void *buf, size_t len, short *want, int *err,
                          char *why);
+/* The whole handshake on fd, waiting with poll() at most timeout_ms
+ * (-1: no bound): 1 done, TLS_FAILED (why says), or 0 at the timeout. */
+int tls_client_handshake_wait(SSL *ssl, int fd, int timeout_ms, char *why);
 /* Send close_notify: 1 sent, TLS_WANT, or TLS_FAILED. */
 int tls_client_close_notify(SSL *ssl, short *want, int *err, char *why);
 
