@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "bench_conn.h"
+#include "tls_client.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -72,6 +73,7 @@ static uint64_t sched_first_at(const struct wctx *w, int64_t t)
 
 static void close_conn(struct wctx *w, struct bconn *c)
 {
+    btls_close(w, c, 0); /* if not done cleanly already */
     if (c->fd >= 0) {
         close(c->fd); /* leaves the epoll set with it */
         c->fd = -1;
@@ -135,6 +137,7 @@ static void fail(struct wctx *w, struct bconn *c, enum bench_err kind, int err)
 /* Close after a finished request (connect mode) and start the next. */
 static void recycle(struct wctx *w, struct bconn *c)
 {
+    btls_close(w, c, 1);
     close_conn(w, c);
     c->state = C_IDLE;
     if (has_work(w, c))
@@ -152,12 +155,38 @@ static void act(struct wctx *w, struct bconn *c, struct bstep st)
         recycle(w, c);
 }
 
-static void opened(struct wctx *w, struct bconn *c)
+/* Connected (and with --tls, through the handshake): the traffic starts. */
+static void ready(struct wctx *w, struct bconn *c)
 {
     c->state = C_OPEN;
-    w->bw->c.connects++;
     w->bw->c.open_now++;
     act(w, c, conn_opened(w, c));
+}
+
+/* --tls: a step of the handshake, on each event until it is done. */
+static void handshake(struct wctx *w, struct bconn *c)
+{
+    int err;
+    int r = btls_handshake(w, c, &err);
+    if (r == 1)
+        ready(w, c);
+    else if (r < 0)
+        fail(w, c, err ? classify(err) : ERR_TLS, err);
+}
+
+static void opened(struct wctx *w, struct bconn *c)
+{
+    w->bw->c.connects++;
+    if (!w->cfg->tls_ctx) {
+        ready(w, c);
+        return;
+    }
+    if (btls_start(w, c) != 0) {
+        fail(w, c, ERR_TLS, 0);
+        return;
+    }
+    c->state = C_HANDSHAKE;
+    handshake(w, c);
 }
 
 /* The source address for connection `id` when spreading over 127.0.0.x:
@@ -286,6 +315,7 @@ static void sweep(struct wctx *w)
                 w->next_retry = c->t_state;
             break;
         case C_CONNECTING:
+        case C_HANDSHAKE: /* --timeout bounds the connect and handshake together */
             if (w->now - c->t_state > w->cfg->timeout_ns)
                 fail(w, c, ERR_TIMEOUT, ETIMEDOUT);
             break;
@@ -438,6 +468,8 @@ static void close_all_cleanly(struct wctx *w)
         struct bconn *c = &w->conns[i];
         if (c->fd < 0)
             continue;
+        if (c->state == C_OPEN)
+            btls_close(w, c, 1); /* --tls: close_notify before the FIN */
         if (!w->cfg->stream || c->state != C_OPEN || shutdown(c->fd, SHUT_WR) != 0 ||
             discard_input(w, c->fd)) {
             close_conn(w, c);
@@ -479,6 +511,7 @@ static void teardown(struct wctx *w)
         close(w->ep);
     if (w->conns)
         free(w->conns[0].ring);
+    SSL_SESSION_free(w->session);
     free(w->conns);
     free(w->txbuf);
     free(w->rxbuf);
@@ -557,6 +590,8 @@ static void run(struct wctx *w)
             w->measuring = w->now >= sh->t_measure && w->now < sh->t_end;
             if (c->state == C_CONNECTING)
                 finish_connect(w, c);
+            else if (c->state == C_HANDSHAKE)
+                handshake(w, c);
             else if (c->state == C_OPEN)
                 act(w, c, conn_event(w, c, evs[i].events));
         }

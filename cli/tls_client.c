@@ -87,10 +87,11 @@ SSL_CTX *tls_client_ctx(const struct tls_client_cfg *cfg, char *why)
             goto fail;
         }
     }
-    /* The caller keeps the sessions it wants (SSL_get1_session); OpenSSL's
-     * own client cache is never looked up by OpenSSL anyway. */
-    SSL_CTX_set_session_cache_mode(ctx, cfg->session_cache ? SSL_SESS_CACHE_CLIENT
-                                                           : SSL_SESS_CACHE_OFF);
+    /* The caller keeps the sessions it offers (SSL_get1_session). No
+     * client cache: OpenSSL removes a TLS 1.3 session it has resumed from
+     * that cache, which marks it not resumable, so one kept session would
+     * resume once only. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     return ctx;
 fail:
     SSL_CTX_free(ctx);

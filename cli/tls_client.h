@@ -21,7 +21,6 @@ struct tls_client_cfg {
     int verify;           /* check the server's chain and name */
     const char *ca_file;  /* the CAs to check it with; NULL: the system's store */
     const char *cert_file, *key_file; /* a client certificate (mutual TLS) */
-    int session_cache;    /* keep sessions for resumption (bench --tls-resume) */
 };
 
 /* A client context; NULL with the reason in why (one line, naming the
