@@ -104,10 +104,10 @@ static void usage(FILE *f)
             "                        resumed is reported)\n"
             "\n"
             "Errors are counted by kind (refused, reset, timed out, short read,\n"
-            "mismatch, descriptor limit, other) and explained in the summary. The\n"
+            "mismatch, descriptor limit, TLS, other) and explained in the summary. The\n"
             "run stops at the duration (or -n), and in any case a few seconds past it.\n"
             "If no message got through the exit code says why: 4 refused, 5 timed\n"
-            "out, 1 anything else. More connections than the descriptor limit\n"
+            "out, 7 TLS, 1 anything else. More connections than the descriptor limit\n"
             "(ulimit -Hn) allows are refused at the start (2). With --json, an error\n"
             "that ends the run early is a JSON object too: {\"error\": the line,\n"
             "\"exit_code\": N}.\n\n"
@@ -831,7 +831,8 @@ static int bench_main(int argc, char **argv)
         bench_explain(why, sizeof why, &res, top);
         cli_error(CMD, "no %s got through: %s", cfg.mode == MODE_STREAM ? "byte" : "message",
                   why);
-        rc = top == ERR_REFUSED ? EXIT_REFUSED : top == ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_ERROR;
+        rc = top == ERR_REFUSED ? EXIT_REFUSED : top == ERR_TIMEOUT ? EXIT_TIMEOUT
+             : top == ERR_TLS ? EXIT_TLS : EXIT_ERROR;
     }
 out:
     if (workers)
