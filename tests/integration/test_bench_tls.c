@@ -190,6 +190,32 @@ static void test_usage(void **state)
     tool_expect_error("a missing CA file", &r, 2, "ioplex bench: ", "/nonexistent.pem", NULL);
 }
 
+/* compare's TLS scenarios: its own certificate, a result for each. */
+static void test_compare(void **state)
+{
+    (void)state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/compare", harness_tmpdir());
+    const char *argv[] = {ioplex_bin(), "compare", "--quick", "-m", "epoll", "--scenarios",
+                          "tlspp100,tlshs", "-d", "0.3", "-o", dir, NULL};
+    static struct tool_result r;
+    r.code = run_cmd(argv, NULL, 0, r.out, sizeof r.out, NULL, r.err, sizeof r.err, RUN_MS);
+    if (r.code != 0) {
+        tool_show("compare --scenarios tlspp100,tlshs", &r);
+        fail_msg("compare failed");
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    static char json[65536];
+    ssize_t n = tls_read_file(path, json, sizeof json - 1);
+    assert_true(n > 0);
+    json[n] = '\0';
+    memcpy(r.out, json, (size_t)n + 1);
+    expect_all("compare's results.json", &r,
+               "[.scenarios[].name] == [\"tlspp100\",\"tlshs\"]",
+               "all(.results[]; .runs_ok == 1 and .errors == 0 and .per_s > 0)", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +223,7 @@ int main(void)
         cmocka_unit_test_teardown(test_connect_handshakes, teardown),
         cmocka_unit_test_teardown(test_failures, teardown),
         cmocka_unit_test_teardown(test_usage, teardown),
+        cmocka_unit_test_teardown(test_compare, teardown),
     };
     return cmocka_run_group_tests_name("integration.bench_tls", tests, NULL, NULL);
 }
