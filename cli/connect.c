@@ -253,7 +253,11 @@ static int interactive(struct client *cl)
             continue;
         if (n < 0 && errno == EAGAIN) { /* TLS: the socket is non-blocking */
             struct pollfd p = {.fd = cl->fd, .events = cl->wwant};
-            poll(&p, 1, cl->timeout_ms);
+            if (poll(&p, 1, cl->timeout_ms) == 0) {
+                free(line);
+                cli_error("connect", "could not send within %d ms (-w)", cl->timeout_ms);
+                return EXIT_TIMEOUT;
+            }
             continue;
         }
         if (n < 0) {
@@ -304,13 +308,6 @@ static int interactive(struct client *cl)
 
 /* ---- netcat mode ---------------------------------------------------------- */
 
-/*
- * The peer's FIN ends reading, not writing: stdin is still sent to its
- * end and then half-closed, as nc -N does (a peer may shut its side at
- * once and only listen: nc -l -N < /dev/null). The client exits when both
- * directions are done. Input that could not be sent (the peer reset the
- * connection) is an error: one line, a non-zero exit.
- */
 /* TLS's half-close: close_notify, as nc -N's shutdown. 1 sent (or it
  * failed), 0 to be retried once the socket is ready for cl->wwant. */
 static int close_notify(struct client *cl)
@@ -324,6 +321,13 @@ static int close_notify(struct client *cl)
     return 1;
 }
 
+/*
+ * The peer's FIN ends reading, not writing: stdin is still sent to its
+ * end and then half-closed, as nc -N does (a peer may shut its side at
+ * once and only listen: nc -l -N < /dev/null). The client exits when both
+ * directions are done. Input that could not be sent (the peer reset the
+ * connection) is an error: one line, a non-zero exit.
+ */
 static int pump_stream(struct client *cl)
 {
     char *out = malloc(CHUNK); /* stdin bytes not yet sent */
@@ -358,9 +362,9 @@ static int pump_stream(struct client *cl)
         if (cl->tty && !read_open && out_len == 0)
             break;
         /* After the peer's FIN the socket is polled for errors only (a
-         * reset while stdin is still being sent). */
-        /* Under TLS a read or a write may wait for the other direction;
-         * what OpenSSL already holds decrypted is read without waiting. */
+         * reset while stdin is still being sent). Under TLS a read or a
+         * write may wait for the other direction, and what OpenSSL holds
+         * decrypted already is read without waiting. */
         short rwant = cl->ssl ? cl->rwant : POLLIN, wwant = cl->ssl ? cl->wwant : POLLOUT;
         int sending = out_len || (!stdin_open && !write_shut);
         int pending = read_open && cl_pending(cl);
