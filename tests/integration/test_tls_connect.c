@@ -391,6 +391,32 @@ static void test_mutual(void **state)
     server_stop_clean(&s);
 }
 
+/* ---- close_notify ------------------------------------------------------------ */
+
+/* At the end of stdin connect sends close_notify: the server (-v) hears
+ * the end of the stream as TLS's, not a bare FIN it calls truncation. */
+static void test_close_notify(void **state)
+{
+    (void)state;
+    struct server s;
+    if (server_startl(&s, "-v", "-S", "echo", "--tls-cert", tls_cert("server.pem"),
+                      "--tls-key", tls_cert("server.key"), "127.0.0.1", "0", NULL) != 0)
+        fail_msg("the TLS server did not start");
+    char port[16];
+    snprintf(port, sizeof port, "%u", s.port);
+    const char *ca[] = {"--tls-ca", tls_cert("ca.pem"), "127.0.0.1", port, NULL};
+    expect_echo(ca);
+    CHECK(&s, server_wait_stderr(&s, "close 127.0.0.1", 5000));
+    CHECK(&s, server_stderr_count(&s, "without TLS close_notify") == 0);
+    /* The control: a client killed mid-session is truncation to it. */
+    int fd = client_connect(&s);
+    assert_true(fd >= 0);
+    assert_int_equal(send_all(fd, "\x16\x03\x01", 3), 0);
+    client_close(fd);
+    CHECK(&s, server_wait_stderr(&s, "without TLS close_notify", 5000));
+    server_stop_clean(&s);
+}
+
 /* ---- usage ------------------------------------------------------------------------ */
 
 static void test_usage(void **state)
@@ -429,6 +455,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_certificates, teardown),
         cmocka_unit_test_teardown(test_sni, teardown),
         cmocka_unit_test_teardown(test_mutual, teardown),
+        cmocka_unit_test_teardown(test_close_notify, teardown),
         cmocka_unit_test_teardown(test_usage, teardown),
     };
     return cmocka_run_group_tests_name("integration.tls_connect", tests, NULL, NULL);
