@@ -11,9 +11,11 @@
 #include "bench.h"
 #include "hlog.h"
 #include "progress.h"
+#include "tls_client.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -101,11 +103,25 @@ static void usage(FILE *f)
             "                        rate, p99 so far, errors, time left)\n"
             "  -h, --help            this text\n"
             "\n"
+            "TLS (TCP or Unix stream):\n"
+            "      --tls             speak TLS 1.2/1.3; each connection's handshake comes\n"
+            "                        before its first message and is timed apart: the\n"
+            "                        summary and JSON (\"handshake\") give handshakes per\n"
+            "                        second and their latency. In connect mode that is a\n"
+            "                        full handshake per request. The server is NOT\n"
+            "                        verified: a load generator measures, it does not\n"
+            "                        authenticate.\n"
+            "      --tls-ca FILE     verify the server against the CAs in FILE (and its\n"
+            "                        name, HOST); a failure is counted as a TLS error\n"
+            "      --tls-resume      each thread offers its first connection's session on\n"
+            "                        every later one: resumed handshakes (how many were\n"
+            "                        resumed is reported)\n"
+            "\n"
             "Errors are counted by kind (refused, reset, timed out, short read,\n"
-            "mismatch, descriptor limit, other) and explained in the summary. The\n"
+            "mismatch, descriptor limit, TLS, other) and explained in the summary. The\n"
             "run stops at the duration (or -n), and in any case a few seconds past it.\n"
             "If no message got through the exit code says why: 4 refused, 5 timed\n"
-            "out, 1 anything else. More connections than the descriptor limit\n"
+            "out, 7 TLS, 1 anything else. More connections than the descriptor limit\n"
             "(ulimit -Hn) allows are refused at the start (2). With --json, an error\n"
             "that ends the run early is a JSON object too: {\"error\": the line,\n"
             "\"exit_code\": N}.\n\n"
@@ -114,7 +130,8 @@ static void usage(FILE *f)
 
 enum {
     OPT_WARMUP = 256, OPT_FRAMING, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL,
-    OPT_INTERVAL_FILE, OPT_HGRM, OPT_SEND_PROXY, OPT_HLOG, OPT_START_AT,
+    OPT_INTERVAL_FILE, OPT_HGRM, OPT_SEND_PROXY, OPT_HLOG, OPT_START_AT, OPT_TLS, OPT_TLS_CA,
+    OPT_TLS_RESUME,
 };
 
 #define OPTSTRING ":m:c:t:d:n:s:P:R:uU:46qh"
@@ -141,6 +158,9 @@ static const struct option options[] = {
     {"hlog", required_argument, NULL, OPT_HLOG},
     {"start-at", required_argument, NULL, OPT_START_AT},
     {"quiet", no_argument, NULL, 'q'},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -355,6 +375,23 @@ static int probe(struct bench_cfg *cfg)
         cli_error(CMD, "%s%s", err, hint);
         return cli_exit_code(r);
     }
+    if (cfg->tls_ctx) {
+        /* A server that is not TLS, or fails verification, is one line
+         * now rather than an error per connection. */
+        char why[TLS_WHY_LEN];
+        SSL *ssl = tls_client_ssl(cfg->tls_ctx, fd, cfg->tls_name, why);
+        int ok = 0;
+        if (ssl) {
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            ok = tls_client_handshake_wait(ssl, fd, timeout_ms > 0 ? timeout_ms : 1, why);
+            SSL_free(ssl);
+        }
+        if (ok != 1) {
+            close(fd);
+            cli_error(CMD, "%s%s", why, ok == 0 ? " (--timeout)" : "");
+            return ok == 0 ? EXIT_TIMEOUT : EXIT_TLS;
+        }
+    }
     if (iop_transport_is_unix(cfg->addr.transport)) {
         struct sockaddr_un *un = (struct sockaddr_un *)&cfg->peer;
         memset(un, 0, sizeof *un);
@@ -492,8 +529,8 @@ static int bench_main(int argc, char **argv)
     cfg.timeout_ns = 1 * NS;
     struct given g = {0};
     enum iop_transport transport = IOP_TCP;
-    int family = AF_UNSPEC, quiet = 0, c;
-    const char *unix_path = NULL;
+    int family = AF_UNSPEC, quiet = 0, c, tls = 0;
+    const char *unix_path = NULL, *tls_ca = NULL;
     long long v;
     double secs;
 
@@ -587,6 +624,9 @@ static int bench_main(int argc, char **argv)
             }
             break;
         case 'q': quiet = 1; break;
+        case OPT_TLS: tls = 1; break;
+        case OPT_TLS_CA: tls_ca = optarg; break;
+        case OPT_TLS_RESUME: cfg.tls_resume = 1; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:
             cli_option_error(CMD, c, argv);
@@ -603,6 +643,14 @@ static int bench_main(int argc, char **argv)
     cfg.stream = iop_transport_is_stream(cfg.addr.transport);
     if (check_fit(&cfg, &g) != 0)
         return EXIT_USAGE;
+    if (!tls && (tls_ca || cfg.tls_resume)) {
+        cli_error(CMD, "--tls-ca and --tls-resume need --tls");
+        return EXIT_USAGE;
+    }
+    if (tls && !cfg.stream) {
+        cli_error(CMD, "--tls needs a stream socket (TCP or Unix), not datagrams");
+        return EXIT_USAGE;
+    }
     if (start_at_check(&cfg) != 0)
         return EXIT_USAGE;
     if (gethostname(cfg.host, sizeof cfg.host) != 0)
@@ -641,7 +689,19 @@ static int bench_main(int argc, char **argv)
     }
     int rc = EXIT_OK;
     struct bench_worker *workers = NULL;
-    iop__hist *total = NULL, *ih = NULL;
+    iop__hist *total = NULL, *ih = NULL, *hs = NULL;
+
+    if (tls) {
+        struct tls_client_cfg tc = {.verify = tls_ca != NULL, .ca_file = tls_ca};
+        char why[TLS_WHY_LEN];
+        if (!(cfg.tls_ctx = tls_client_ctx(&tc, why))) {
+            cli_error(CMD, "%s", why);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        cfg.tls_verify = tls_ca != NULL;
+        cfg.tls_name = iop_transport_is_unix(cfg.addr.transport) ? NULL : cfg.addr.host;
+    }
 
     rc = fit_fd_limit(&cfg);
     if (rc != EXIT_OK)
@@ -655,13 +715,15 @@ static int bench_main(int argc, char **argv)
     workers = calloc(cfg.threads, sizeof *workers);
     total = malloc(sizeof *total);
     ih = malloc(sizeof *ih);
-    if (!workers || !total || !ih) {
+    hs = malloc(sizeof *hs);
+    if (!workers || !total || !ih || !hs) {
         cli_error(CMD, "out of memory");
         rc = EXIT_ERROR;
         goto out;
     }
     iop__hist_reset(total);
     iop__hist_reset(ih);
+    iop__hist_reset(hs);
 
     struct bench_shared sh;
     memset(&sh, 0, sizeof sh);
@@ -703,6 +765,7 @@ static int bench_main(int argc, char **argv)
         pthread_mutex_init(&w->lock, NULL);
         iop__hist_reset(&w->hist);
         iop__hist_reset(&w->ihist);
+        iop__hist_reset(&w->hshist);
         atomic_init(&w->done, 0);
         if (pthread_create(&w->thread, NULL, bench_worker_main, w) != 0) {
             atomic_store(&sh.stop, 1);
@@ -805,9 +868,13 @@ static int bench_main(int argc, char **argv)
     /* ---- the result ---- */
     struct bench_result res = {.cfg = &cfg, .hist = total, .threads = cfg.threads};
     iop__hist_reset(total); /* the progress line's scratch until now */
+    if (cfg.tls_ctx)
+        res.hshist = hs;
     for (unsigned i = 0; i < started; i++) {
         bench_add_counters(&res.c, &workers[i].c);
         iop__hist_merge(total, &workers[i].hist);
+        if (cfg.tls_ctx)
+            iop__hist_merge(hs, &workers[i].hshist);
         if (workers[i].setup_error && rc == EXIT_OK) {
             cli_error(CMD, "cannot start a thread's loop: %s",
                       strerror(-workers[i].setup_error));
@@ -884,7 +951,8 @@ static int bench_main(int argc, char **argv)
         bench_explain(why, sizeof why, &res, top);
         cli_error(CMD, "no %s got through: %s", cfg.mode == MODE_STREAM ? "byte" : "message",
                   why);
-        rc = top == ERR_REFUSED ? EXIT_REFUSED : top == ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_ERROR;
+        rc = top == ERR_REFUSED ? EXIT_REFUSED : top == ERR_TIMEOUT ? EXIT_TIMEOUT
+             : top == ERR_TLS ? EXIT_TLS : EXIT_ERROR;
     }
 out:
     if (workers)
@@ -893,6 +961,8 @@ out:
     free(workers);
     free(total);
     free(ih);
+    free(hs);
+    SSL_CTX_free(cfg.tls_ctx);
     if (interval_out && interval_out != stderr)
         fclose(interval_out);
     if (hgrm_out)

@@ -9,6 +9,8 @@
  *   bench_conn.h    what those two share (the connection, the thread)
  *   bench_pattern.c the bytes sent: a pattern per message, regenerated to check
  *   bench_report.c  the summary, JSON, JSON Lines intervals, hgrm file
+ *   bench_tls.c     --tls: the handshake of each connection, timed, and the
+ *                   bytes through OpenSSL (tls_client.c below it)
  */
 #ifndef IOPLEX_BENCH_H
 #define IOPLEX_BENCH_H
@@ -33,6 +35,7 @@ enum bench_err {
     ERR_SHORT,    /* the peer closed before the full answer */
     ERR_MISMATCH, /* an answer with the wrong bytes */
     ERR_FDLIMIT,  /* EMFILE / ENFILE */
+    ERR_TLS,      /* --tls: a failed handshake, verification or record */
     ERR_OTHER,
     ERR_KINDS
 };
@@ -63,6 +66,11 @@ struct bench_cfg {
     unsigned n_sources;            /* >0: bind to 127.0.0.2.. in turn */
     int send_proxy;                /* --send-proxy-v2: a PROXY header first */
     long fd_limit;                 /* RLIMIT_NOFILE after raising it */
+    /* --tls: the client context (NULL: plain), its sessions resumed
+     * (--tls-resume), and the name sent and checked (NULL: none). */
+    struct ssl_ctx_st *tls_ctx;
+    int tls_resume, tls_verify;
+    const char *tls_name;
 };
 
 /* One thread's counters. Guarded by the worker's lock while the run is
@@ -78,6 +86,9 @@ struct bench_counters {
     uint64_t idle_closes;  /* connections the server closed while idle */
     uint64_t unfinished;   /* measured messages still unanswered at the end */
     uint64_t never_sent;   /* rate: due, never sent by the end (in timed out) */
+    uint64_t handshakes;   /* --tls: completed within the measured window */
+    uint64_t resumed;      /* ... of them resumed a session */
+    char tls_why[256];     /* the last TLS failure, in words (TLS_WHY_LEN) */
     /* Everything, warm-up included: only for the live progress line. */
     uint64_t all_answered, all_sent, all_recv;
     uint64_t open_now;
@@ -102,6 +113,7 @@ struct bench_worker {
     struct bench_counters c;
     iop__hist hist;                 /* measured latencies (ns) */
     iop__hist ihist;                /* the same since the last interval */
+    iop__hist hshist;               /* --tls: measured handshake latencies (ns) */
     int64_t t_finished;
     int setup_error;               /* negative errno if the loop could not start */
     atomic_int done;
@@ -133,6 +145,7 @@ struct bench_result {
     const struct bench_cfg *cfg;
     struct bench_counters c;       /* summed over threads */
     const iop__hist *hist;
+    const iop__hist *hshist;       /* --tls: handshake latencies */
     double measured_s;             /* 0: nothing measured */
     const char *stopped_by;        /* "duration", "count", "interrupt", "time limit" */
     unsigned threads;

@@ -11,6 +11,7 @@
 #include "bench.h"
 
 #include <stdint.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* A message in flight. */
@@ -24,7 +25,7 @@ struct bslot {
     uint8_t done;     /* datagrams: answered or failed, awaiting its turn to leave */
 };
 
-enum bconn_state { C_IDLE, C_CONNECTING, C_OPEN, C_FINISHED };
+enum bconn_state { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_FINISHED };
 
 struct bconn {
     int fd;
@@ -46,6 +47,8 @@ struct bconn {
     /* stream: bytes of the endless pattern written and echoed back */
     uint64_t s_key, s_tx, s_rx;
     int64_t t_progress;
+    struct ssl_st *ssl;  /* --tls */
+    int64_t t_hs;        /* --tls: when the handshake began */
 };
 
 struct wctx {
@@ -69,6 +72,7 @@ struct wctx {
     int64_t offset_ns;
     uint64_t m_next, m_measure_lo, m_end; /* m in [lo, end) are measured */
     uint64_t issued_measured;
+    struct ssl_session_st *session; /* --tls-resume: the first connection's */
 };
 
 static inline struct bslot *slot_at(struct bconn *c, uint32_t i)
@@ -123,5 +127,33 @@ void conn_resolve(struct wctx *w, struct bconn *c, struct bslot *s, int ok,
                   int64_t when);
 /* Watch for room to write (on) or stop watching. */
 void conn_arm_out(struct wctx *w, struct bconn *c, int on);
+
+/* bench_tls.c, for both: --tls on a connection. */
+/* The socket is connected: make its SSL (with the kept session to
+ * resume) and begin the handshake. 0, or a negative errno. */
+int btls_start(struct wctx *w, struct bconn *c);
+/* A handshake step: 1 done (timed, counted), 0 waiting (epoll interest
+ * set), or -1 failed (the reason kept; the loop fails it as ERR_TLS, or
+ * as the socket's errno in *err). */
+int btls_handshake(struct wctx *w, struct bconn *c, int *err);
+/* recv() and send() through OpenSSL: -1 with EAGAIN to wait, EPROTO for
+ * a TLS failure (the reason kept); 0 the end (close_notify or not). */
+ssize_t btls_recv(struct wctx *w, struct bconn *c, void *buf, size_t len);
+ssize_t btls_send(struct wctx *w, struct bconn *c, const void *buf, size_t len);
+/* Decrypted bytes OpenSSL holds that epoll cannot know of. */
+int btls_pending(const struct bconn *c);
+/* Before close: keep the session (--tls-resume), send close_notify if
+ * the connection ends well (clean), free the SSL. */
+void btls_close(struct wctx *w, struct bconn *c, int clean);
+
+static inline ssize_t bconn_recv(struct wctx *w, struct bconn *c, void *buf, size_t len)
+{
+    return c->ssl ? btls_recv(w, c, buf, len) : recv(c->fd, buf, len, 0);
+}
+
+static inline ssize_t bconn_send(struct wctx *w, struct bconn *c, const void *buf, size_t len)
+{
+    return c->ssl ? btls_send(w, c, buf, len) : send(c->fd, buf, len, MSG_NOSIGNAL);
+}
 
 #endif

@@ -26,7 +26,7 @@ const char *bench_mode_name(enum bench_mode m)
 const char *bench_err_key(enum bench_err e)
 {
     static const char *const keys[ERR_KINDS] = {
-        "refused", "reset", "timed_out", "short_read", "mismatch", "fd_limit", "other",
+        "refused", "reset", "timed_out", "short_read", "mismatch", "fd_limit", "tls", "other",
     };
     return e < ERR_KINDS ? keys[e] : "?";
 }
@@ -50,6 +50,10 @@ void bench_add_counters(struct bench_counters *sum, const struct bench_counters 
     sum->idle_closes += c->idle_closes;
     sum->unfinished += c->unfinished;
     sum->never_sent += c->never_sent;
+    sum->handshakes += c->handshakes;
+    sum->resumed += c->resumed;
+    if (c->tls_why[0])
+        memcpy(sum->tls_why, c->tls_why, sizeof sum->tls_why);
     sum->all_answered += c->all_answered;
     sum->all_sent += c->all_sent;
     sum->all_recv += c->all_recv;
@@ -158,6 +162,15 @@ void bench_explain(char *buf, size_t len, const struct bench_result *r, enum ben
                  "raise ulimit -n.", n, plural(n, "socket could", "sockets could"),
                  cfg->fd_limit);
         break;
+    case ERR_TLS:
+        snprintf(buf, len, "%" PRIu64 " %s in TLS, the last: %s%s", n,
+                 plural(n, "connection failed", "connections failed"),
+                 r->c.tls_why[0] ? r->c.tls_why : "?",
+                 strstr(r->c.tls_why, "verify failed")
+                     ? " (--tls-ca verifies the server: is it the CA that signed it?)."
+                     : strstr(r->c.tls_why, "wrong version") ? " (is the server speaking TLS?)."
+                                                             : ".");
+        break;
     default:
         snprintf(buf, len, "%" PRIu64 " other %s, the last: %s%s.", n,
                  plural(n, "error", "errors"),
@@ -240,6 +253,24 @@ void bench_report_human(FILE *f, const struct bench_result *r)
         fprintf(f, ", min %s\n", a);
     }
     fprintf(f, "  %-12s %" PRIu64 " opened\n", "connections", c->connects);
+    if (cfg->tls_ctx) {
+        fprintf(f, "  %-12s %" PRIu64 " %s (%.1f/s), %" PRIu64 " resumed; the server %s\n",
+                "handshakes", c->handshakes, plural(c->handshakes, "TLS handshake",
+                                                    "TLS handshakes"),
+                per_sec((double)c->handshakes, r->measured_s), c->resumed,
+                cfg->tls_verify ? "verified (--tls-ca)" : "not verified");
+        if (r->hshist && iop__hist_count(r->hshist) > 0) {
+            static const struct { const char *name; double p; } hp[] = {
+                {"p50", 50}, {"p90", 90}, {"p99", 99}, {"max", 100},
+            };
+            fprintf(f, "  %-12s", "");
+            for (size_t i = 0; i < sizeof hp / sizeof hp[0]; i++) {
+                fmt_ns(a, sizeof a, (double)iop__hist_percentile(r->hshist, hp[i].p));
+                fprintf(f, " %s %s%s", hp[i].name, a, i + 1 < sizeof hp / sizeof hp[0] ? "," : "");
+            }
+            fputc('\n', f);
+        }
+    }
     uint64_t errors = bench_error_total(c);
     if (errors == 0) {
         fprintf(f, "  %-12s none\n", "errors");
@@ -391,6 +422,18 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     fputs(",\"latency_ms\":", f);
     json_latency(f, msgs ? r->hist : NULL, 1);
     fprintf(f, ",\"connections_opened\":%" PRIu64, c->connects);
+    /* --tls: the handshakes of the measured window; null without TLS. */
+    fprintf(f, ",\"tls\":%s,\"handshake\":", cfg->tls_ctx ? "true" : "false");
+    if (cfg->tls_ctx) {
+        fprintf(f, "{\"count\":%" PRIu64 ",\"per_s\":", c->handshakes);
+        json_num(f, per_sec((double)c->handshakes, r->measured_s), timed);
+        fprintf(f, ",\"resumed\":%" PRIu64 ",\"verified\":%s,\"latency_ms\":", c->resumed,
+                cfg->tls_verify ? "true" : "false");
+        json_latency(f, r->hshist, 1);
+        fputc('}', f);
+    } else {
+        fputs("null", f);
+    }
     fputs(",\"errors\":", f);
     json_errors(f, c);
     fprintf(f, ",\"late_answers\":%" PRIu64 ",\"idle_closes\":%" PRIu64, c->late,

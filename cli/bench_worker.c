@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "bench_conn.h"
 #include "../src/net/proxy_header.h"
+#include "tls_client.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -73,6 +74,7 @@ static uint64_t sched_first_at(const struct wctx *w, int64_t t)
 
 static void close_conn(struct wctx *w, struct bconn *c)
 {
+    btls_close(w, c, 0); /* if not done cleanly already */
     if (c->fd >= 0) {
         close(c->fd); /* leaves the epoll set with it */
         c->fd = -1;
@@ -136,6 +138,7 @@ static void fail(struct wctx *w, struct bconn *c, enum bench_err kind, int err)
 /* Close after a finished request (connect mode) and start the next. */
 static void recycle(struct wctx *w, struct bconn *c)
 {
+    btls_close(w, c, 1);
     close_conn(w, c);
     c->state = C_IDLE;
     if (has_work(w, c))
@@ -170,17 +173,45 @@ static int send_proxy_header(int fd)
     return s == n ? 0 : s < 0 ? errno : EIO;
 }
 
-static void opened(struct wctx *w, struct bconn *c)
+/* Connected (and with --tls, through the handshake): the traffic starts. */
+static void ready(struct wctx *w, struct bconn *c)
 {
     c->state = C_OPEN;
-    w->bw->c.connects++;
     w->bw->c.open_now++;
+    act(w, c, conn_opened(w, c));
+}
+
+/* --tls: a step of the handshake, on each event until it is done. */
+static void handshake(struct wctx *w, struct bconn *c)
+{
+    int err;
+    int r = btls_handshake(w, c, &err);
+    if (r == 1)
+        ready(w, c);
+    else if (r < 0)
+        fail(w, c, err ? classify(err) : ERR_TLS, err);
+}
+
+/* Connected: the PROXY header first (before any TLS handshake, as a
+ * balancer sends it), then the handshake or the traffic. */
+static void opened(struct wctx *w, struct bconn *c)
+{
+    w->bw->c.connects++;
     int e = w->cfg->send_proxy ? send_proxy_header(c->fd) : 0;
     if (e != 0) {
         fail(w, c, classify(e), e);
         return;
     }
-    act(w, c, conn_opened(w, c));
+    if (!w->cfg->tls_ctx) {
+        ready(w, c);
+        return;
+    }
+    if (btls_start(w, c) != 0) {
+        fail(w, c, ERR_TLS, 0);
+        return;
+    }
+    c->state = C_HANDSHAKE;
+    handshake(w, c);
 }
 
 /* The source address for connection `id` when spreading over 127.0.0.x:
@@ -309,6 +340,7 @@ static void sweep(struct wctx *w)
                 w->next_retry = c->t_state;
             break;
         case C_CONNECTING:
+        case C_HANDSHAKE: /* --timeout bounds the connect and handshake together */
             if (w->now - c->t_state > w->cfg->timeout_ns)
                 fail(w, c, ERR_TIMEOUT, ETIMEDOUT);
             break;
@@ -461,6 +493,8 @@ static void close_all_cleanly(struct wctx *w)
         struct bconn *c = &w->conns[i];
         if (c->fd < 0)
             continue;
+        if (c->state == C_OPEN)
+            btls_close(w, c, 1); /* --tls: close_notify before the FIN */
         if (!w->cfg->stream || c->state != C_OPEN || shutdown(c->fd, SHUT_WR) != 0 ||
             discard_input(w, c->fd)) {
             close_conn(w, c);
@@ -502,6 +536,7 @@ static void teardown(struct wctx *w)
         close(w->ep);
     if (w->conns)
         free(w->conns[0].ring);
+    SSL_SESSION_free(w->session);
     free(w->conns);
     free(w->txbuf);
     free(w->rxbuf);
@@ -580,6 +615,8 @@ static void run(struct wctx *w)
             w->measuring = w->now >= sh->t_measure && w->now < sh->t_end;
             if (c->state == C_CONNECTING)
                 finish_connect(w, c);
+            else if (c->state == C_HANDSHAKE)
+                handshake(w, c);
             else if (c->state == C_OPEN)
                 act(w, c, conn_event(w, c, evs[i].events));
         }

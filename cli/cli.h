@@ -14,12 +14,14 @@ enum {
     EXIT_REFUSED = 4, /* connection refused, or no server at the Unix path */
     EXIT_TIMEOUT = 5, /* connect or idle timeout (-w) */
     EXIT_BIND = 6,    /* cannot bind: address in use, not permitted, no such directory */
+    EXIT_TLS = 7,     /* TLS handshake or certificate verification failed */
 };
 
 #define EXIT_CODES_HELP \
     "Exit codes: 0 success, 1 network or system error, 2 usage error,\n" \
     "  3 name does not resolve, 4 connection refused, 5 timed out,\n" \
-    "  6 cannot bind (address in use, not permitted, or no such directory).\n"
+    "  6 cannot bind (address in use, not permitted, or no such directory),\n" \
+    "  7 TLS handshake or certificate verification failed.\n"
 
 /* Print "ioplex <cmd>: <message>" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...)

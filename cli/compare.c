@@ -39,17 +39,25 @@
 #define STOP_TIMEOUT_MS 8000
 
 static const struct cmp_scenario scenarios[] = {
-    {"pp1", "ping-pong, 64 B, 1 connection", "echo", "pingpong", 1, 0, 64},
-    {"pp100", "ping-pong, 64 B, 100 connections", "echo", "pingpong", 100, 0, 64},
-    {"pp1000", "ping-pong, 64 B, 1,000 connections", "echo", "pingpong", 1000, 0, 64},
-    {"stevens", "Stevens: 5,000 connections, 4,000 bytes each", "bytes", "connect", 50, 5000, 4000},
-    {"stream", "bulk stream, 64 KiB writes, 1 connection", "echo", "stream", 1, 0, 65536},
+    {"pp1", "ping-pong, 64 B, 1 connection", "echo", "pingpong", 1, 0, 64, 0},
+    {"pp100", "ping-pong, 64 B, 100 connections", "echo", "pingpong", 100, 0, 64, 0},
+    {"pp1000", "ping-pong, 64 B, 1,000 connections", "echo", "pingpong", 1000, 0, 64, 0},
+    {"stevens", "Stevens: 5,000 connections, 4,000 bytes each", "bytes", "connect", 50, 5000, 4000, 0},
+    {"stream", "bulk stream, 64 KiB writes, 1 connection", "echo", "stream", 1, 0, 65536, 0},
+    /* TLS: the record layer's cost per message, then the handshake's
+     * (a full one per request, 100-byte answers: the handshake dominates). */
+    {"tlspp100", "TLS ping-pong, 64 B, 100 connections", "echo", "pingpong", 100, 0, 64, 1},
+    {"tlshs", "TLS handshakes: 2,000 connections, 100 bytes each", "bytes", "connect", 50,
+     2000, 100, 1},
 };
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
 /* --quick: fewer, shorter runs; Stevens' workload with 1,000 requests. */
 static const struct cmp_scenario stevens_quick =
-    {"stevens", "Stevens: 1,000 connections, 4,000 bytes each", "bytes", "connect", 50, 1000, 4000};
+    {"stevens", "Stevens: 1,000 connections, 4,000 bytes each", "bytes", "connect", 50, 1000, 4000, 0};
+static const struct cmp_scenario tlshs_quick =
+    {"tlshs", "TLS handshakes: 500 connections, 100 bytes each", "bytes", "connect", 50, 500,
+     100, 1};
 
 static volatile sig_atomic_t interrupted;
 static void on_interrupt(int sig) { (void)sig; interrupted = 1; }
@@ -244,6 +252,7 @@ static double json_number(const char *json, const char *key)
 struct cmp_opts {
     const char *self;
     double duration;
+    const struct cmp_cert *cert; /* the TLS scenarios' */
 };
 
 /* pc: the live progress line to redraw while it runs; NULL for none. */
@@ -254,8 +263,18 @@ static void measure(const struct cmp_opts *o, const struct cmp_model *m,
     memset(run, 0, sizeof *run);
     char model_arg[40];
     snprintf(model_arg, sizeof model_arg, "%s", m->name);
-    char *serve_argv[] = {(char *)o->self, "serve", "-m", model_arg, "-S", (char *)sc->service,
-                          "--drain-ms", "2000", "127.0.0.1", "0", NULL};
+    char *serve_argv[16] = {(char *)o->self, "serve", "-m", model_arg, "-S",
+                            (char *)sc->service, "--drain-ms", "2000"};
+    int sa = 8;
+    if (sc->tls) {
+        serve_argv[sa++] = "--tls-cert";
+        serve_argv[sa++] = (char *)o->cert->cert;
+        serve_argv[sa++] = "--tls-key";
+        serve_argv[sa++] = (char *)o->cert->key;
+    }
+    serve_argv[sa++] = "127.0.0.1";
+    serve_argv[sa++] = "0";
+    serve_argv[sa] = NULL;
     char *peer_argv[] = {"/bin/sh", "-c", (char *)m->peer_cmd, NULL};
     int errfd;
     int server = spawn(m->peer ? peer_argv : serve_argv, 2, 0, &errfd);
@@ -273,7 +292,7 @@ static void measure(const struct cmp_opts *o, const struct cmp_model *m,
     snprintf(size, sizeof size, "%d", sc->size);
     snprintf(count, sizeof count, "%ld", sc->count);
     snprintf(dur, sizeof dur, "%g", sc->count ? o->duration * 20 + 10 : o->duration);
-    char *bench_argv[20];
+    char *bench_argv[24];
     int a = 0;
     bench_argv[a++] = (char *)o->self;
     bench_argv[a++] = "bench";
@@ -293,6 +312,8 @@ static void measure(const struct cmp_opts *o, const struct cmp_model *m,
         bench_argv[a++] = "-n";
         bench_argv[a++] = count;
     }
+    if (sc->tls)
+        bench_argv[a++] = "--tls";
     bench_argv[a++] = "127.0.0.1";
     bench_argv[a++] = port;
     bench_argv[a] = NULL;
@@ -361,7 +382,9 @@ static void usage(FILE *f)
             "\n"
             "Scenarios: pp1, pp100, pp1000 (64-byte ping-pong at 1, 100 and 1,000\n"
             "connections), stevens (Stevens' UNP ch. 30 workload: a connection per\n"
-            "request for 4,000 bytes, 5,000 of them), stream (bulk echo).\n"
+            "request for 4,000 bytes, 5,000 of them), stream (bulk echo), tlspp100\n"
+            "(ping-pong over TLS, 100 connections), tlshs (a TLS handshake per request,\n"
+            "2,000 of them; the servers get a throwaway self-signed certificate).\n"
             "\n"
             "Options:\n"
             "      --quick           one short run each, pp1000 left out; about a minute\n"
@@ -439,10 +462,13 @@ static int add_scenarios(struct cmp_result *r, const char *list, int quick)
         }
         if (quick && strcmp(sc->name, "stevens") == 0)
             sc = &stevens_quick;
+        if (quick && strcmp(sc->name, "tlshs") == 0)
+            sc = &tlshs_quick;
         r->scenarios[r->nscenarios++] = sc;
     }
     if (r->nscenarios == 0) {
-        cli_error("compare", "no known scenario in '%s' (pp1, pp100, pp1000, stevens, stream)",
+        cli_error("compare", "no known scenario in '%s' (pp1, pp100, pp1000, stevens, stream, "
+                             "tlspp100, tlshs)",
                   list ? list : "");
         return -1;
     }
@@ -528,7 +554,16 @@ int cmd_compare(int argc, char **argv)
         return EXIT_ERROR;
     }
     self[n] = '\0';
-    struct cmp_opts o = {.self = self, .duration = r.duration};
+    struct cmp_cert cert = {0};
+    int need_cert = 0;
+    for (int s = 0; s < r.nscenarios; s++)
+        need_cert |= r.scenarios[s]->tls;
+    if (need_cert && cmp_make_cert(&cert) != 0) {
+        cli_error("compare", "cannot make a certificate for the TLS scenarios in %s: %s",
+                  cert.dir[0] ? cert.dir : "$TMPDIR", strerror(errno));
+        return EXIT_ERROR;
+    }
+    struct cmp_opts o = {.self = self, .duration = r.duration, .cert = &cert};
     raise_nofile();
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigaction(SIGINT, &sa, NULL);
@@ -567,6 +602,7 @@ int cmd_compare(int argc, char **argv)
                 else if (!quiet)
                     fprintf(stderr, "%s\n", run->note);
             }
+    cmp_remove_cert(&cert);
     if (interrupted) {
         cli_error("compare", "interrupted; nothing written");
         return EXIT_ERROR;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #define CMP_MAX_MODELS 24
-#define CMP_MAX_SCENARIOS 8
+#define CMP_MAX_SCENARIOS 10
 #define CMP_MAX_REPEAT 9
 
 struct cmp_scenario {
@@ -18,7 +18,15 @@ struct cmp_scenario {
     int connections;
     long count;          /* -n, or 0 for a timed run */
     int size;
+    int tls;             /* serve --tls-*, bench --tls */
 };
+
+/* A throwaway certificate for the TLS scenarios (compare_cert.c). */
+struct cmp_cert {
+    char dir[256], cert[300], key[300];
+};
+int cmp_make_cert(struct cmp_cert *c);
+void cmp_remove_cert(struct cmp_cert *c);
 
 /* One measurement: one server, one bench run. */
 struct cmp_run {

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "cli.h"
 #include "../src/net/proxy_header.h"
+#include "tls_client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +35,61 @@ struct client {
     int stream;     /* stream socket (TCP, Unix) or datagram */
     int timeout_ms; /* -w: idle bound; -1 none */
     int tty;        /* stdin is a terminal (--duplex): the peer's close ends it */
+    /* --tls: the session over fd (non-blocking then), what its last read
+     * and last write wait for (POLLIN or POLLOUT), why it failed. */
+    SSL *ssl;
+    short rwant, wwant;
+    int tls_failed;   /* the last -1 of cl_recv/cl_send was TLS's own failure */
+    int truncated;    /* the server ended without close_notify */
+    char why[TLS_WHY_LEN];
 };
+
+/* ---- the socket, or TLS over it -------------------------------------------- */
+
+/* recv() and send() on the socket, or SSL_read and SSL_write over it:
+ * -1 with EAGAIN when TLS must wait (for cl->rwant / cl->wwant); a TLS
+ * failure is -1 with EPROTO and its reason in cl->why. The server's end
+ * without close_notify reads as the end of the stream, noted (truncated). */
+static ssize_t cl_recv(struct client *cl, void *buf, size_t len)
+{
+    if (!cl->ssl)
+        return recv(cl->fd, buf, len, 0);
+    int err;
+    ssize_t r = tls_client_read(cl->ssl, buf, len, &cl->rwant, &err, cl->why);
+    if (r > 0)
+        cl->rwant = POLLIN;
+    if (r >= 0)
+        return r;
+    if (r == TLS_TRUNCATED) {
+        cl->truncated = 1;
+        return 0;
+    }
+    cl->tls_failed = r == TLS_FAILED && !err;
+    errno = r == TLS_WANT ? EAGAIN : err ? err : EPROTO;
+    return -1;
+}
+
+static ssize_t cl_send(struct client *cl, const void *buf, size_t len)
+{
+    if (!cl->ssl)
+        return send(cl->fd, buf, len, MSG_NOSIGNAL);
+    int err;
+    ssize_t r = tls_client_write(cl->ssl, buf, len, &cl->wwant, &err, cl->why);
+    if (r > 0) {
+        cl->wwant = POLLOUT;
+        return r;
+    }
+    cl->tls_failed = r == TLS_FAILED && !err;
+    errno = r == TLS_WANT ? EAGAIN : err ? err : EPROTO;
+    return -1;
+}
+
+/* Decrypted bytes OpenSSL holds: the socket may have nothing more to say,
+ * so poll() would not wake for them. */
+static int cl_pending(const struct client *cl)
+{
+    return cl->ssl && SSL_pending(cl->ssl) > 0;
+}
 
 /* Write all of buf to a blocking descriptor (stdout). */
 static int write_all(int fd, const char *buf, size_t len)
@@ -80,6 +135,16 @@ static int send_proxy_header(int fd, int version)
     return n > 0 ? 0 : -EINVAL;
 }
 
+/* A failed cl_recv / cl_send (err: -errno): TLS's own reason when it has one. */
+static int io_fail(struct client *cl, int err, const char *what)
+{
+    if (cl->ssl && cl->tls_failed) {
+        cli_error("connect", "%s", cl->why);
+        return EXIT_TLS;
+    }
+    return fail(err, what);
+}
+
 /* Wait for fd to be readable; 0 on timeout, 1 ready, negative errno. */
 static int wait_readable(int fd, int timeout_ms)
 {
@@ -119,14 +184,15 @@ static int read_line(struct client *cl, char **line, size_t *len)
             {.fd = STDIN_FILENO, .events = POLLIN},
             {.fd = cl->fd, .events = POLLIN},
         };
-        if (poll(p, 2, -1) < 0) {
+        p[1].events = cl->ssl ? cl->rwant : POLLIN;
+        if (poll(p, 2, cl_pending(cl) ? 0 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             rc = fail(-errno, "poll");
             goto out;
         }
-        if (p[1].revents) {
-            ssize_t n = recv(cl->fd, early, CHUNK, 0);
+        if (p[1].revents || cl_pending(cl)) {
+            ssize_t n = cl_recv(cl, early, CHUNK);
             if (n > 0 || (n == 0 && cl->stream)) {
                 if (at_prompt)
                     fputc('\n', stdout);
@@ -150,7 +216,7 @@ static int read_line(struct client *cl, char **line, size_t *len)
                 if (at_prompt)
                     fputc('\n', stdout);
                 fflush(stdout);
-                rc = fail(e, "recv"); /* a reset, or UDP's port unreachable */
+                rc = io_fail(cl, e, "recv"); /* a reset, or UDP's port unreachable */
                 goto out;
             }
         }
@@ -205,13 +271,22 @@ static int interactive(struct client *cl)
         return rc;
     size_t sent = 0;
     while (sent < len) {
-        ssize_t n = send(cl->fd, line + sent, len - sent, MSG_NOSIGNAL);
+        ssize_t n = cl_send(cl, line + sent, len - sent);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && errno == EAGAIN) { /* TLS: the socket is non-blocking */
+            struct pollfd p = {.fd = cl->fd, .events = cl->wwant};
+            if (poll(&p, 1, cl->timeout_ms) == 0) {
+                free(line);
+                cli_error("connect", "could not send within %d ms (-w)", cl->timeout_ms);
+                return EXIT_TIMEOUT;
+            }
+            continue;
+        }
         if (n < 0) {
             int e = -errno;
             free(line);
-            return fail(e, "send");
+            return io_fail(cl, e, "send");
         }
         sent += (size_t)n;
     }
@@ -224,18 +299,18 @@ static int interactive(struct client *cl)
     int wait_ms = cl->stream ? cl->timeout_ms
                              : (cl->timeout_ms >= 0 ? cl->timeout_ms : DGRAM_WAIT_DEFAULT_MS * 2);
     while (got < sizeof reply - 1) {
-        int r = wait_readable(cl->fd, wait_ms);
+        int r = cl_pending(cl) ? 1 : wait_readable(cl->fd, wait_ms);
         if (r < 0)
             return fail(r, "poll");
         if (r == 0) {
             cli_error("connect", "no answer within %d ms", wait_ms);
             return EXIT_TIMEOUT;
         }
-        ssize_t n = recv(cl->fd, reply + got, sizeof reply - 1 - got, 0);
+        ssize_t n = cl_recv(cl, reply + got, sizeof reply - 1 - got);
         if (n < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR || errno == EAGAIN)
                 continue;
-            return fail(-errno, "recv");
+            return io_fail(cl, -errno, "recv");
         }
         if (n == 0)
             break;
@@ -256,6 +331,19 @@ static int interactive(struct client *cl)
 
 /* ---- netcat mode ---------------------------------------------------------- */
 
+/* TLS's half-close: close_notify, as nc -N's shutdown. 1 sent (or it
+ * failed), 0 to be retried once the socket is ready for cl->wwant. */
+static int close_notify(struct client *cl)
+{
+    int err;
+    char why[TLS_WHY_LEN];
+    int r = tls_client_close_notify(cl->ssl, &cl->wwant, &err, why);
+    if (r == TLS_WANT)
+        return 0;
+    cl->wwant = POLLOUT;
+    return 1;
+}
+
 /*
  * The peer's FIN ends reading, not writing: stdin is still sent to its
  * end and then half-closed, as nc -N does (a peer may shut its side at
@@ -275,13 +363,19 @@ static int pump_stream(struct client *cl)
     size_t out_off = 0, out_len = 0;
     int stdin_open = 1, write_shut = 0, read_open = 1, rc = EXIT_OK;
     int lost = 0; /* the error that stopped stdin being sent, negative */
+    int lost_tls = 0; /* ... a TLS failure, said in cl->why */
     fcntl(cl->fd, F_SETFL, fcntl(cl->fd, F_GETFL) | O_NONBLOCK);
     for (;;) {
         /* At stdin EOF, once everything is sent, half-close: the server
          * sees end-of-stream and can finish answering. */
         if (!stdin_open && out_len == 0 && !write_shut) {
-            shutdown(cl->fd, SHUT_WR);
-            write_shut = 1;
+            /* Its failure, as shutdown()'s, loses nothing: all of stdin
+             * is sent (a server that has closed already resets it). */
+            int r = cl->ssl ? close_notify(cl) : 1;
+            if (r != 0) {
+                shutdown(cl->fd, SHUT_WR);
+                write_shut = 1;
+            }
         }
         if (write_shut && !read_open)
             break;
@@ -291,20 +385,25 @@ static int pump_stream(struct client *cl)
         if (cl->tty && !read_open && out_len == 0)
             break;
         /* After the peer's FIN the socket is polled for errors only (a
-         * reset while stdin is still being sent). */
+         * reset while stdin is still being sent). Under TLS a read or a
+         * write may wait for the other direction, and what OpenSSL holds
+         * decrypted already is read without waiting. */
+        short rwant = cl->ssl ? cl->rwant : POLLIN, wwant = cl->ssl ? cl->wwant : POLLOUT;
+        int sending = out_len || (!stdin_open && !write_shut);
+        int pending = read_open && cl_pending(cl);
         struct pollfd p[2] = {
             {.fd = stdin_open && out_len == 0 ? STDIN_FILENO : -1, .events = POLLIN},
             {.fd = cl->fd,
-             .events = (short)((read_open ? POLLIN : 0) | (out_len ? POLLOUT : 0))},
+             .events = (short)((read_open ? rwant : 0) | (sending ? wwant : 0))},
         };
-        int n = poll(p, 2, cl->timeout_ms);
+        int n = poll(p, 2, pending ? 0 : cl->timeout_ms);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             rc = fail(-errno, "poll");
             break;
         }
-        if (n == 0) {
+        if (n == 0 && !pending) {
             cli_error("connect", "idle for %d ms (-w), giving up", cl->timeout_ms);
             rc = EXIT_TIMEOUT;
             break;
@@ -318,8 +417,8 @@ static int pump_stream(struct client *cl)
                 stdin_open = 0;
             }
         }
-        if (out_len && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t r = send(cl->fd, out + out_off, out_len, MSG_NOSIGNAL);
+        if (out_len && (p[1].revents & (wwant | POLLERR | POLLHUP))) {
+            ssize_t r = cl_send(cl, out + out_off, out_len);
             if (r > 0) {
                 out_off += (size_t)r;
                 out_len -= (size_t)r;
@@ -328,6 +427,7 @@ static int pump_stream(struct client *cl)
                  * input is lost. What the peer sent before may still
                  * matter, so it is read to the end before the error. */
                 lost = -errno;
+                lost_tls = cl->tls_failed;
                 out_len = 0;
                 stdin_open = 0;
                 write_shut = 1;
@@ -340,26 +440,35 @@ static int pump_stream(struct client *cl)
             lost = err ? -err : -EPIPE;
             break;
         }
-        if (read_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t r = recv(cl->fd, in, CHUNK, 0);
+        if (read_open && (pending || (p[1].revents & (rwant | POLLHUP | POLLERR)))) {
+            ssize_t r = cl_recv(cl, in, CHUNK);
             if (r == 0) {
                 read_open = 0; /* the peer's FIN: keep sending stdin */
                 if (lost)
                     break;
             } else if (r < 0 && errno != EAGAIN && errno != EINTR) {
-                if (!lost && (stdin_open || out_len))
+                if (!lost && (stdin_open || out_len)) {
                     lost = -errno; /* said once, below */
-                else if (!lost)
-                    rc = fail(-errno, "recv");
+                    lost_tls = cl->tls_failed;
+                } else if (!lost)
+                    rc = io_fail(cl, -errno, "recv");
                 break;
             } else if (r > 0 && write_all(STDOUT_FILENO, in, (size_t)r) != 0) {
                 break; /* stdout is gone: nothing left to deliver to */
             }
         }
     }
-    if (lost) {
+    if (lost && lost_tls) {
+        cli_error("connect", "%s before the end of stdin was sent", cl->why);
+        rc = EXIT_TLS;
+    } else if (lost) {
         cli_error("connect", "%s before the end of stdin was sent", iop_strerror(lost));
         rc = cli_exit_code(lost);
+    } else if (cl->truncated && rc == EXIT_OK) {
+        /* Said, not failed: ncat and many servers end so, and a netcat
+         * cannot refuse them; but the end may be someone else's. */
+        cli_error("connect", "note: the server closed the connection without TLS "
+                             "close_notify: what it sent may be cut short");
     }
     free(out);
     free(in);
@@ -461,10 +570,33 @@ static void usage(FILE *f)
             "                     start with a PROXY protocol header naming this\n"
             "                     connection's own ends: v1 (the default, a text line,\n"
             "                     as HAProxy's send-proxy) or v2 (its send-proxy-v2)\n"
-            "  -h, --help         this text\n\n" EXIT_CODES_HELP);
+            "  -h, --help         this text\n"
+            "\n"
+            "TLS (over TCP or a Unix socket):\n"
+            "      --tls          speak TLS 1.2/1.3; the server's certificate is\n"
+            "                     verified against the system's CA store and must name\n"
+            "                     HOST (or --sni NAME); a failure is one line with its\n"
+            "                     reason (exit 7). At the end of stdin close_notify is\n"
+            "                     sent; a server that ends without its own (ncat) is\n"
+            "                     noted on stderr: its last bytes may have been cut.\n"
+            "      --tls-ca FILE  verify against the CAs in FILE instead (PEM)\n"
+            "      --insecure     do not verify the server's certificate at all\n"
+            "      --sni NAME     the server name sent and checked instead of HOST\n"
+            "                     (over -U: the only name checked)\n"
+            "      --tls-cert FILE  a client certificate, for mutual TLS (PEM)\n"
+            "      --tls-key FILE   its private key (default: in --tls-cert)\n"
+            "\n" EXIT_CODES_HELP);
 }
 
+enum { OPT_TLS = 256, OPT_TLS_CA, OPT_INSECURE, OPT_SNI, OPT_TLS_CERT, OPT_TLS_KEY };
+
 static const struct option options[] = {
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"sni", required_argument, NULL, OPT_SNI},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"udp", no_argument, NULL, 'u'},
     {"unix", required_argument, NULL, 'U'},
     {"wait", required_argument, NULL, 'w'},
@@ -474,11 +606,54 @@ static const struct option options[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* The TLS options fit together and with the transport. 0, or -1 said. */
+static int tls_check(int tls, int insecure, const char *ca, const char *sni,
+                     const char *cert, const char *key, const struct iop_addr *a)
+{
+    if (!tls && (insecure || ca || sni || cert || key)) {
+        cli_error("connect", "--tls-ca, --insecure, --sni, --tls-cert and --tls-key need --tls");
+        return -1;
+    }
+    if (tls && !iop_transport_is_stream(a->transport)) {
+        cli_error("connect", "--tls needs a stream socket (TCP or Unix), not datagrams");
+        return -1;
+    }
+    if (insecure && ca) {
+        cli_error("connect", "--insecure verifies nothing: it cannot go with --tls-ca");
+        return -1;
+    }
+    if (key && !cert) {
+        cli_error("connect", "--tls-key needs --tls-cert");
+        return -1;
+    }
+    return 0;
+}
+
+/* The handshake, bounded by -w; the socket stays non-blocking for the
+ * session. EXIT_OK, or the exit code after one line. */
+static int tls_start(struct client *cl, SSL_CTX *ctx, const char *name)
+{
+    fcntl(cl->fd, F_SETFL, fcntl(cl->fd, F_GETFL) | O_NONBLOCK);
+    if (!(cl->ssl = tls_client_ssl(ctx, cl->fd, name, cl->why))) {
+        cli_error("connect", "%s", cl->why);
+        return EXIT_ERROR;
+    }
+    cl->rwant = POLLIN;
+    cl->wwant = POLLOUT;
+    int r = tls_client_handshake_wait(cl->ssl, cl->fd, cl->timeout_ms, cl->why);
+    if (r == 1)
+        return EXIT_OK;
+    cli_error("connect", "%s%s", cl->why, r == 0 ? " (-w)" : "");
+    return r == 0 ? EXIT_TIMEOUT : EXIT_TLS;
+}
+
 int cmd_connect(int argc, char **argv)
 {
     enum iop_transport transport = IOP_TCP;
     int family = AF_UNSPEC, timeout_ms = -1, duplex = 0, send_proxy = 0, c;
     const char *unix_path = NULL;
+    int tls = 0, insecure = 0;
+    const char *tls_ca = NULL, *sni = NULL, *tls_cert = NULL, *tls_key = NULL;
     optind = 1;
     opterr = 0; /* errors are reported in one line by cli_option_error */
     while ((c = getopt_long(argc, argv, ":uU:46w:Dh", options, NULL)) != -1) {
@@ -509,6 +684,12 @@ int cmd_connect(int argc, char **argv)
             timeout_ms = (int)secs * 1000;
             break;
         }
+        case OPT_TLS: tls = 1; break;
+        case OPT_TLS_CA: tls_ca = optarg; break;
+        case OPT_INSECURE: insecure = 1; break;
+        case OPT_SNI: sni = optarg; break;
+        case OPT_TLS_CERT: tls_cert = optarg; break;
+        case OPT_TLS_KEY: tls_key = optarg; break;
         case 'h': usage(stdout); return EXIT_OK;
         default:
             cli_option_error("connect", c, argv);
@@ -523,16 +704,40 @@ int cmd_connect(int argc, char **argv)
         cli_error("connect", "--send-proxy needs a stream transport");
         return EXIT_USAGE;
     }
+    SSL_CTX *ctx = NULL;
+    if (tls_check(tls, insecure, tls_ca, sni, tls_cert, tls_key, &addr) != 0)
+        return EXIT_USAGE;
+    if (tls) {
+        struct tls_client_cfg tc = {.verify = !insecure, .ca_file = tls_ca,
+                                    .cert_file = tls_cert, .key_file = tls_key};
+        char why[TLS_WHY_LEN];
+        if (!(ctx = tls_client_ctx(&tc, why))) {
+            cli_error("connect", "%s", why);
+            return EXIT_USAGE; /* a file named on the command line is wrong */
+        }
+    }
     char err[IOP_ERR_LEN];
     struct client cl = {.timeout_ms = timeout_ms};
     int r = iop_connect(&addr, timeout_ms, &cl.fd, err);
     if (r != 0) {
+        SSL_CTX_free(ctx);
         cli_error("connect", "%s", err);
         return cli_exit_code(r);
     }
     if (send_proxy && (r = send_proxy_header(cl.fd, send_proxy)) != 0) {
+        SSL_CTX_free(ctx);
         close(cl.fd);
         return fail(r, "sending the PROXY header");
+    }
+    if (ctx) {
+        r = tls_start(&cl, ctx, sni ? sni : iop_transport_is_unix(addr.transport) ? NULL
+                                                                                : addr.host);
+        SSL_CTX_free(ctx); /* the SSL holds its own reference */
+        if (r != EXIT_OK) {
+            SSL_free(cl.ssl);
+            close(cl.fd);
+            return r;
+        }
     }
     cl.stream = iop_transport_is_stream(addr.transport);
     cl.tty = isatty(STDIN_FILENO);
@@ -540,6 +745,16 @@ int cmd_connect(int argc, char **argv)
         r = interactive(&cl);
     else
         r = cl.stream ? pump_stream(&cl) : pump_datagrams(&cl);
+    if (cl.ssl) {
+        /* The course's exchange ends here: its close_notify (once), best
+         * effort; the duplex one has sent it already. */
+        short want;
+        int e;
+        char why[TLS_WHY_LEN];
+        if (!(SSL_get_shutdown(cl.ssl) & SSL_SENT_SHUTDOWN))
+            tls_client_close_notify(cl.ssl, &want, &e, why);
+        SSL_free(cl.ssl);
+    }
     close(cl.fd);
     return r;
 }

@@ -12,6 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 const char *tls_certs(void)
 {
     static char dir[512];
@@ -33,11 +38,16 @@ const char *tls_certs(void)
     return dir;
 }
 
-const char *tls_cert_path(char *buf, size_t cap, const char *name)
+const char *tls_cert(const char *name)
 {
+    static char ring[8][600];
+    static unsigned next;
     const char *dir = tls_certs();
-    snprintf(buf, cap, "%s/%s", dir ? dir : "(no certificates)", name);
-    return buf;
+    if (!dir)
+        fail_msg("no test certificates (tests/tls/make-certs.sh failed)");
+    char *b = ring[next++ % 8];
+    snprintf(b, sizeof ring[0], "%s/%s", dir, name);
+    return b;
 }
 
 /* Wait for what OpenSSL wants from the socket. 0, or -1 at the deadline. */

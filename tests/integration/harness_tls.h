@@ -14,8 +14,9 @@
 /* The directory holding the test certificates (made on first use, in
  * harness_tmpdir()), or NULL after printing why. */
 const char *tls_certs(void);
-/* buf = tls_certs()/name. */
-const char *tls_cert_path(char *buf, size_t cap, const char *name);
+/* "<tls_certs()>/<name>" (e.g. "server.pem"), in a static ring of 8
+ * buffers; the test fails if the certificates cannot be made. */
+const char *tls_cert(const char *name);
 
 struct tls_client_opts {
     const char *ca;   /* verify the server against this CA file; NULL: no check */

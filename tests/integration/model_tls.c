@@ -48,10 +48,8 @@ static void start(struct server *s, void **state, const char *transport, const c
                   const char *const more[])
 {
     const struct variant *v = *state;
-    static char cert[512], key[512];
-    tls_cert_path(cert, sizeof cert, "server.pem");
-    tls_cert_path(key, sizeof key, "server.key");
-    const char *extra[16] = {"--tls-cert", cert, "--tls-key", key};
+    const char *extra[16] = {"--tls-cert", tls_cert("server.pem"), "--tls-key",
+                             tls_cert("server.key")};
     int n = 4;
     if (v->workers) {
         extra[n++] = "-w";
@@ -77,8 +75,7 @@ static SSL *handshake(struct server *s, int fd, const struct tls_client_opts *o)
 
 static struct tls_client_opts verified(void)
 {
-    static char ca[512];
-    struct tls_client_opts o = {.ca = tls_cert_path(ca, sizeof ca, "ca.pem")};
+    struct tls_client_opts o = {.ca = tls_cert("ca.pem")};
     return o;
 }
 
@@ -224,11 +221,9 @@ static void truncated(void **state)
 
 static void mutual(void **state)
 {
-    char ca[512], cert[512], key[512];
-    tls_cert_path(ca, sizeof ca, "ca.pem");
     struct server s;
     start(&s, state, "tcp4", "echo",
-          (const char *[]){"-v", "--tls-ca", ca, "--tls-verify-client", NULL});
+          (const char *[]){"-v", "--tls-ca", tls_cert("ca.pem"), "--tls-verify-client", NULL});
     /* Without a certificate: refused (in TLS 1.3 the client may finish
      * first and learn it at its first read). */
     int fd = client_connect(&s);
@@ -244,8 +239,8 @@ static void mutual(void **state)
     client_close(fd);
     CHECK(&s, server_wait_stderr(&s, "TLS handshake failed", IO_MS));
     /* With one: served, and named. */
-    o.cert = tls_cert_path(cert, sizeof cert, "client.pem");
-    o.key = tls_cert_path(key, sizeof key, "client.key");
+    o.cert = tls_cert("client.pem");
+    o.key = tls_cert("client.key");
     fd = client_connect(&s);
     ssl = handshake(&s, fd, &o);
     char buf[4];

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "tls_peers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -366,6 +367,22 @@ static void test_tcp_once(void **state)
     assert_int_equal(server_wait_exit(&s, STEP_MS), 0);
 }
 
+/* The course's exchange over TLS (connect --tls): the same on the screen. */
+static void test_tls(void **state)
+{
+    (void)state;
+    struct server s;
+    assert_int_equal(server_startl(&s, "--tls-cert", tls_cert("server.pem"), "--tls-key",
+                                   tls_cert("server.key"), "127.0.0.1", "0", NULL),
+                     0);
+    char port[16];
+    snprintf(port, sizeof port, "%u", s.port);
+    exchange(&s, (const char *const[]){"--tls", "--tls-ca", tls_cert("ca.pem"), "127.0.0.1",
+                                       port, NULL},
+             LINE, "\r");
+    assert_int_equal(server_stop(&s, 0), 0);
+}
+
 static void test_udp(void **state)
 {
     (void)state;
@@ -404,6 +421,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_tcp, teardown),
         cmocka_unit_test_teardown(test_tcp_once, teardown),
+        cmocka_unit_test_teardown(test_tls, teardown),
         cmocka_unit_test_teardown(test_udp, teardown),
         cmocka_unit_test_teardown(test_unix, teardown),
         cmocka_unit_test_teardown(test_unixgram, teardown),

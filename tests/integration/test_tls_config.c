@@ -40,13 +40,6 @@
 
 static int teardown(void **state) { return harness_teardown(state); }
 
-static const char *cert(const char *name)
-{
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    return tls_cert_path(b, 512, name);
-}
 
 static void copy_file(const char *from, const char *to)
 {
@@ -82,18 +75,18 @@ static void bad_files(void **state)
                                  "0", NULL}, IO_MS);
     tool_expect_error("missing cert", r, 2, "ioplex serve: ", "/nonexistent/cert.pem",
                       "No such file", NULL);
-    tool_run(r, (const char *[]){"serve", "--tls-cert", cert("server.pem"), "--tls-key",
+    tool_run(r, (const char *[]){"serve", "--tls-cert", tls_cert("server.pem"), "--tls-key",
                                  "/nonexistent/key.pem", "127.0.0.1", "0", NULL}, IO_MS);
     tool_expect_error("missing key", r, 2, "ioplex serve: ", "/nonexistent/key.pem", NULL);
-    tool_run(r, (const char *[]){"serve", "--tls-cert", junk, "--tls-key", cert("server.key"),
+    tool_run(r, (const char *[]){"serve", "--tls-cert", junk, "--tls-key", tls_cert("server.key"),
                                  "127.0.0.1", "0", NULL}, IO_MS);
     tool_expect_error("junk cert", r, 2, "ioplex serve: ", junk, NULL);
-    tool_run(r, (const char *[]){"serve", "--tls-cert", cert("server.pem"), "--tls-key",
-                                 cert("other.key"), "127.0.0.1", "0", NULL}, IO_MS);
+    tool_run(r, (const char *[]){"serve", "--tls-cert", tls_cert("server.pem"), "--tls-key",
+                                 tls_cert("other.key"), "127.0.0.1", "0", NULL}, IO_MS);
     tool_expect_error("mismatched key", r, 2, "ioplex serve: ", "other.key",
                       "does not match", NULL);
-    tool_run(r, (const char *[]){"serve", "--tls-cert", cert("server.pem"), "--tls-key",
-                                 cert("server.key"), "--tls-verify-client", "127.0.0.1", "0",
+    tool_run(r, (const char *[]){"serve", "--tls-cert", tls_cert("server.pem"), "--tls-key",
+                                 tls_cert("server.key"), "--tls-verify-client", "127.0.0.1", "0",
                                  NULL}, IO_MS);
     tool_expect_error("verify without CA", r, 2, "ioplex serve: ", "CA", NULL);
     free(r);
@@ -104,10 +97,10 @@ static void bad_usage(void **state)
     (void)state;
     struct tool_result *r = malloc(sizeof *r);
     assert_non_null(r);
-    tool_run(r, (const char *[]){"serve", "-u", "--tls-cert", cert("server.pem"), "--tls-key",
-                                 cert("server.key"), "127.0.0.1", "0", NULL}, IO_MS);
+    tool_run(r, (const char *[]){"serve", "-u", "--tls-cert", tls_cert("server.pem"), "--tls-key",
+                                 tls_cert("server.key"), "127.0.0.1", "0", NULL}, IO_MS);
     tool_expect_error("TLS over UDP", r, 2, "ioplex serve: ", "stream", NULL);
-    tool_run(r, (const char *[]){"serve", "--tls-key", cert("server.key"), "127.0.0.1", "0",
+    tool_run(r, (const char *[]){"serve", "--tls-key", tls_cert("server.key"), "127.0.0.1", "0",
                                  NULL}, IO_MS);
     tool_expect_error("key without cert", r, 2, "ioplex serve: ", "--tls-cert", NULL);
     free(r);
@@ -169,8 +162,8 @@ static void reload_under(const char *model)
     char live_cert[512], live_key[512];
     snprintf(live_cert, sizeof live_cert, "%s/live-%s.pem", tls_certs(), model);
     snprintf(live_key, sizeof live_key, "%s/live-%s.key", tls_certs(), model);
-    copy_file(cert("server.pem"), live_cert);
-    copy_file(cert("server.key"), live_key);
+    copy_file(tls_cert("server.pem"), live_cert);
+    copy_file(tls_cert("server.key"), live_key);
     struct server s;
     if (server_startl(&s, "-m", model, "-S", "echo", "--tls-cert", live_cert, "--tls-key",
                       live_key, "127.0.0.1", "0", NULL) != 0)
@@ -181,8 +174,8 @@ static void reload_under(const char *model)
     issuer_cn(&s, cn, sizeof cn, &open_before, &open_fd);
     CHECK(&s, strcmp(cn, "ioplex test CA") == 0);
 
-    copy_file(cert("other.pem"), live_cert); /* self-signed: its own issuer */
-    copy_file(cert("other.key"), live_key);
+    copy_file(tls_cert("other.pem"), live_cert); /* self-signed: its own issuer */
+    copy_file(tls_cert("other.key"), live_key);
     hup(&s, "TLS: reloaded", "localhost", model);
     char buf[8];
     CHECK(&s, tls_send_all(open_before, "old\n", 4) == 0);
@@ -208,7 +201,7 @@ static void flood_under(const char *model)
 {
     struct server s;
     if (server_startl(&s, "-m", model, "-S", "echo", "--max-conns", "4", "--tls-cert",
-                      cert("server.pem"), "--tls-key", cert("server.key"), "127.0.0.1", "0",
+                      tls_cert("server.pem"), "--tls-key", tls_cert("server.key"), "127.0.0.1", "0",
                       NULL) != 0)
         fail_msg("cannot start a TLS server under %s", model);
     int idle[4];
@@ -261,10 +254,10 @@ static void root_key(void **state)
     snprintf(dir, sizeof dir, "%s/rootonly", tls_certs());
     mkdir(dir, 0700);
     snprintf(key, sizeof key, "%s/server.key", dir);
-    copy_file(cert("server.key"), key);
+    copy_file(tls_cert("server.key"), key);
     assert_int_equal(chmod(key, 0600), 0);
     struct server s;
-    if (server_startl(&s, "--user", "nobody", "-S", "echo", "--tls-cert", cert("server.pem"),
+    if (server_startl(&s, "--user", "nobody", "-S", "echo", "--tls-cert", tls_cert("server.pem"),
                       "--tls-key", key, "127.0.0.1", "0", NULL) != 0)
         fail_msg("cannot start as nobody with a key only root reads");
     char cn[128];
