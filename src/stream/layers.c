@@ -143,6 +143,13 @@ int iop__conn_input(iop_conn *c, const char *p, size_t n)
         return iop__conn_dispatch_bytes(c, p, n);
     int was_open = iop__tls_established(c->tls);
     int r = iop__tls_input(c, p, n); /* plaintext appended to c->in */
+    if (r == -EPROTO && c->out.bytes > 0) {
+        /* OpenSSL queued its alert (a client without the certificate
+         * asked for learns "certificate required", not a bare EOF): it
+         * goes out, then the connection closes as after iop_close(). */
+        c->flags |= IOP__CONN_CLOSING;
+        return 0;
+    }
     if (r < 0)
         return r;
     if (!was_open && iop__tls_established(c->tls))

@@ -126,6 +126,9 @@ int tls_send_all(SSL *ssl, const void *buf, size_t len)
     return len == 0 || SSL_write_ex(ssl, buf, len, &done) == 1 ? 0 : -1;
 }
 
+static char read_error[256];
+const char *tls_read_error(void) { return read_error; }
+
 /* One SSL_read bounded by the deadline: bytes, 0 at close_notify, -2 at
  * a FIN without one, -1 on timeout or error. */
 static ssize_t read_some(SSL *ssl, void *buf, size_t len, long long until)
@@ -142,6 +145,9 @@ static ssize_t read_some(SSL *ssl, void *buf, size_t len, long long until)
         if (SSL_read_ex(ssl, buf, len, &got) == 1)
             return (ssize_t)got;
         int e = SSL_get_error(ssl, 0);
+        unsigned long why = ERR_peek_last_error();
+        snprintf(read_error, sizeof read_error, "%s",
+                 why && ERR_reason_error_string(why) ? ERR_reason_error_string(why) : "");
         ERR_clear_error();
         if (e == SSL_ERROR_ZERO_RETURN)
             return 0;

@@ -34,6 +34,8 @@ int tls_send_all(SSL *ssl, const void *buf, size_t len);
 /* Read exactly len bytes within timeout_ms; fewer at the peer's end
  * (close_notify or FIN). -1 on timeout or error. */
 ssize_t tls_recv_exact(SSL *ssl, void *buf, size_t len, int timeout_ms);
+/* OpenSSL's reason for the last failed read (tls_recv_exact()), or "". */
+const char *tls_read_error(void);
 /* 1 if the next thing is the peer's close_notify, 0 if its FIN without
  * one, -1 if data, a timeout or an error. */
 int tls_expect_close_notify(SSL *ssl, int timeout_ms);

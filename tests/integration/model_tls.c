@@ -17,8 +17,9 @@
  *                    --idle-timeout (1 s)
  *   truncated        a peer that closes without close_notify: -v says so
  *   mutual           --tls-ca --tls-verify-client: a client without a
- *                    certificate fails, one with it is served, and the -v
- *                    open line names its subject
+ *                    certificate fails and is told why (the server's
+ *                    "certificate required" alert), one with it is served,
+ *                    and the -v open line names its subject
  */
 #define _GNU_SOURCE
 #include "harness.h"
@@ -234,10 +235,16 @@ static void mutual(void **state)
         char buf[4];
         tls_send_all(ssl, "x\n", 2);
         CHECK(&s, tls_recv_exact(ssl, buf, 2, IO_MS) < 2);
+        snprintf(why, sizeof why, "%s", tls_read_error());
         tls_client_free(ssl);
     }
     client_close(fd);
     CHECK(&s, server_wait_stderr(&s, "TLS handshake failed", IO_MS));
+    /* The server's alert said why, not a bare end of stream. */
+    if (!strstr(why, "certificate required")) {
+        server_dump(&s);
+        fail_msg("under %s, a client without a certificate saw '%s'", model, why);
+    }
     /* With one: served, and named. */
     o.cert = tls_cert("client.pem");
     o.key = tls_cert("client.key");
