@@ -445,6 +445,24 @@ static void test_usage(void **state)
                       "mismatch", NULL);
 }
 
+/* A server that does not speak TLS: one that answers (echo sends the
+ * ClientHello back) fails the handshake at once; a silent one, at -w. */
+static void test_plaintext_server(void **state)
+{
+    (void)state;
+    struct server s;
+    assert_int_equal(server_startl(&s, "-S", "echo", "127.0.0.1", "0", NULL), 0);
+    expect_refused("TLS handshake failed", (const char *[]){"--insecure", s.address, NULL});
+    server_stop_clean(&s);
+    assert_int_equal(server_startl(&s, "-S", "discard", "127.0.0.1", "0", NULL), 0);
+    struct tool_result r;
+    tool_run(&r, (const char *[]){"connect", "--tls", "--insecure", "-w", "1", s.address, NULL},
+             RUN_MS);
+    tool_expect_error("--tls against a silent plain server", &r, 5, "ioplex connect: ",
+                      "TLS handshake", NULL);
+    server_stop_clean(&s);
+}
+
 int main(void)
 {
     seed = harness_seed();
@@ -456,6 +474,7 @@ int main(void)
         cmocka_unit_test_teardown(test_sni, teardown),
         cmocka_unit_test_teardown(test_mutual, teardown),
         cmocka_unit_test_teardown(test_close_notify, teardown),
+        cmocka_unit_test_teardown(test_plaintext_server, teardown),
         cmocka_unit_test_teardown(test_usage, teardown),
     };
     return cmocka_run_group_tests_name("integration.tls_connect", tests, NULL, NULL);
