@@ -58,7 +58,7 @@ test-asan: setup build-asan/CMakeCache.txt
 #    and then under every model (gcc 12's and clang 14's TSan alike).
 #    Also, under TSan the pool starts accepting 100-300 ms after printing
 #    its address, and sigterm_silent_client gives it 100 ms.
-TSAN_TESTS ?= ^(unit\.test_(loop|post)|model_[a-z]+\.(thread|epoll|pool|uring)|model_evload\.(select|poll)|integration\.test_(chat|chat_churn|uring))$$
+TSAN_TESTS ?= ^(unit\.test_(loop|post)|model_[a-z_]+\.(thread|epoll|pool|uring)|model_evload\.(select|poll)|integration\.test_(chat|chat_churn|uring))$$
 TSAN_EXCLUDE ?= ^model_signals\.
 
 build-tsan/CMakeCache.txt:
