@@ -597,8 +597,10 @@ int cmd_compare(int argc, char **argv)
                     fprintf(stderr, "[%d/%d %3.0fs] %-10s %-8s run %d/%d ... ", done, total,
                             pc.elapsed_s, r.models[m].name, sc->name, rep + 1, r.repeat);
                 }
-                if (!quiet && run->ok)
+                if (!quiet && run->ok && isfinite(run->msgs_per_s))
                     fprintf(stderr, "%.0f msg/s\n", run->msgs_per_s);
+                else if (!quiet && run->ok) /* stream: bytes, no messages */
+                    fprintf(stderr, "%.1f MB/s\n", run->mb_per_s);
                 else if (!quiet)
                     fprintf(stderr, "%s\n", run->note);
             }
