@@ -14,12 +14,14 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct iop__tls {
     pthread_mutex_t lock;
@@ -30,26 +32,34 @@ struct iop__tls {
     int verify_client;
 };
 
-/* The reason for OpenSSL's last error, in words; the queue emptied. */
-static const char *ssl_reason(void)
+/* The reason for OpenSSL's failure, in words; the queue emptied. The
+ * first error queued is the cause; the last is only where it surfaced
+ * ("PEM lib"). A file without the object wanted says so in OpenSSL's
+ * terms ("no start line", the decoder's "unsupported"): `none` instead. */
+static const char *ssl_reason(const char *none)
 {
-    unsigned long e = ERR_peek_last_error();
+    unsigned long e = ERR_peek_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
+    if ((ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) ||
+        (ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER && ERR_GET_REASON(e) == ERR_R_UNSUPPORTED))
+        r = none;
     ERR_clear_error();
     return r ? r : "unknown error";
 }
 
-/* The file must be there and readable: errno's words say why not better
- * than OpenSSL's "system lib". */
+/* The file must be there, readable and a file: errno's words say why not
+ * better than OpenSSL's "system lib" or "PEM lib". */
 static int readable(const char *what, const char *path, char *err)
 {
     FILE *f = fopen(path, "r");
-    if (!f) {
-        int e = errno;
+    struct stat st;
+    int e = !f ? errno : fstat(fileno(f), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    if (f)
+        fclose(f);
+    if (e != 0) {
         snprintf(err, IOP_ERR_LEN, "TLS %s %s: %s", what, path, strerror(e));
         return -EINVAL; /* the configuration is wrong: a usage error */
     }
-    fclose(f);
     return 0;
 }
 
@@ -60,7 +70,7 @@ static SSL_CTX *make_ctx(const struct iop__tls *t, char *err)
         return NULL;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        snprintf(err, IOP_ERR_LEN, "TLS: %s", ssl_reason());
+        snprintf(err, IOP_ERR_LEN, "TLS: %s", ssl_reason("out of memory"));
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -72,12 +82,14 @@ static SSL_CTX *make_ctx(const struct iop__tls *t, char *err)
     static const unsigned char sid[] = "ioplex";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1) {
-        snprintf(err, IOP_ERR_LEN, "TLS certificate %s: %s", t->cert, ssl_reason());
+        snprintf(err, IOP_ERR_LEN, "TLS certificate %s: %s", t->cert,
+                 ssl_reason("no certificate in it (PEM)"));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1 &&
         ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
-        snprintf(err, IOP_ERR_LEN, "TLS key %s: %s", t->key, ssl_reason());
+        snprintf(err, IOP_ERR_LEN, "TLS key %s: %s", t->key,
+                 ssl_reason("no private key in it (PEM)"));
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -88,7 +100,8 @@ static SSL_CTX *make_ctx(const struct iop__tls *t, char *err)
     if (t->ca) {
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->ca);
         if (SSL_CTX_load_verify_locations(ctx, t->ca, NULL) != 1 || !names) {
-            snprintf(err, IOP_ERR_LEN, "TLS CA file %s: %s", t->ca, ssl_reason());
+            snprintf(err, IOP_ERR_LEN, "TLS CA file %s: %s", t->ca,
+                     ssl_reason("no certificate in it (PEM)"));
             sk_X509_NAME_pop_free(names, X509_NAME_free);
             goto fail;
         }

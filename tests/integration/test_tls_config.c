@@ -1,8 +1,10 @@
 /*
  * TLS configuration, once (serve --tls-*):
- *   bad_files    a missing certificate or key, one that is not PEM, a key
- *                that does not match the certificate, verifying clients
- *                without a CA file: exit 2 and one line naming the file
+ *   bad_files    a missing certificate or key, one that is not PEM, a
+ *                directory, a certificate file without the key it is
+ *                taken from, a key that does not match the certificate,
+ *                verifying clients without a CA file: exit 2 and one line
+ *                naming the file and saying why in words
  *   bad_usage    --tls-cert over UDP (no DTLS), --tls-key without
  *                --tls-cert: exit 2, one line
  *   root_key     a key only root may read, with --user nobody: read before
@@ -80,7 +82,14 @@ static void bad_files(void **state)
     tool_expect_error("missing key", r, 2, "ioplex serve: ", "/nonexistent/key.pem", NULL);
     tool_run(r, (const char *[]){"serve", "--tls-cert", junk, "--tls-key", tls_cert("server.key"),
                                  "127.0.0.1", "0", NULL}, IO_MS);
-    tool_expect_error("junk cert", r, 2, "ioplex serve: ", junk, NULL);
+    tool_expect_error("junk cert", r, 2, "ioplex serve: ", junk, "no certificate in it", NULL);
+    tool_run(r, (const char *[]){"serve", "--tls-cert", tls_cert("server.pem"), "127.0.0.1", "0",
+                                 NULL}, IO_MS);
+    tool_expect_error("no key in the cert file", r, 2, "ioplex serve: ", "server.pem",
+                      "no private key in it", NULL);
+    tool_run(r, (const char *[]){"serve", "--tls-cert", tls_certs(), "--tls-key",
+                                 tls_cert("server.key"), "127.0.0.1", "0", NULL}, IO_MS);
+    tool_expect_error("a directory", r, 2, "ioplex serve: ", "Is a directory", NULL);
     tool_run(r, (const char *[]){"serve", "--tls-cert", tls_cert("server.pem"), "--tls-key",
                                  tls_cert("other.key"), "127.0.0.1", "0", NULL}, IO_MS);
     tool_expect_error("mismatched key", r, 2, "ioplex serve: ", "other.key",
