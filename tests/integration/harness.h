@@ -204,6 +204,14 @@ void server_dump(struct server *s);
 
 /* ---- clients ----------------------------------------------------------- */
 
+/* A loopback port nothing is bound to now (SOCK_STREAM or SOCK_DGRAM):
+ * bound to port 0 and let go, for a peer that must be told its port
+ * before it runs (HAProxy, inetd, s_server) or for one nothing listens
+ * on. Another process could take it meanwhile; on a test machine's
+ * loopback that is rare, and it shows as a failure to bind, not a wrong
+ * result. 0 (after printing why) if none can be had. */
+unsigned harness_free_port(int type);
+
 /*
  * A socket connected to the server's address: TCP (v4 or v6, with
  * TCP_NODELAY), Unix stream, or a connected UDP / Unix datagram socket

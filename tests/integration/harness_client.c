@@ -104,3 +104,19 @@ void client_close(int fd)
     harness__reg_client_remove(fd);
     close(fd);
 }
+
+unsigned harness_free_port(int type)
+{
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof in;
+    unsigned port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&in, sizeof in) == 0 &&
+        getsockname(fd, (struct sockaddr *)&in, &len) == 0)
+        port = ntohs(in.sin_port);
+    if (port == 0)
+        fprintf(stderr, "harness: no free loopback port: %s\n", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return port;
+}

@@ -48,24 +48,6 @@ static inline void local_close_all(void)
     n_local_fds = 0;
 }
 
-/* A loopback port nothing is bound to now (SOCK_STREAM or SOCK_DGRAM):
- * bound to port 0 and let go. Another process could take it before the
- * test does; on a test machine's loopback that is rare, and it shows as
- * a failure to bind, not a wrong result. */
-static inline unsigned local_free_port(int type)
-{
-    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof in;
-    unsigned port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&in, sizeof in) == 0 &&
-        getsockname(fd, (struct sockaddr *)&in, &len) == 0)
-        port = ntohs(in.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static inline int local_try_connect(int family, int type, const struct sockaddr *sa, socklen_t len,
                              int timeout_ms)
 {

@@ -91,7 +91,7 @@ static void test_two_sockets_one_server(void **state)
                                          "thread", "pool", NULL};
     for (size_t m = 0; models[m]; m++) {
         char path[128], lport[64], lunix[160];
-        unsigned port = local_free_port(SOCK_STREAM);
+        unsigned port = harness_free_port(SOCK_STREAM);
         assert_non_null(harness_tmp_path(path, sizeof path, "act"));
         const char *wrap[] = {"-l", fmt(lport, sizeof lport, "127.0.0.1:%u", port),
                               "-l", fmt(lunix, sizeof lunix, "%s", path),
@@ -132,7 +132,7 @@ static void test_one_socket_other_models(void **state)
         if (model_serves_datagrams(models[m]) < 0)
             continue; /* not compiled in (uring without liburing) */
         char l[64];
-        unsigned port = local_free_port(SOCK_STREAM);
+        unsigned port = harness_free_port(SOCK_STREAM);
         const char *wrap[] = {"-l", fmt(l, sizeof l, "127.0.0.1:%u", port), NULL};
         const char *args[] = {"-m", models[m], "-w", "2", "-S", "echo", NULL};
         struct server s;
@@ -157,7 +157,7 @@ static void test_workers_share_listener(void **state)
 {
     (void)state;
     char l[64];
-    unsigned port = local_free_port(SOCK_STREAM);
+    unsigned port = harness_free_port(SOCK_STREAM);
     const char *wrap[] = {"-l", fmt(l, sizeof l, "127.0.0.1:%u", port), NULL};
     const char *args[] = {"-m", "epoll", "-w", "4", "-S", "echo", NULL};
     struct server s;
@@ -188,7 +188,7 @@ static void test_datagram(void **state)
     static const char *const models[] = {"epoll", "iterative", NULL};
     for (size_t m = 0; models[m]; m++) {
         char l[64], buf[64];
-        unsigned port = local_free_port(SOCK_DGRAM);
+        unsigned port = harness_free_port(SOCK_DGRAM);
         const char *wrap[] = {"--datagram", "-l", fmt(l, sizeof l, "127.0.0.1:%u", port),
                               NULL};
         const char *args[] = {"-m", models[m], "-S", "echo", NULL};
@@ -230,7 +230,7 @@ static void test_misfits(void **state)
 {
     (void)state;
     char l[64], l2[160], path[128];
-    unsigned port = local_free_port(SOCK_STREAM);
+    unsigned port = harness_free_port(SOCK_STREAM);
     fmt(l, sizeof l, "127.0.0.1:%u", port);
     {   /* a stream socket, and -u */
         const char *wrap[] = {"-l", l, NULL};
@@ -255,7 +255,7 @@ static void test_misfits(void **state)
                        "not 2");
     }
     {   /* a datagram socket, and a model with no datagram form */
-        unsigned dport = local_free_port(SOCK_DGRAM);
+        unsigned dport = harness_free_port(SOCK_DGRAM);
         char d[64];
         const char *wrap[] = {"--datagram", "-l", fmt(d, sizeof d, "127.0.0.1:%u", dport),
                               NULL};
@@ -263,7 +263,7 @@ static void test_misfits(void **state)
         expect_refused(wrap, args, 1, dport, "model 'thread' does not serve udp", "iterative");
     }
     if (have_ipv6_loopback()) { /* an IPv6 socket, and -4 */
-        unsigned p6 = local_free_port(SOCK_STREAM);
+        unsigned p6 = harness_free_port(SOCK_STREAM);
         char a6[64];
         const char *wrap[] = {"-l", fmt(a6, sizeof a6, "[::1]:%u", p6), NULL};
         const char *args[] = {"-4", "-S", "echo", NULL};
@@ -309,7 +309,7 @@ static void test_inetd_accept(void **state)
 {
     (void)state;
     char l[64];
-    unsigned port = local_free_port(SOCK_STREAM);
+    unsigned port = harness_free_port(SOCK_STREAM);
     const char *wrap[] = {"--inetd", "-a", "-l", fmt(l, sizeof l, "127.0.0.1:%u", port), NULL};
     const char *args[] = {"--inetd", "-S", "ack", NULL};
     struct server s;
@@ -341,7 +341,7 @@ static void test_accept_yes_listen_fds(void **state)
 {
     (void)state;
     char l[64];
-    unsigned port = local_free_port(SOCK_STREAM);
+    unsigned port = harness_free_port(SOCK_STREAM);
     const char *wrap[] = {"-a", "-l", fmt(l, sizeof l, "127.0.0.1:%u", port), NULL};
     const char *args[] = {"-S", "echo", NULL};
     struct server s;

@@ -44,25 +44,7 @@
 
 
 /* `ioplex bench ARGS...`; the arguments end with NULL. */
-static void bench(struct tool_result *r, ...)
-{
-    const char *args[48] = {"bench"};
-    size_t n = 1;
-    va_list ap;
-    va_start(ap, r);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(n < sizeof args / sizeof args[0] - 1);
-        args[n++] = a;
-    }
-    va_end(ap);
-    args[n] = NULL;
-    tool_run(r, args, RUN_TIMEOUT_MS);
-    if (r->code < 0) {
-        tool_show("bench (killed at the timeout)", r);
-        fail_msg("ioplex bench did not end within %d ms", RUN_TIMEOUT_MS);
-    }
-}
+#define bench(r, ...) tool_runl(r, RUN_TIMEOUT_MS, "bench", __VA_ARGS__)
 
 static int have_jq(void)
 {
@@ -152,19 +134,6 @@ static void expect_json_ok(const char *what, const struct tool_result *r)
         tool_show(what, r);
         fail_msg("%s: expected exit 0 and a JSON object", what);
     }
-}
-
-static unsigned free_port(int type)
-{
-    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    socklen_t len = sizeof sin;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    close(fd);
-    return ntohs(sin.sin_port);
 }
 
 /* ---- a misbehaving server -------------------------------------------------- */
@@ -389,7 +358,7 @@ static void test_udp(void **state)
 
     /* Nobody at the port: ICMP says refused; exit 4, in one line. */
     char port[16];
-    port_str(port, sizeof port, free_port(SOCK_DGRAM));
+    port_str(port, sizeof port, harness_free_port(SOCK_DGRAM));
     bench(&r, "-u", "-n", "3", "--warmup", "0", "127.0.0.1", port, NULL);
     expect_error("udp refused", &r, 4, "refused", NULL);
 }
@@ -705,7 +674,7 @@ static void test_unreachable(void **state)
 {
     (void)state;
     char port[16];
-    port_str(port, sizeof port, free_port(SOCK_STREAM));
+    port_str(port, sizeof port, harness_free_port(SOCK_STREAM));
     struct tool_result r;
     bench(&r, "-c", "10", "-d", "1", "127.0.0.1", port, NULL);
     expect_error("refused", &r, 4, "refused", "is the server running", NULL);
@@ -848,7 +817,7 @@ static void test_json_errors(void **state)
     (void)state;
     REQUIRE_JQ();
     char port[16];
-    port_str(port, sizeof port, free_port(SOCK_STREAM));
+    port_str(port, sizeof port, harness_free_port(SOCK_STREAM));
     struct tool_result r;
     bench(&r, "--json", "-c", "10", "-d", "1", "127.0.0.1", port, NULL);
     expect_error("--json, refused", &r, 4, "refused", NULL);

@@ -27,25 +27,7 @@
 
 static int teardown(void **state) { return harness_teardown(state); }
 
-static void bench(struct tool_result *r, ...)
-{
-    const char *args[48] = {"bench"};
-    size_t n = 1;
-    va_list ap;
-    va_start(ap, r);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(n < sizeof args / sizeof args[0] - 1);
-        args[n++] = a;
-    }
-    va_end(ap);
-    args[n] = NULL;
-    tool_run(r, args, RUN_MS);
-    if (r->code < 0) {
-        tool_show("bench (killed at the timeout)", r);
-        fail_msg("ioplex bench did not end within %d ms", RUN_MS);
-    }
-}
+#define bench(r, ...) tool_runl(r, RUN_MS, "bench", __VA_ARGS__)
 
 /* Every NULL-terminated jq filter is true of the JSON (one jq run). */
 static void expect_all(const char *what, const struct tool_result *r, ...)

@@ -57,20 +57,6 @@ static int teardown(void **state)
 /* ---- running the tool ----------------------------------------------------- */
 
 
-/* A TCP port on 127.0.0.1 that nothing listens on (bound, then closed). */
-static unsigned free_tcp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    socklen_t len = sizeof sin;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    close(fd);
-    return ntohs(sin.sin_port);
-}
-
 /* "/tmp/aaaa...a" of exactly n characters. */
 static void long_path(char *buf, size_t n)
 {
@@ -309,7 +295,7 @@ static void test_connect_refused(void **state)
 {
     (void)state;
     char port[16];
-    snprintf(port, sizeof port, "%u", free_tcp_port());
+    snprintf(port, sizeof port, "%u", harness_free_port(SOCK_STREAM));
     struct tool_result r;
     tool_run(&r, (const char *const[]){"connect", "127.0.0.1", port, NULL}, CMD_TIMEOUT_MS);
     tool_expect_error("connect to a closed port", &r, 4, "ioplex connect: ", port, NULL);

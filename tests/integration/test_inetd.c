@@ -81,7 +81,7 @@ static void test_inetd(void **state)
     (void)state;
     if (access(INETD, X_OK) != 0)
         fail_msg("%s is missing: scripts/setup.sh installs openbsd-inetd", INETD);
-    unsigned tport = local_free_port(SOCK_STREAM), uport = local_free_port(SOCK_DGRAM);
+    unsigned tport = harness_free_port(SOCK_STREAM), uport = harness_free_port(SOCK_DGRAM);
     struct passwd *pw = getpwuid(getuid());
     assert_non_null(pw);
     char conf[128];

@@ -198,21 +198,6 @@ static void tls_after_header(void **state)
 
 /* ---- HAProxy in front ---------------------------------------------------- */
 
-/* A free loopback port for HAProxy's frontend (bound, read, released). */
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    unsigned port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 /* What HAProxy wrote on stderr so far (its server state changes). */
 static int haproxy_said(const char *log, const char *needle)
 {
@@ -378,7 +363,7 @@ static void haproxy_run(int hosts)
     snprintf(log, sizeof log, "%s/haproxy%d.log", harness_tmpdir(), hosts);
     unsigned fe = 0;
     for (int attempt = 0; attempt < 3 && haproxy_pid < 0; attempt++) {
-        fe = free_port();
+        fe = harness_free_port(SOCK_STREAM);
         FILE *f = fopen(cfg, "w");
         assert_non_null(f);
         /* docs/deployment.md shows this configuration. */

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -146,7 +147,7 @@ static void test_s_server(void **state)
     size_t outlen;
 
     /* connect -> s_server: what it prints is what it received. */
-    unsigned p = tls_free_port();
+    unsigned p = harness_free_port(SOCK_STREAM);
     snprintf(port, sizeof port, "%u", p);
     snprintf(out, sizeof out, "%s/sserver.out", harness_tmpdir());
     snprintf(cmd, sizeof cmd, "sleep 60 | exec timeout 60 openssl s_server -quiet -naccept 1 "
@@ -162,7 +163,7 @@ static void test_s_server(void **state)
 
     /* s_server -> connect: s_server -WWW serves the file (its sending
      * from stdin stalls now and then after one record, connect or not). */
-    p = tls_free_port();
+    p = harness_free_port(SOCK_STREAM);
     snprintf(port, sizeof port, "%u", p);
     snprintf(cmd, sizeof cmd, "cd %s && exec timeout 60 openssl s_server -quiet -naccept 1 "
              "-WWW -accept 127.0.0.1:%u -cert %s -key %s", quoted(harness_tmpdir()), p,
@@ -189,7 +190,7 @@ static void test_ncat(void **state)
     char err[4096], cmd[2048], out[512], port[16];
     size_t outlen;
 
-    unsigned p = tls_free_port();
+    unsigned p = harness_free_port(SOCK_STREAM);
     snprintf(port, sizeof port, "%u", p);
     snprintf(out, sizeof out, "%s/ncat.out", harness_tmpdir());
     snprintf(cmd, sizeof cmd, "sleep 60 | exec timeout 60 ncat --ssl --ssl-cert %s "
@@ -203,7 +204,7 @@ static void test_ncat(void **state)
     expect_same("what ncat received", wait_file(out, MIB, 10000), err);
     tls_peer_wait(peer, 0);
 
-    p = tls_free_port();
+    p = harness_free_port(SOCK_STREAM);
     snprintf(port, sizeof port, "%u", p);
     snprintf(cmd, sizeof cmd, "exec timeout 60 ncat --ssl --ssl-cert %s --ssl-key %s "
              "-l 127.0.0.1 %u < %s", quoted(tls_cert("server.pem")),
@@ -222,7 +223,7 @@ static void test_socat(void **state)
     fill_random(sent, MIB, &seed);
     char err[4096], cmd[2048], port[16];
     size_t outlen;
-    unsigned p = tls_free_port();
+    unsigned p = harness_free_port(SOCK_STREAM);
     snprintf(port, sizeof port, "%u", p);
     /* An echo; -t 5: after our close_notify it still sends what cat has. */
     snprintf(cmd, sizeof cmd, "exec timeout 60 socat -t 5 OPENSSL-LISTEN:%u,bind=127.0.0.1,"
@@ -329,7 +330,7 @@ static void test_sni(void **state)
     /* s_server answers the name elsewhere.example with its second
      * certificate (made for that name), any other with the first. */
     for (int sni = 0; sni < 2; sni++) {
-        unsigned p = tls_free_port();
+        unsigned p = harness_free_port(SOCK_STREAM);
         snprintf(port, sizeof port, "%u", p);
         snprintf(cmd, sizeof cmd, "sleep 60 | exec timeout 60 openssl s_server -quiet "
                  "-naccept 1 -accept 127.0.0.1:%u -cert %s -key %s -servername "

@@ -148,19 +148,6 @@ int tls_pipe_through(const char *cmd, const char *data, size_t len, char *out, s
     return code;
 }
 
-unsigned tls_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    socklen_t len = sizeof sin;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    close(fd);
-    return ntohs(sin.sin_port);
-}
-
 int tls_wait_listening(unsigned port, int timeout_ms)
 {
     long long end = now_ms() + timeout_ms;

@@ -37,8 +37,6 @@ const char *tls_peer_stderr(pid_t pid);
 int tls_pipe_through(const char *cmd, const char *data, size_t len, char *out, size_t cap,
                      size_t *outlen, size_t want, int timeout_ms);
 
-/* A TCP port on 127.0.0.1 free just now. */
-unsigned tls_free_port(void);
 /* 1 once something listens on 127.0.0.1:port (read from /proc/net/tcp,
  * so a one-connection peer's accept is not spent), 0 at the timeout. */
 int tls_wait_listening(unsigned port, int timeout_ms);

@@ -70,3 +70,23 @@ void tool_expect_error(const char *what, const struct tool_result *r, int code,
                  prefix);
     }
 }
+
+void tool_runl(struct tool_result *r, int timeout_ms, ...)
+{
+    const char *args[48];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, timeout_ms);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < sizeof args / sizeof args[0] - 1);
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    tool_run(r, args, timeout_ms);
+    if (r->code < 0) {
+        tool_show("killed at the timeout", r);
+        fail_msg("ioplex %s did not end within %d ms", args[0] ? args[0] : "", timeout_ms);
+    }
+}

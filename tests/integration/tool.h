@@ -24,6 +24,10 @@ void tool_run(struct tool_result *r, const char *const args[], int timeout_ms);
 void tool_run_under(struct tool_result *r, const char *const wrapper[],
                     const char *const args[], int timeout_ms);
 
+/* The same with the arguments listed inline, NULL-terminated; the test
+ * fails if the command had to be killed at the timeout. */
+void tool_runl(struct tool_result *r, int timeout_ms, ...);
+
 /* Print what it did on stderr, headed by `what`. */
 void tool_show(const char *what, const struct tool_result *r);
 
