@@ -28,15 +28,6 @@
 
 #define RUN_TIMEOUT_MS 60000
 
-/* The first "key": number in json; NAN if none. */
-static double num(const char *json, const char *key)
-{
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\":", key);
-    const char *p = strstr(json, needle);
-    return p ? strtod(p + strlen(needle), NULL) : NAN;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -81,7 +72,7 @@ static void test_log_read_by_hdr_histogram_js(void **state)
         tool_show("bench --hlog", &r);
         fail_msg("bench --hlog failed");
     }
-    double messages = num(r.out, "messages");
+    double messages = tool_json_number(r.out, "messages");
     assert_true(messages > 100);
 
     const char *text = slurp(log);
@@ -91,7 +82,7 @@ static void test_log_read_by_hdr_histogram_js(void **state)
     assert_non_null(strstr(text, "\n#[BaseTime: "));
     const char *result = strstr(text, "\n#ioplex-result {");
     assert_non_null(result);
-    assert_true(num(result, "messages") == messages);
+    assert_true(tool_json_number(result, "messages") == messages);
 
     struct hdrjs_hist h;
     const char *logs[] = {log};
@@ -99,19 +90,19 @@ static void test_log_read_by_hdr_histogram_js(void **state)
         fail_msg("%s", err);
     fprintf(stderr, "hdr-histogram-js: %.0f intervals, %.0f values, p50 %.0f p99 %.0f max %.0f "
                     "ns; bench: %.0f messages, p50 %g p99 %g max %g ms\n",
-            h.intervals, h.count, h.p50, h.p99, h.max, messages, num(r.out, "p50"),
-            num(r.out, "p99"), num(r.out, "max"));
+            h.intervals, h.count, h.p50, h.p99, h.max, messages, tool_json_number(r.out, "p50"),
+            tool_json_number(r.out, "p99"), tool_json_number(r.out, "max"));
     /* 2 s in 0.5 s intervals: 4, and a short last one if the end lags. */
     assert_true(h.intervals >= 4 && h.intervals <= 5);
     if (h.count != messages)
         fail_msg("hdr-histogram-js counts %.0f values, bench's JSON %.0f messages", h.count,
                  messages);
-    expect_close("p50", num(r.out, "p50"), h.p50, h.p50_w);
-    expect_close("p90", num(r.out, "p90"), h.p90, h.p90_w);
-    expect_close("p99", num(r.out, "p99"), h.p99, h.p99_w);
-    expect_close("p99.9", num(r.out, "p99_9"), h.p99_9, h.p99_9_w);
+    expect_close("p50", tool_json_number(r.out, "p50"), h.p50, h.p50_w);
+    expect_close("p90", tool_json_number(r.out, "p90"), h.p90, h.p90_w);
+    expect_close("p99", tool_json_number(r.out, "p99"), h.p99, h.p99_w);
+    expect_close("p99.9", tool_json_number(r.out, "p99_9"), h.p99_9, h.p99_9_w);
     /* HdrHistogram's max is its slot's highest value, bench's the exact one. */
-    double max_ns = num(r.out, "max") * 1e6;
+    double max_ns = tool_json_number(r.out, "max") * 1e6;
     assert_true(max_ns <= h.max + 1 + max_ns * 1e-5 && h.max - max_ns <= h.max / 128 + 1);
     server_stop_clean(&s);
 }

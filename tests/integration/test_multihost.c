@@ -127,14 +127,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static double num(const char *json, const char *key)
-{
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\":", key);
-    const char *p = json ? strstr(json, needle) : NULL;
-    return p ? strtod(p + strlen(needle), NULL) : NAN;
-}
-
 static void show(const struct netns_job *j)
 {
     char *out = netns_slurp(j->out_path, NULL), *err = netns_slurp(j->err_path, NULL);
@@ -190,11 +182,11 @@ static void two_generators_merge_exactly(void **state)
     char *ja = netns_slurp(a->out_path, NULL), *jb = netns_slurp(b->out_path, NULL);
     assert_non_null(ja);
     assert_non_null(jb);
-    double ma = num(ja, "messages"), mb = num(jb, "messages");
+    double ma = tool_json_number(ja, "messages"), mb = tool_json_number(jb, "messages");
     assert_true(ma > 0 && mb > 0);
     /* Each says how far its clock was from the start; both had the same. */
-    assert_true(isfinite(num(ja, "start_offset_ms")) && isfinite(num(jb, "start_offset_ms")));
-    assert_true(num(ja, "start_at") == atof(start) && num(jb, "start_at") == atof(start));
+    assert_true(isfinite(tool_json_number(ja, "start_offset_ms")) && isfinite(tool_json_number(jb, "start_offset_ms")));
+    assert_true(tool_json_number(ja, "start_at") == atof(start) && tool_json_number(jb, "start_at") == atof(start));
 
     static struct tool_result r;
     const char *report[] = {"report", "--json", log_a, log_b, NULL};
@@ -207,16 +199,16 @@ static void two_generators_merge_exactly(void **state)
     const char *logs[] = {log_a, log_b};
     if (hdrjs_read(logs, 2, &all, each, err, sizeof err) != 0)
         fail_msg("%s", err);
-    double p99 = num(r.out, "p99") * 1e6; /* ms -> ns */
+    double p99 = tool_json_number(r.out, "p99") * 1e6; /* ms -> ns */
     double avg = (each[0].p99 + each[1].p99) / 2;
     double tol = all.p99_w + p99 * 1e-5 + 1;
     fprintf(stderr, "test_multihost: A %.0f messages, p99 %.0f ns; B %.0f messages, p99 %.0f "
                     "ns; union (hdr-histogram-js) %.0f values, p99 %.0f ns (slot %.0f); "
                     "report %.0f messages, p99 %.0f ns; the average of the p99s %.0f ns\n",
             ma, each[0].p99, mb, each[1].p99, all.count, all.p99, all.p99_w,
-            num(r.out, "messages"), p99, avg);
-    if (num(r.out, "messages") != ma + mb)
-        fail_msg("report: %.0f messages, the runs %.0f + %.0f", num(r.out, "messages"), ma, mb);
+            tool_json_number(r.out, "messages"), p99, avg);
+    if (tool_json_number(r.out, "messages") != ma + mb)
+        fail_msg("report: %.0f messages, the runs %.0f + %.0f", tool_json_number(r.out, "messages"), ma, mb);
     if (all.count != ma + mb)
         fail_msg("the logs hold %.0f latencies, the runs %.0f + %.0f messages", all.count, ma,
                  mb);
@@ -231,7 +223,7 @@ static void two_generators_merge_exactly(void **state)
     int both = 0;
     for (const char *p = strstr(r.out, "\"intervals\":["); p && (p = strstr(p, "\"generators\":"));
          p++)
-        both += num(p, "generators") == 2;
+        both += tool_json_number(p, "generators") == 2;
     if (both < 2)
         fail_msg("fewer than two intervals hold both generators: %s", strstr(r.out, "\"intervals\""));
     free(ja);

@@ -33,28 +33,8 @@
 
 #define RUN_TIMEOUT_MS 60000
 
-static double num(const char *json, const char *key)
-{
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\":", key);
-    const char *p = strstr(json, needle);
-    return p ? strtod(p + strlen(needle), NULL) : NAN;
-}
-
 /* `ioplex ARGS...`, NULL-terminated. */
-static void tool(struct tool_result *r, ...)
-{
-    const char *args[48];
-    size_t n = 0;
-    va_list ap;
-    va_start(ap, r);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 47)
-        args[n++] = a;
-    va_end(ap);
-    args[n] = NULL;
-    tool_run(r, args, RUN_TIMEOUT_MS);
-}
+#define tool(r, ...) tool_runl(r, RUN_TIMEOUT_MS, __VA_ARGS__)
 
 static void must_succeed(const char *what, const struct tool_result *r)
 {
@@ -104,19 +84,19 @@ static void bench_to(const struct server *s, const char *conns, const char *pipe
          "--hlog", log_path, x1 ? x1 : "-4", x2 ? x2 : "-4", "127.0.0.1", port, NULL);
     must_succeed("bench", &r);
     write_file(json_path, r.out, strlen(r.out));
-    *msgs = num(r.out, "messages");
-    *bytes = num(r.out, "bytes_sent");
+    *msgs = tool_json_number(r.out, "messages");
+    *bytes = tool_json_number(r.out, "bytes_sent");
     assert_true(*msgs > 0);
 }
 
 static void check_merged(const char *what, const char *out, const struct two *t,
                          const char *busiest, const char *quietest)
 {
-    if (num(out, "messages") != t->a_msgs + t->b_msgs ||
-        num(out, "bytes_sent") != t->a_bytes + t->b_bytes || num(out, "connections") != 4)
+    if (tool_json_number(out, "messages") != t->a_msgs + t->b_msgs ||
+        tool_json_number(out, "bytes_sent") != t->a_bytes + t->b_bytes || tool_json_number(out, "connections") != 4)
         fail_msg("%s: messages %.0f (want %.0f), bytes %.0f (want %.0f), connections %.0f "
-                 "(want 4): %.600s", what, num(out, "messages"), t->a_msgs + t->b_msgs,
-                 num(out, "bytes_sent"), t->a_bytes + t->b_bytes, num(out, "connections"), out);
+                 "(want 4): %.600s", what, tool_json_number(out, "messages"), t->a_msgs + t->b_msgs,
+                 tool_json_number(out, "bytes_sent"), t->a_bytes + t->b_bytes, tool_json_number(out, "connections"), out);
     const char *b = strstr(out, "\"busiest\":{\"file\":\"");
     const char *q = strstr(out, "\"quietest\":{\"file\":\"");
     assert_non_null(b);
@@ -146,7 +126,7 @@ static void test_merge(void **state)
     double rows = 0;
     for (const char *p = strstr(r.out, "\"intervals\":["); p && (p = strstr(p, "\"t_s\":"));
          p++)
-        rows += num(p, "messages");
+        rows += tool_json_number(p, "messages");
     assert_true(rows == t.a_msgs + t.b_msgs);
 
     tool(&r, "report", "--json", t.a_json, t.b_json, NULL);
@@ -154,7 +134,7 @@ static void test_merge(void **state)
     check_merged("two JSON", r.out, &t, t.a_msgs > t.b_msgs ? t.a_json : t.b_json,
                  t.a_msgs > t.b_msgs ? t.b_json : t.a_json);
     char p99_json[64];
-    snprintf(p99_json, sizeof p99_json, "%g", num(r.out, "p99"));
+    snprintf(p99_json, sizeof p99_json, "%g", tool_json_number(r.out, "p99"));
 
     tool(&r, "report", "--json", t.a_json, t.b_log, NULL);
     must_succeed("report of a JSON and a log", &r);
@@ -162,7 +142,7 @@ static void test_merge(void **state)
                  t.a_msgs > t.b_msgs ? t.b_log : t.a_json);
     /* The same histograms, whichever file carried them. */
     char p99_mixed[64];
-    snprintf(p99_mixed, sizeof p99_mixed, "%g", num(r.out, "p99"));
+    snprintf(p99_mixed, sizeof p99_mixed, "%g", tool_json_number(r.out, "p99"));
     assert_string_equal(p99_json, p99_mixed);
 
     /* The table: one line per run, and the sum. */

@@ -2,10 +2,12 @@
 #include "tool.h"
 #include "harness.h"
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -89,4 +91,12 @@ void tool_runl(struct tool_result *r, int timeout_ms, ...)
         tool_show("killed at the timeout", r);
         fail_msg("ioplex %s did not end within %d ms", args[0] ? args[0] : "", timeout_ms);
     }
+}
+
+double tool_json_number(const char *json, const char *key)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\":", key);
+    const char *p = json ? strstr(json, needle) : NULL;
+    return p ? strtod(p + strlen(needle), NULL) : NAN;
 }

@@ -28,6 +28,10 @@ void tool_run_under(struct tool_result *r, const char *const wrapper[],
  * fails if the command had to be killed at the timeout. */
 void tool_runl(struct tool_result *r, int timeout_ms, ...);
 
+/* The first number after "key": in a JSON text (the tool's --json
+ * output); NAN if there is none, or no text. */
+double tool_json_number(const char *json, const char *key);
+
 /* Print what it did on stderr, headed by `what`. */
 void tool_show(const char *what, const struct tool_result *r);
 
