@@ -185,8 +185,10 @@ static void two_generators_merge_exactly(void **state)
     double ma = tool_json_number(ja, "messages"), mb = tool_json_number(jb, "messages");
     assert_true(ma > 0 && mb > 0);
     /* Each says how far its clock was from the start; both had the same. */
-    assert_true(isfinite(tool_json_number(ja, "start_offset_ms")) && isfinite(tool_json_number(jb, "start_offset_ms")));
-    assert_true(tool_json_number(ja, "start_at") == atof(start) && tool_json_number(jb, "start_at") == atof(start));
+    assert_true(isfinite(tool_json_number(ja, "start_offset_ms")) &&
+                isfinite(tool_json_number(jb, "start_offset_ms")));
+    assert_true(tool_json_number(ja, "start_at") == atof(start) &&
+                tool_json_number(jb, "start_at") == atof(start));
 
     static struct tool_result r;
     const char *report[] = {"report", "--json", log_a, log_b, NULL};
@@ -207,8 +209,9 @@ static void two_generators_merge_exactly(void **state)
                     "report %.0f messages, p99 %.0f ns; the average of the p99s %.0f ns\n",
             ma, each[0].p99, mb, each[1].p99, all.count, all.p99, all.p99_w,
             tool_json_number(r.out, "messages"), p99, avg);
-    if (tool_json_number(r.out, "messages") != ma + mb)
-        fail_msg("report: %.0f messages, the runs %.0f + %.0f", tool_json_number(r.out, "messages"), ma, mb);
+    double merged = tool_json_number(r.out, "messages");
+    if (merged != ma + mb)
+        fail_msg("report: %.0f messages, the runs %.0f + %.0f", merged, ma, mb);
     if (all.count != ma + mb)
         fail_msg("the logs hold %.0f latencies, the runs %.0f + %.0f messages", all.count, ma,
                  mb);

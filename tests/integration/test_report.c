@@ -92,11 +92,12 @@ static void bench_to(const struct server *s, const char *conns, const char *pipe
 static void check_merged(const char *what, const char *out, const struct two *t,
                          const char *busiest, const char *quietest)
 {
-    if (tool_json_number(out, "messages") != t->a_msgs + t->b_msgs ||
-        tool_json_number(out, "bytes_sent") != t->a_bytes + t->b_bytes || tool_json_number(out, "connections") != 4)
+    double msgs = tool_json_number(out, "messages"), bytes = tool_json_number(out, "bytes_sent");
+    double conns = tool_json_number(out, "connections");
+    if (msgs != t->a_msgs + t->b_msgs || bytes != t->a_bytes + t->b_bytes || conns != 4)
         fail_msg("%s: messages %.0f (want %.0f), bytes %.0f (want %.0f), connections %.0f "
-                 "(want 4): %.600s", what, tool_json_number(out, "messages"), t->a_msgs + t->b_msgs,
-                 tool_json_number(out, "bytes_sent"), t->a_bytes + t->b_bytes, tool_json_number(out, "connections"), out);
+                 "(want 4): %.600s", what, msgs, t->a_msgs + t->b_msgs, bytes,
+                 t->a_bytes + t->b_bytes, conns, out);
     const char *b = strstr(out, "\"busiest\":{\"file\":\"");
     const char *q = strstr(out, "\"quietest\":{\"file\":\"");
     assert_non_null(b);
