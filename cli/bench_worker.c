@@ -161,15 +161,11 @@ static void act(struct wctx *w, struct bconn *c, struct bstep st)
  * buffer: one send() takes them. 0 or an errno. */
 static int send_proxy_header(int fd)
 {
-    struct sockaddr_storage me, peer;
-    socklen_t ml = sizeof me, pl = sizeof peer;
-    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
-        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
-        return errno;
     char hdr[64];
-    ssize_t n = iop__proxy_write(2, (struct sockaddr *)&me, (struct sockaddr *)&peer,
-                                 hdr, sizeof hdr);
-    ssize_t s = n > 0 ? send(fd, hdr, (size_t)n, MSG_NOSIGNAL) : -1;
+    ssize_t n = iop__proxy_write_for(fd, 2, hdr, sizeof hdr);
+    if (n < 0)
+        return (int)-n;
+    ssize_t s = send(fd, hdr, (size_t)n, MSG_NOSIGNAL);
     return s == n ? 0 : s < 0 ? errno : EIO;
 }
 

@@ -118,21 +118,15 @@ static int fail(int err, const char *what)
  * data, so that a server behind one can be tried without one. */
 static int send_proxy_header(int fd, int version)
 {
-    struct sockaddr_storage me, peer;
-    socklen_t ml = sizeof me, pl = sizeof peer;
-    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
-        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
-        return -errno;
     char hdr[IOP__PROXY_V1_MAX];
-    ssize_t n = iop__proxy_write(version, (struct sockaddr *)&me, (struct sockaddr *)&peer,
-                                 hdr, sizeof hdr);
+    ssize_t n = iop__proxy_write_for(fd, version, hdr, sizeof hdr);
     for (ssize_t at = 0; n > 0 && at < n;) { /* the socket is blocking still */
         ssize_t w = send(fd, hdr + at, (size_t)(n - at), MSG_NOSIGNAL);
         if (w < 0 && errno != EINTR)
             return -errno;
         at += w > 0 ? w : 0;
     }
-    return n > 0 ? 0 : -EINVAL;
+    return n > 0 ? 0 : (int)n;
 }
 
 /* A failed cl_recv / cl_send (err: -errno): TLS's own reason when it has one. */

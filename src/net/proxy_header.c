@@ -9,6 +9,7 @@
 #include "net/proxy_header.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -319,4 +320,16 @@ ssize_t iop__proxy_write(int version, const struct sockaddr *src,
         memcpy(a + 34, &d6->sin6_port, 2);
     }
     return (ssize_t)total;
+}
+
+ssize_t iop__proxy_write_for(int fd, int version, void *out, size_t cap)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof me, pl = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+        return -errno;
+    ssize_t n = iop__proxy_write(version, (struct sockaddr *)&me, (struct sockaddr *)&peer, out,
+                                 cap);
+    return n > 0 ? n : -EINVAL;
 }

@@ -2,7 +2,8 @@
  * The PROXY protocol header, versions 1 and 2 (HAProxy's specification,
  * doc/proxy-protocol.txt): what a balancer in front of a server sends
  * first on every connection, so that the server learns the original
- * client's address. Pure functions, no I/O: the connection's layers
+ * client's address. Pure functions, no I/O (iop__proxy_write_for() asks
+ * the socket its two ends, nothing more): the connection's layers
  * (stream/layers.c) feed the parser what they receive; `ioplex connect
  * --send-proxy` and `bench --send-proxy-v2` write headers with
  * iop__proxy_write().
@@ -62,5 +63,9 @@ ssize_t iop__proxy_parse(const void *p, size_t n, struct iop__proxy_header *h,
  * if cap is too small (IOP__PROXY_V1_MAX bytes always do). */
 ssize_t iop__proxy_write(int version, const struct sockaddr *src,
                          const struct sockaddr *dst, void *out, size_t cap);
+/* The header a balancer would send for the connected socket fd: its own
+ * two ends (getsockname(), getpeername()) as source and destination.
+ * Returns its length, or a negative errno. */
+ssize_t iop__proxy_write_for(int fd, int version, void *out, size_t cap);
 
 #endif
