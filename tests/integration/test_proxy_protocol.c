@@ -33,6 +33,7 @@
 #define _GNU_SOURCE
 #include "harness.h"
 #include "netns.h"
+#include "tool.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -144,6 +145,17 @@ static void datagram_refused(void **state)
         fprintf(stderr, "exit %d: %s\n", rc, err);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(err, "PROXY protocol needs a stream transport"));
+    /* The clients refuse it too: a header has no place in a datagram. */
+    struct tool_result *r = malloc(sizeof *r);
+    assert_non_null(r);
+    tool_run(r, (const char *[]){"connect", "--send-proxy", "-u", "127.0.0.1", "9", NULL}, IO_MS);
+    tool_expect_error("connect --send-proxy -u", r, 2, "ioplex connect: ", "--send-proxy",
+                      "stream", NULL);
+    tool_run(r, (const char *[]){"bench", "--send-proxy-v2", "-u", "127.0.0.1", "9", NULL},
+             IO_MS);
+    tool_expect_error("bench --send-proxy-v2 -u", r, 2, "ioplex bench: ", "--send-proxy-v2",
+                      "stream", NULL);
+    free(r);
 }
 
 /* ---- TLS after the header ------------------------------------------------ */
