@@ -105,6 +105,16 @@ static void open_now(iop_conn *c)
     proxy_free(c);
 }
 
+/* A run of plaintext from TLS: the service hears of c first (the
+ * handshake is over), then its messages, framed where they lie (only a
+ * partial frame is kept, in c->in), as a plain connection's bytes are. */
+static int deliver_plain(iop_conn *c, const char *p, size_t n)
+{
+    if (!(c->flags & IOP__CONN_OPENED))
+        open_now(c);
+    return iop__conn_dispatch_bytes(c, p, n);
+}
+
 int iop__conn_start(iop_conn *c)
 {
     iop_server *s = c->server;
@@ -141,8 +151,7 @@ int iop__conn_input(iop_conn *c, const char *p, size_t n)
     }
     if (!c->tls)
         return iop__conn_dispatch_bytes(c, p, n);
-    int was_open = iop__tls_established(c->tls);
-    int r = iop__tls_input(c, p, n); /* plaintext appended to c->in */
+    int r = iop__tls_input(c, p, n, deliver_plain);
     if (r == -EPROTO && c->out.bytes > 0) {
         /* OpenSSL queued its alert (a client without the certificate
          * asked for learns "certificate required", not a bare EOF): it
@@ -152,12 +161,9 @@ int iop__conn_input(iop_conn *c, const char *p, size_t n)
     }
     if (r < 0)
         return r;
-    if (!was_open && iop__tls_established(c->tls))
-        open_now(c);
-    if (!(c->flags & IOP__CONN_OPENED))
-        return 0;
-    r = iop__conn_dispatch(c);
-    if (r == 0 && iop__tls_peer_closed(c->tls) && !(c->flags & IOP__CONN_PEER_EOF))
+    if (!(c->flags & IOP__CONN_OPENED) && iop__tls_established(c->tls))
+        open_now(c); /* a handshake that ended without data after it */
+    if (iop__tls_peer_closed(c->tls) && !(c->flags & IOP__CONN_PEER_EOF))
         iop__conn_input_end(c); /* close_notify: the end of the peer's stream */
     return r;
 }

@@ -147,16 +147,16 @@ const char *iop_conn_tls_peer(const iop_conn *c)
 int iop__tls_established(const struct iop__tls_conn *tc) { return tc->established; }
 int iop__tls_peer_closed(const struct iop__tls_conn *tc) { return tc->peer_closed; }
 
-/* Decrypt what OpenSSL can into c->in. */
-static int read_plaintext(iop_conn *c, struct iop__tls_conn *tc)
+/* Decrypt what OpenSSL can, a record at a time, and hand it on. */
+static int read_plaintext(iop_conn *c, struct iop__tls_conn *tc, iop__tls_deliver deliver)
 {
+    char plain[RECORD_MAX];
     for (;;) {
-        char *dst = iop__buf_reserve(&c->in, RECORD_MAX);
-        if (!dst)
-            return -ENOMEM;
         size_t got = 0;
-        if (SSL_read_ex(tc->ssl, dst, RECORD_MAX, &got) == 1) {
-            iop__buf_commit(&c->in, got);
+        if (SSL_read_ex(tc->ssl, plain, sizeof plain, &got) == 1) {
+            int r = deliver(c, plain, got);
+            if (r != 0)
+                return r;
             continue;
         }
         switch (SSL_get_error(tc->ssl, 0)) {
@@ -173,7 +173,7 @@ static int read_plaintext(iop_conn *c, struct iop__tls_conn *tc)
     }
 }
 
-int iop__tls_input(iop_conn *c, const char *p, size_t n)
+int iop__tls_input(iop_conn *c, const char *p, size_t n, iop__tls_deliver deliver)
 {
     struct iop__tls_conn *tc = c->tls;
     if (tc->failed || tc->peer_closed)
@@ -192,7 +192,7 @@ int iop__tls_input(iop_conn *c, const char *p, size_t n)
         }
     }
     if (r == 0 && tc->established)
-        r = read_plaintext(c, tc);
+        r = read_plaintext(c, tc, deliver);
     tc->in = NULL;
     tc->in_len = 0;
     return r;

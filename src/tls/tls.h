@@ -55,10 +55,13 @@ void iop__tls_conn_free(iop_conn *c);
 /* The handshake is done; the peer has sent its close_notify. */
 int iop__tls_established(const struct iop__tls_conn *tc);
 int iop__tls_peer_closed(const struct iop__tls_conn *tc);
-/* Ciphertext from the peer: the handshake advanced, the plaintext
- * appended to c->in, whatever TLS answers queued on c->out. 0, or
- * -EPROTO (a failed handshake, a bad record: said) or -ENOMEM. */
-int iop__tls_input(iop_conn *c, const char *p, size_t n);
+/* Ciphertext from the peer: the handshake advanced, each run of
+ * plaintext handed to deliver (from a buffer on the stack: nothing is
+ * allocated per record), whatever TLS answers queued on c->out. 0,
+ * deliver's error, -EPROTO (a failed handshake, a bad record: said) or
+ * -ENOMEM. */
+typedef int (*iop__tls_deliver)(iop_conn *c, const char *plain, size_t len);
+int iop__tls_input(iop_conn *c, const char *p, size_t n, iop__tls_deliver deliver);
 /* The peer's stream ended: without its close_notify, said (-v) as a
  * truncation. */
 void iop__tls_input_end(iop_conn *c);
